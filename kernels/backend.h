@@ -1,0 +1,36 @@
+// What the engine and the kernels agree on: which device runs an op, and on which stream.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+
+namespace unet {
+
+// Every error the project reports to a user derives from this; tools print what() after "error: ".
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// cpu: the references in kernels/*_cpu.cpp. sim and cuda: the same kernels/*.cu sources, compiled
+// by the host compiler against kernels/sim/ and by nvcc respectively.
+enum class DeviceKind { cpu, sim, cuda };
+
+inline const char* device_name(DeviceKind kind) {
+  switch (kind) {
+    case DeviceKind::cpu: return "cpu";
+    case DeviceKind::sim: return "sim";
+    case DeviceKind::cuda: return "cuda";
+  }
+  return "?";
+}
+
+// A stream as the launchers take it: a cudaStream_t on cuda, a sim::SimStream* on sim, unused on
+// cpu. Null is the device's default stream.
+struct Stream {
+  void* handle = nullptr;
+};
+
+constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace unet

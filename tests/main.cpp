@@ -1,0 +1,3 @@
+// The tests' main for cpu, sim and data tests.
+#define CATCH_CONFIG_MAIN
+#include <catch2/catch.hpp>

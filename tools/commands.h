@@ -1,0 +1,14 @@
+// The `unet` subcommands. Each takes the arguments after its name and returns the exit status;
+// errors are thrown (unet::Error, UsageError) and reported by main as one `error:` line.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace unet {
+
+using Args = std::vector<std::string>;
+
+int command_info(const Args& args);
+
+}  // namespace unet

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# GPU checks in two halves, because the GPU machine has no network and lacks libtiff, Catch2 and
+# Google Benchmark (docs/gpu-check.md):
+#
+#   tools/gpu_check.sh pack [PACK_DIR]          on this machine: build the cuda tests, benchmarks
+#                                               and `unet` for sm_90 (Release) and gather them with
+#                                               the non-system libraries they need (default gpu-pack/)
+#   tools/gpu_check.sh run PACK_DIR [OUT_DIR]   on the GPU machine: run them, no build; writes
+#                                               gpu_check.log and summary.md into OUT_DIR (default
+#                                               PACK_DIR/results) as it goes, prints the summary last
+set -uo pipefail
+
+usage() {
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+}
+
+# ------------------------------------------------------------------------------------------------
+pack() {
+  local pack_dir=${1:-gpu-pack}
+  local build=build-gpu
+  set -e
+  command -v nvcc >/dev/null || { echo "error: pack needs nvcc (the CUDA toolkit)" >&2; exit 1; }
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+        -DUNET_TESTS=ON -DUNET_BENCHMARKS=ON >/dev/null
+  grep -q 'UNET_WITH_CUDA=ON' "$build/unet-build.env" || { echo "error: the build has no cuda device" >&2; exit 1; }
+  cmake --build "$build" -j "$(nproc)"
+
+  rm -rf "$pack_dir"
+  mkdir -p "$pack_dir/bin" "$pack_dir/lib"
+  local binaries=("$build/tools/unet")
+  mapfile -t -O ${#binaries[@]} binaries < <(find "$build/tests" "$build/bench" -maxdepth 1 -type f -executable \
+                                              \( -name 'test_cuda_*' -o -name 'bench_*' \) 2>/dev/null | sort)
+  cp "${binaries[@]}" "$pack_dir/bin/"
+  [[ -d bench ]] && cp bench/*.py "$pack_dir/bin/" 2>/dev/null || true
+
+  # Libraries the GPU machine may lack: everything but the C library, the loader and the CUDA
+  # libraries, which come from the machine (driver, toolkit or PyTorch's wheels).
+  local library
+  for binary in "${binaries[@]}"; do
+    ldd "$binary" | awk '/=> \// { print $3 }'
+  done | sort -u | while read -r library; do
+    case $(basename "$library") in
+      libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*|libcudnn*|libcublas*|libnvidia*) ;;
+      *) cp -L "$library" "$pack_dir/lib/" ;;
+    esac
+  done
+
+  {
+    echo "commit: $(git describe --always --dirty --abbrev=12)"
+    echo "packed: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "built with: $(nvcc --version | tail -1), $(g++ --version | head -1), sm_90"
+  } > "$pack_dir/manifest.txt"
+  echo "pack: $(du -sh "$pack_dir" | cut -f1) in $pack_dir ($(ls "$pack_dir/bin" | wc -l) programs, $(ls "$pack_dir/lib" | wc -l) libraries)"
+  cat "$pack_dir/manifest.txt"
+}
+
+# ------------------------------------------------------------------------------------------------
+run() {
+  local pack_dir=${1:?usage: tools/gpu_check.sh run PACK_DIR [OUT_DIR]}
+  pack_dir=$(cd "$pack_dir" && pwd)
+  local out=${2:-$pack_dir/results}
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  local log=$out/gpu_check.log summary=$out/summary.md
+  : > "$log"
+
+  # cuDNN and cuBLAS for the baselines: the toolkit's, or those in PyTorch's wheels.
+  local extra
+  extra=$(python3 - 2>/dev/null <<'PY'
+import glob, os
+dirs = []
+try:
+    import torch
+    dirs.append(os.path.join(os.path.dirname(torch.__file__), "lib"))
+except Exception:
+    pass
+for site in __import__("site").getsitepackages():
+    dirs += glob.glob(os.path.join(site, "nvidia", "*", "lib"))
+print(":".join(d for d in dirs if os.path.isdir(d)))
+PY
+  )
+  export LD_LIBRARY_PATH="$pack_dir/lib:${extra:+$extra:}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  export UNET_GPU_CHECK_OUT=$out
+
+  local card driver
+  card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)
+  {
+    echo "# GPU check"
+    echo
+    echo "- card: ${card:-none found}"
+    echo "- driver: ${driver:-none}"
+    echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    sed 's/^/- /' "$pack_dir/manifest.txt"
+    echo
+    echo "| step | result | seconds |"
+    echo "| --- | --- | --- |"
+  } > "$summary"
+
+  local failures=0
+  step() {  # step NAME TIMEOUT_SECONDS COMMAND...
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name: $*" >> "$log"
+    local start=$SECONDS status result
+    timeout "$limit" "$@" >> "$log" 2>&1
+    status=$?
+    case $status in
+      0) result=passed ;;
+      77) result=skipped ;;
+      124) result="FAILED (over ${limit} s)"; failures=$((failures + 1)) ;;
+      *) result="FAILED (exit $status)"; failures=$((failures + 1)) ;;
+    esac
+    echo "| $name | $result | $((SECONDS - start)) |" >> "$summary"
+    echo "=== $name: $result" >> "$log"
+  }
+
+  step "unet info" 60 "$pack_dir/bin/unet" info
+  local binary
+  for binary in "$pack_dir"/bin/test_cuda_*; do
+    [[ -x $binary ]] && step "$(basename "$binary")" 240 "$binary"
+  done
+  if command -v compute-sanitizer >/dev/null; then
+    step "compute-sanitizer memcheck: test_cuda_features" 120 \
+      compute-sanitizer --tool memcheck --error-exitcode 1 "$pack_dir/bin/test_cuda_features"
+  else
+    echo "| compute-sanitizer memcheck | skipped (not installed) | 0 |" >> "$summary"
+  fi
+  for binary in "$pack_dir"/bin/bench_*; do
+    [[ -x $binary ]] && step "$(basename "$binary")" 180 "$binary" \
+      --benchmark_out="$out/$(basename "$binary").json" --benchmark_out_format=json
+  done
+
+  { echo; echo "failures: $failures; full log: gpu_check.log"; } >> "$summary"
+  cat "$summary"
+  [[ $failures -eq 0 ]]
+}
+
+case ${1:-} in
+  pack) shift; pack "$@" ;;
+  run) shift; run "$@" ;;
+  *) usage ;;
+esac
