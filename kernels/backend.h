@@ -34,3 +34,12 @@ struct Stream {
 constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace unet
+
+// Functions shared by a CPU reference and its kernels are marked UNET_HOST_DEVICE and given
+// internal linkage (static inline): each library then has its own copy, so the sim and cuda
+// compilations never define the same symbol (tools/check_symbols.sh).
+#if defined(__CUDACC__)
+#define UNET_HOST_DEVICE __host__ __device__
+#else
+#define UNET_HOST_DEVICE
+#endif

@@ -72,4 +72,72 @@ double relative_error(const std::vector<A>& out, const std::vector<B>& ref) {
   return reference == 0 ? std::sqrt(difference) : std::sqrt(difference / reference);
 }
 
+// A channel-slice layout: `channels` values per pixel, at `offset` within a pixel of `stride`
+// values. Dense is {channels, 0}; kernels must treat every other layout the same.
+struct Slice {
+  int stride;
+  int offset;
+};
+
+// Places dense (pixels, channels) values into a wider (pixels, stride) buffer filled with `fill`.
+template <class T>
+std::vector<T> widen(const std::vector<T>& dense, int64_t pixels, int channels, Slice slice, T fill) {
+  std::vector<T> wide(static_cast<size_t>(pixels) * slice.stride, fill);
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int c = 0; c < channels; ++c) wide[p * slice.stride + slice.offset + c] = dense[p * channels + c];
+  }
+  return wide;
+}
+
+// The inverse of widen: the slice's values, dense.
+template <class T>
+std::vector<T> narrow(const std::vector<T>& wide, int64_t pixels, int channels, Slice slice) {
+  std::vector<T> dense(static_cast<size_t>(pixels) * channels);
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int c = 0; c < channels; ++c) dense[p * channels + c] = wide[p * slice.stride + slice.offset + c];
+  }
+  return dense;
+}
+
+// True if every value of `wide` outside the slice still equals `fill`: a kernel wrote nothing
+// outside its channels.
+template <class T>
+bool outside_untouched(const std::vector<T>& wide, int64_t pixels, int channels, Slice slice, T fill) {
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int c = 0; c < slice.stride; ++c) {
+      if (c >= slice.offset && c < slice.offset + channels) continue;
+      const T v = wide[p * slice.stride + c];
+      if (!(v == fill || (std::isnan(static_cast<double>(v)) && std::isnan(static_cast<double>(fill))))) return false;
+    }
+  }
+  return true;
+}
+
+template <class T>
+std::vector<double> to_double(const std::vector<T>& values) {
+  return std::vector<double>(values.begin(), values.end());
+}
+
+// Central differences of a scalar function of x, in double: the gradient checks' yardstick.
+template <class Loss>
+std::vector<double> numerical_gradient(std::vector<double> x, Loss loss, double step = 1e-6) {
+  std::vector<double> gradient(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double saved = x[i];
+    x[i] = saved + step;
+    const double up = loss(x);
+    x[i] = saved - step;
+    const double down = loss(x);
+    x[i] = saved;
+    gradient[i] = (up - down) / (2 * step);
+  }
+  return gradient;
+}
+
+inline double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) sum += a[i] * b[i];
+  return sum;
+}
+
 }  // namespace unet::test

@@ -1,0 +1,80 @@
+// Adam and AdamW, as torch.optim.Adam / AdamW compute them, in one launch over every parameter.
+//
+// The engine keeps all parameters in one flat buffer (and their gradients, first and second
+// moments in three more), so a single elementwise kernel updates the whole model. For step t
+// (1-based) and learning rate lr(t):
+//
+//   Adam:  g = grad + weight_decay * param              (L2, only when weight_decay != 0)
+//   AdamW: param = param * (1 - lr(t) * weight_decay)   (decoupled)
+//   m = m * beta1 + g * (1 - beta1)
+//   v = v * beta2 + g * g * (1 - beta2)
+//   param = param - (lr(t) / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//
+// in that order of operations (PyTorch's single-tensor path); the bias corrections are computed in
+// double, as PyTorch computes them in Python floats. The step t is read from device memory (the
+// training clock, kernels/clock.h) and the learning-rate schedule is evaluated in the kernel, so a
+// step captured once as a CUDA graph stays correct when replayed.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/backend.h"
+
+namespace unet {
+
+enum class LrSchedule { constant, cosine };
+
+struct AdamConfig {
+  float lr = 1e-4f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;
+  bool decoupled_weight_decay = false;  // AdamW
+  // Schedule: linear warm-up from 0 over warmup_steps, then constant, or cosine decay to 0 at
+  // total_steps.
+  LrSchedule schedule = LrSchedule::constant;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 0;
+};
+
+// lr(t) for 1-based step t. Internal linkage: compiled into each kernel library separately.
+UNET_HOST_DEVICE static inline double scheduled_lr(const AdamConfig& config, int64_t step) {
+  double lr = config.lr;
+  if (config.warmup_steps > 0 && step <= config.warmup_steps) {
+    return lr * static_cast<double>(step) / static_cast<double>(config.warmup_steps);
+  }
+  if (config.schedule == LrSchedule::cosine && config.total_steps > config.warmup_steps) {
+    const double progress = static_cast<double>(step - config.warmup_steps) /
+                            static_cast<double>(config.total_steps - config.warmup_steps);
+    lr *= 0.5 * (1.0 + cos(3.14159265358979323846 * (progress < 1.0 ? progress : 1.0)));
+  }
+  return lr;
+}
+
+namespace cpu {
+
+template <class T>
+void adam_step(int64_t n, T* param, const T* grad, T* m, T* v, const AdamConfig& config, int64_t step);
+
+}  // namespace cpu
+
+template <DeviceKind D>
+struct Adam {
+  static constexpr int versions = 2;
+
+  static void step(int64_t n,
+                   float* param,          // (n) all parameters, flat
+                   const float* grad,     // (n)
+                   float* m,              // (n) first moments
+                   float* v,              // (n) second moments
+                   const AdamConfig& config,
+                   const int64_t* step,   // (1) device memory: the 1-based step being taken
+                   Stream stream, int version = 0);
+};
+
+extern template struct Adam<DeviceKind::sim>;
+extern template struct Adam<DeviceKind::cuda>;
+
+}  // namespace unet

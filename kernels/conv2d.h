@@ -1,0 +1,103 @@
+// conv2d: k x k convolution, stride 1, 'same' zero padding (k odd), optional bias, fused ReLU.
+//
+//   forward          y(n,h,w,o)  = act(b(o) + sum_{r,s,i} x(n, h+r-k/2, w+s-k/2, i) * W(o,r,s,i))
+//   backward_data    dx(n,h,w,i) = beta*dx + sum_{r,s,o} g(n, h-r+k/2, w-s+k/2, o) * W(o,r,s,i)
+//   backward_weight  dW(o,r,s,i) = beta*dW + sum_{n,h,w} g(n,h,w,o) * x(n, h+r-k/2, w+s-k/2, i)
+//   backward_bias    db(o)       = beta*db + sum_{n,h,w} g(n,h,w,o)
+//
+// where act is ReLU or the identity, and g = dy * (y > 0) when the forward fused ReLU (the caller
+// passes the forward's output y as `relu_output`; nullptr means no ReLU: g = dy).
+//
+// Layouts. Activations are NHWC, read and written through a pixel stride (elements from one pixel
+// to the next, >= the channel count): a channel slice of a wider buffer is a valid operand, which
+// makes the U-Net's skip concatenation free. Weights are OHWI, W[Cout][k][k][Cin] (cuDNN's NHWC
+// filter layout); PyTorch's Conv2d weight [Cout][Cin][k][k] is converted at the checkpoint
+// boundary (engine/checkpoint). Reductions over pixels (weight and bias gradients) are two-pass
+// and tree-shaped through a caller-provided workspace: no floating-point atomics, the same bits
+// on every run.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/backend.h"
+
+namespace unet {
+
+struct Conv2dShape {
+  int n = 1, h = 1, w = 1;  // batch, height, width (input and output)
+  int c_in = 1, c_out = 1;
+  int k = 3;  // odd
+};
+
+// Multiply-adds of one forward pass (each backward pass does as many).
+inline int64_t conv2d_macs(const Conv2dShape& s) {
+  return int64_t{s.n} * s.h * s.w * s.c_out * s.c_in * s.k * s.k;
+}
+
+namespace cpu {
+
+// The reference: plain loops over the definitions above, T = float or double.
+template <class T>
+void conv2d_forward(const Conv2dShape& shape, const T* x, int x_stride, const T* weight, const T* bias, bool relu,
+                    T* y, int y_stride);
+template <class T>
+void conv2d_backward_data(const Conv2dShape& shape, const T* dy, int dy_stride, const T* relu_output,
+                          int relu_output_stride, const T* weight, T beta, T* dx, int dx_stride);
+template <class T>
+void conv2d_backward_weight(const Conv2dShape& shape, const T* x, int x_stride, const T* dy, int dy_stride,
+                            const T* relu_output, int relu_output_stride, T beta, T* dweight);
+template <class T>
+void conv2d_backward_bias(const Conv2dShape& shape, const T* dy, int dy_stride, const T* relu_output,
+                          int relu_output_stride, T beta, T* dbias);
+
+}  // namespace cpu
+
+// The CUDA kernels' launchers, compiled from conv2d.cu for sim and for cuda. `version` 0 is the
+// default (fastest); 1 is the first, simplest correct kernel, kept for teaching and testing. The
+// versions are listed in conv2d.cu's header.
+template <DeviceKind D>
+struct Conv2d {
+  static constexpr int versions = 2;
+
+  static void forward(const Conv2dShape& shape,
+                      const float* x, int x_stride,       // (N, H, W, Cin), pixel stride >= Cin
+                      const float* weight,                // (Cout, k, k, Cin)
+                      const float* bias,                  // (Cout), or nullptr
+                      bool relu,
+                      float* y, int y_stride,             // (N, H, W, Cout), pixel stride >= Cout
+                      Stream stream, int version = 0);
+
+  static void backward_data(const Conv2dShape& shape,
+                            const float* dy, int dy_stride,                   // (N, H, W, Cout)
+                            const float* relu_output, int relu_output_stride, // (N, H, W, Cout) y, or nullptr
+                            const float* weight,                              // (Cout, k, k, Cin)
+                            float beta,
+                            float* dx, int dx_stride,                         // (N, H, W, Cin)
+                            Stream stream, int version = 0);
+
+  // Bytes of scratch backward_weight needs for this shape (0 allowed).
+  static size_t backward_weight_workspace(const Conv2dShape& shape, int version = 0);
+  static void backward_weight(const Conv2dShape& shape,
+                              const float* x, int x_stride,                     // (N, H, W, Cin)
+                              const float* dy, int dy_stride,                   // (N, H, W, Cout)
+                              const float* relu_output, int relu_output_stride, // (N, H, W, Cout) y, or nullptr
+                              float beta,
+                              float* dweight,                                   // (Cout, k, k, Cin)
+                              void* workspace,                                  // backward_weight_workspace bytes
+                              Stream stream, int version = 0);
+
+  static size_t backward_bias_workspace(const Conv2dShape& shape);
+  static void backward_bias(const Conv2dShape& shape,
+                            const float* dy, int dy_stride,                   // (N, H, W, Cout)
+                            const float* relu_output, int relu_output_stride, // (N, H, W, Cout) y, or nullptr
+                            float beta,
+                            float* dbias,                                     // (Cout)
+                            void* workspace,                                  // backward_bias_workspace bytes
+                            Stream stream);
+};
+
+extern template struct Conv2d<DeviceKind::sim>;
+extern template struct Conv2d<DeviceKind::cuda>;
+
+}  // namespace unet

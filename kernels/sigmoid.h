@@ -1,0 +1,41 @@
+// sigmoid: y = 1 / (1 + exp(-x)), computed without overflow for any finite x;
+// dx = beta*dx + dy * y * (1 - y). Over `pixels` rows of `channels` values with pixel strides.
+// Used at inference (probabilities from logits); the losses fuse their own sigmoid.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/backend.h"
+
+namespace unet {
+
+namespace cpu {
+
+template <class T>
+void sigmoid_forward(int64_t pixels, int channels, const T* x, int x_stride, T* y, int y_stride);
+template <class T>
+void sigmoid_backward(int64_t pixels, int channels, const T* dy, int dy_stride, const T* y, int y_stride, T beta,
+                      T* dx, int dx_stride);
+
+}  // namespace cpu
+
+template <DeviceKind D>
+struct Sigmoid {
+  static constexpr int versions = 1;
+
+  static void forward(int64_t pixels, int channels,
+                      const float* x, int x_stride,  // (pixels, channels)
+                      float* y, int y_stride,        // (pixels, channels)
+                      Stream stream, int version = 0);
+  static void backward(int64_t pixels, int channels,
+                       const float* dy, int dy_stride,  // (pixels, channels)
+                       const float* y, int y_stride,    // (pixels, channels), the forward's output
+                       float beta,
+                       float* dx, int dx_stride,        // (pixels, channels)
+                       Stream stream, int version = 0);
+};
+
+extern template struct Sigmoid<DeviceKind::sim>;
+extern template struct Sigmoid<DeviceKind::cuda>;
+
+}  // namespace unet
