@@ -10,5 +10,7 @@ namespace unet {
 using Args = std::vector<std::string>;
 
 int command_info(const Args& args);
+int command_dataset(const Args& args);
+int command_synth(const Args& args);
 
 }  // namespace unet

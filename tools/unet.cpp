@@ -20,6 +20,8 @@ struct Command {
 
 const Command commands[] = {
     {"info", "build configuration, devices, CUDA and cuDNN versions", unet::command_info},
+    {"dataset", "what a dataset folder holds, and how long loading it takes", unet::command_dataset},
+    {"synth", "write phantom MRI data in the kaggle_3m layout", unet::command_synth},
 };
 
 void print_usage(std::FILE* out) {
