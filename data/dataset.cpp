@@ -236,8 +236,12 @@ void load_slice(const SliceFiles& files, int side, uint8_t* image_out, uint8_t* 
     throw Error(files.mask + ": mask is " + std::to_string(mask.width) + "x" + std::to_string(mask.height) +
                 " but its image is " + std::to_string(image.width) + "x" + std::to_string(image.height));
   }
-  const std::vector<uint8_t> rgb = resize_bilinear(slice_channels(image), image.height, image.width, 3, side, side);
-  const std::vector<uint8_t> binary = resize_nearest(mask_pixels(mask), mask.height, mask.width, 1, side, side);
+  const bool resize = image.width != side || image.height != side;
+  std::vector<uint8_t> rgb = slice_channels(image), binary = mask_pixels(mask);
+  if (resize) {
+    rgb = resize_bilinear(rgb, image.height, image.width, 3, side, side);
+    binary = resize_nearest(binary, mask.height, mask.width, 1, side, side);
+  }
   std::memcpy(image_out, rgb.data(), rgb.size());
   std::memcpy(mask_out, binary.data(), binary.size());
   *tumour = std::any_of(binary.begin(), binary.end(), [](uint8_t v) { return v != 0; });

@@ -127,23 +127,33 @@ TiffFormat read_format(TIFF* tiff, const std::string& path) {
 }
 
 // Copies one decoded strip or tile (rows x cols pixels of `per_pixel` samples, `row_samples`
-// apart) into the image at (x, y), channel `first`.
-void place_chunk(const uint8_t* chunk, int bits, int rows, int cols, int per_pixel, int64_t row_samples, int x, int y,
-                 int first, Image& image) {
+// apart) into the image at (x, y), channel `first`. Interleaved rows are one contiguous run in
+// both, so the copy is a straight (vectorised) loop; planes go one sample per pixel.
+template <class Sample>
+void place_rows(const Sample* chunk, int rows, int cols, int per_pixel, int64_t row_samples, int x, int y, int first,
+                Image& image) {
   for (int r = 0; r < rows; ++r) {
-    for (int c = 0; c < cols; ++c) {
-      uint16_t* out = image.samples.data() + ((int64_t{y} + r) * image.width + x + c) * image.channels + first;
-      const int64_t in = r * row_samples + int64_t{c} * per_pixel;
-      for (int s = 0; s < per_pixel; ++s) {
-        if (bits == 8) {
-          out[s] = chunk[in + s];
-        } else {
-          std::memcpy(&out[s], chunk + (in + s) * 2, 2);  // libtiff has already made it native-endian
-        }
-      }
+    const Sample* in = chunk + r * row_samples;
+    uint16_t* out = image.samples.data() + ((int64_t{y} + r) * image.width + x) * image.channels + first;
+    if (per_pixel == image.channels) {
+      for (int64_t i = 0; i < int64_t{cols} * per_pixel; ++i) out[i] = in[i];
+    } else {
+      for (int c = 0; c < cols; ++c) out[int64_t{c} * image.channels] = in[c];
     }
   }
 }
+
+// `chunk` holds the decoded bytes (16-bit samples already native-endian: libtiff swaps them).
+void place_chunk(const std::vector<uint16_t>& chunk, int bits, int rows, int cols, int per_pixel, int64_t row_samples,
+                 int x, int y, int first, Image& image) {
+  if (bits == 8) {
+    place_rows(reinterpret_cast<const uint8_t*>(chunk.data()), rows, cols, per_pixel, row_samples, x, y, first, image);
+  } else {
+    place_rows(chunk.data(), rows, cols, per_pixel, row_samples, x, y, first, image);
+  }
+}
+
+std::vector<uint16_t> chunk_buffer(int64_t bytes) { return std::vector<uint16_t>(static_cast<size_t>((bytes + 1) / 2)); }
 
 Image decode_tiff(const std::vector<uint8_t>& file, const std::string& path) {
   MemoryFile memory{file.data(), file.size()};
@@ -173,9 +183,9 @@ Image decode_tiff(const std::vector<uint8_t>& file, const std::string& path) {
     TIFFGetField(tiff.get(), TIFFTAG_TILEWIDTH, &tile_width);
     TIFFGetField(tiff.get(), TIFFTAG_TILELENGTH, &tile_height);
     if (tile_width == 0 || tile_height == 0) fail(path, "corrupt TIFF (tiles of size 0)");
-    std::vector<uint8_t> chunk(static_cast<size_t>(TIFFTileSize(tiff.get())));
     const int64_t expected = int64_t{tile_width} * tile_height * per_pixel * bytes;
-    if (static_cast<int64_t>(chunk.size()) < expected) fail(path, "corrupt TIFF (tile size)");
+    if (TIFFTileSize(tiff.get()) < expected) fail(path, "corrupt TIFF (tile size)");
+    std::vector<uint16_t> chunk = chunk_buffer(expected);
     for (int plane = 0; plane < planes; ++plane) {
       for (uint32_t y = 0; y < f.height; y += tile_height) {
         for (uint32_t x = 0; x < f.width; x += tile_width) {
@@ -183,7 +193,7 @@ Image decode_tiff(const std::vector<uint8_t>& file, const std::string& path) {
           if (TIFFReadEncodedTile(tiff.get(), index, chunk.data(), expected) != expected) corrupt("tile", index);
           const int rows = static_cast<int>(std::min(tile_height, f.height - y));
           const int cols = static_cast<int>(std::min(tile_width, f.width - x));
-          place_chunk(chunk.data(), f.bits, rows, cols, per_pixel, int64_t{tile_width} * per_pixel,
+          place_chunk(chunk, f.bits, rows, cols, per_pixel, int64_t{tile_width} * per_pixel,
                       static_cast<int>(x), static_cast<int>(y), plane, image);
         }
       }
@@ -194,7 +204,7 @@ Image decode_tiff(const std::vector<uint8_t>& file, const std::string& path) {
     rows_per_strip = std::clamp<uint32_t>(rows_per_strip, 1, f.height);
     const uint32_t strips_per_plane = (f.height + rows_per_strip - 1) / rows_per_strip;
     const int64_t row_samples = int64_t{f.width} * per_pixel;
-    std::vector<uint8_t> chunk(static_cast<size_t>(rows_per_strip * row_samples * bytes));
+    std::vector<uint16_t> chunk = chunk_buffer(rows_per_strip * row_samples * bytes);
     for (int plane = 0; plane < planes; ++plane) {
       for (uint32_t strip = 0; strip < strips_per_plane; ++strip) {
         const uint32_t y = strip * rows_per_strip;
@@ -202,7 +212,7 @@ Image decode_tiff(const std::vector<uint8_t>& file, const std::string& path) {
         const int64_t expected = rows * row_samples * bytes;
         const uint32_t index = plane * strips_per_plane + strip;
         if (TIFFReadEncodedStrip(tiff.get(), index, chunk.data(), expected) != expected) corrupt("strip", index);
-        place_chunk(chunk.data(), f.bits, rows, static_cast<int>(f.width), per_pixel, row_samples, 0,
+        place_chunk(chunk, f.bits, rows, static_cast<int>(f.width), per_pixel, row_samples, 0,
                     static_cast<int>(y), plane, image);
       }
     }
@@ -265,14 +275,26 @@ Image decode_image(const std::vector<uint8_t>& file, const std::string& path) {
 
 Image read_image(const std::string& path) { return decode_image(read_file(path), path); }
 
+namespace {
+
+// 16 bits to 8 with rounding: 65535 -> 255, 0 -> 0.
+uint8_t to_8_bits(uint32_t v) { return static_cast<uint8_t>((255 * v + 32767) / 65535); }
+
+}  // namespace
+
 std::vector<uint8_t> slice_channels(const Image& image) {
   const int64_t pixels = int64_t{image.width} * image.height;
-  const bool grey = colour_channels(image) == 1;
+  const uint16_t* in = image.samples.data();
   std::vector<uint8_t> out(static_cast<size_t>(pixels) * 3);
+  if (image.channels == 3 && image.bits == 8) {  // the LGG slices: a straight narrowing copy
+    for (int64_t i = 0; i < pixels * 3; ++i) out[i] = static_cast<uint8_t>(in[i]);
+    return out;
+  }
+  const bool grey = colour_channels(image) == 1;
   for (int64_t p = 0; p < pixels; ++p) {
     for (int c = 0; c < 3; ++c) {
-      const uint32_t v = image.samples[p * image.channels + (grey ? 0 : c)];
-      out[p * 3 + c] = static_cast<uint8_t>(image.bits == 16 ? (255 * v + 32767) / 65535 : v);
+      const uint16_t v = in[p * image.channels + (grey ? 0 : c)];
+      out[p * 3 + c] = image.bits == 16 ? to_8_bits(v) : static_cast<uint8_t>(v);
     }
   }
   return out;
@@ -280,11 +302,16 @@ std::vector<uint8_t> slice_channels(const Image& image) {
 
 std::vector<uint8_t> mask_pixels(const Image& image) {
   const int64_t pixels = int64_t{image.width} * image.height;
-  const int colours = colour_channels(image);
+  const uint16_t* in = image.samples.data();
   std::vector<uint8_t> out(static_cast<size_t>(pixels));
+  if (image.channels == 1) {
+    for (int64_t p = 0; p < pixels; ++p) out[p] = in[p] != 0;
+    return out;
+  }
+  const int colours = colour_channels(image);
   for (int64_t p = 0; p < pixels; ++p) {
     bool any = false;
-    for (int c = 0; c < colours; ++c) any = any || image.samples[p * image.channels + c] != 0;
+    for (int c = 0; c < colours; ++c) any = any || in[p * image.channels + c] != 0;
     out[p] = any ? 1 : 0;
   }
   return out;

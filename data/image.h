@@ -33,7 +33,8 @@ std::vector<uint8_t> slice_channels(const Image& image);  // (height, width, 3)
 std::vector<uint8_t> mask_pixels(const Image& image);  // (height, width)
 
 // Resizing with pixel centres aligned (PyTorch's align_corners=False): bilinear with edge
-// replication and rounding to nearest for images, nearest ("nearest-exact") for masks.
+// replication and rounding to nearest for images, nearest ("nearest-exact") for masks. No
+// antialiasing: a large reduction aliases.
 std::vector<uint8_t> resize_bilinear(const std::vector<uint8_t>& pixels, int height, int width, int channels,
                                      int out_height, int out_width);
 std::vector<uint8_t> resize_nearest(const std::vector<uint8_t>& pixels, int height, int width, int channels,

@@ -54,14 +54,18 @@ inline std::vector<uint8_t> image_bytes(const Image& image) {  // 8-bit samples 
 
 // Every file and folder under `root` with its size and modification time: equal snapshots
 // before and after mean nothing was written, created, removed or touched.
+// (A file instead of a folder is a snapshot of that file alone.)
 inline std::map<std::string, std::pair<uintmax_t, int64_t>> snapshot(const std::filesystem::path& root) {
   std::map<std::string, std::pair<uintmax_t, int64_t>> out;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+  auto add = [&](const std::filesystem::path& path) {
     struct stat info {};
-    ::lstat(entry.path().c_str(), &info);
-    out[entry.path().string()] = {static_cast<uintmax_t>(info.st_size),
-                                  int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec};
-  }
+    ::lstat(path.c_str(), &info);
+    out[path.string()] = {static_cast<uintmax_t>(info.st_size),
+                          int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec};
+  };
+  add(root);
+  if (!std::filesystem::is_directory(root)) return out;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) add(entry.path());
   return out;
 }
 
@@ -70,6 +74,7 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
+#ifdef UNET_BINARY
 // Runs the `unet` binary this build made, with `arguments` (already shell-quoted).
 inline CommandResult run_unet(const std::string& arguments) {
   const std::string command = std::string(UNET_BINARY) + " " + arguments + " 2>&1";
@@ -83,6 +88,7 @@ inline CommandResult run_unet(const std::string& arguments) {
   result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
 }
+#endif
 
 inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   FILE* file = std::fopen(path.c_str(), "wb");

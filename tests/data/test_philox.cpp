@@ -58,7 +58,7 @@ TEST_CASE("philox: the seed is the key, low word first", "[philox]") {
   CHECK(equal(out, known_answers[5].expected));
 }
 
-TEST_CASE("philox: uniforms lie in [0, 1), on a 2^-24 grid, and streams differ", "[philox]") {
+TEST_CASE("philox: uniforms lie between 0 and 1 on a 2^-24 grid, and streams differ", "[philox]") {
   CHECK(philox_uniform(0) == 0.0f);
   CHECK(philox_uniform(0xffffffffu) == 1.0f - 1.0f / 16777216.0f);
   CHECK(philox_uniform(0x80000000u) == 0.5f);
