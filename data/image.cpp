@@ -1,16 +1,19 @@
 #include "data/image.h"
 
+#include <fcntl.h>
 #include <stb/stb_image.h>
+#include <sys/stat.h>
 #include <tiffio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 
-#include "engine/files.h"
 #include "kernels/backend.h"
 
 namespace unet {
@@ -155,19 +158,18 @@ void place_chunk(const std::vector<uint16_t>& chunk, int bits, int rows, int col
 
 std::vector<uint16_t> chunk_buffer(int64_t bytes) { return std::vector<uint16_t>(static_cast<size_t>((bytes + 1) / 2)); }
 
-Image decode_tiff(const std::vector<uint8_t>& file, const std::string& path) {
+void decode_tiff(const std::vector<uint8_t>& file, const std::string& path, Image& image) {
   MemoryFile memory{file.data(), file.size()};
   std::string message;
   TiffHandle tiff = open_tiff(path, "r", &memory, &message);
   if (!tiff) fail(path, "truncated or corrupt TIFF (" + (message.empty() ? std::string("cannot read its header") : message) + ")");
   const TiffFormat f = read_format(tiff.get(), path);
 
-  Image image;
   image.width = static_cast<int>(f.width);
   image.height = static_cast<int>(f.height);
   image.channels = f.channels;
   image.bits = f.bits;
-  image.samples.assign(static_cast<size_t>(f.width) * f.height * f.channels, 0);
+  image.samples.resize(static_cast<size_t>(f.width) * f.height * f.channels);  // every sample is written below
 
   const bool planar = f.planar == PLANARCONFIG_SEPARATE && f.channels > 1;
   const int planes = planar ? f.channels : 1;
@@ -221,13 +223,12 @@ Image decode_tiff(const std::vector<uint8_t>& file, const std::string& path) {
     const uint16_t white = f.bits == 8 ? 255 : 65535;
     for (size_t i = 0; i < image.samples.size(); i += image.channels) image.samples[i] = white - image.samples[i];
   }
-  return image;
 }
 
 // ---------------------------------------------------------------------------------------------
 // PNG, JPEG and BMP through stb_image.
 
-Image decode_stb(const std::vector<uint8_t>& file, const std::string& path, const char* format) {
+void decode_stb(const std::vector<uint8_t>& file, const std::string& path, const char* format, Image& image) {
   const auto* bytes = file.data();
   const int length = static_cast<int>(std::min<size_t>(file.size(), INT32_MAX));
   int width = 0, height = 0, channels = 0;
@@ -237,7 +238,6 @@ Image decode_stb(const std::vector<uint8_t>& file, const std::string& path, cons
   if (int64_t{width} * height * channels > max_samples) {
     fail(path, "image too large (" + std::to_string(width) + "x" + std::to_string(height) + ")");
   }
-  Image image;
   image.bits = stbi_is_16_bit_from_memory(bytes, length) ? 16 : 8;
   void* pixels = image.bits == 16 ? static_cast<void*>(stbi_load_16_from_memory(bytes, length, &width, &height, &channels, 0))
                                   : static_cast<void*>(stbi_load_from_memory(bytes, length, &width, &height, &channels, 0));
@@ -254,26 +254,69 @@ Image decode_stb(const std::vector<uint8_t>& file, const std::string& path, cons
     image.samples.assign(samples, samples + count);
   }
   stbi_image_free(pixels);
-  return image;
 }
 
 int colour_channels(const Image& image) { return image.channels >= 3 ? 3 : 1; }
 
 }  // namespace
 
-Image decode_image(const std::vector<uint8_t>& file, const std::string& path) {
+namespace {
+
+void decode_image(const std::vector<uint8_t>& file, const std::string& path, Image& image) {
   if (file.empty()) fail(path, "empty file");
   if (starts_with(file, {'I', 'I', 42, 0}) || starts_with(file, {'M', 'M', 0, 42}) ||
       starts_with(file, {'I', 'I', 43, 0}) || starts_with(file, {'M', 'M', 0, 43})) {
-    return decode_tiff(file, path);
+    return decode_tiff(file, path, image);
   }
-  if (starts_with(file, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return decode_stb(file, path, "PNG");
-  if (starts_with(file, {0xff, 0xd8, 0xff})) return decode_stb(file, path, "JPEG");
-  if (starts_with(file, {'B', 'M'})) return decode_stb(file, path, "BMP");
+  if (starts_with(file, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return decode_stb(file, path, "PNG", image);
+  if (starts_with(file, {0xff, 0xd8, 0xff})) return decode_stb(file, path, "JPEG", image);
+  if (starts_with(file, {'B', 'M'})) return decode_stb(file, path, "BMP", image);
   fail(path, "not an image (not TIFF, PNG, JPEG or BMP)");
 }
 
-Image read_image(const std::string& path) { return decode_image(read_file(path), path); }
+// The file's bytes into `bytes`, its storage reused (engine/files.h's read_file allocates anew).
+void read_bytes(const std::string& path, std::vector<uint8_t>& bytes) {
+  auto system_error = [&](const char* what) { fail(path, std::string(what) + " (" + std::strerror(errno) + ")"); };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) system_error("cannot open");
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    ::close(fd);
+    system_error("cannot read");
+  }
+  if (S_ISDIR(info.st_mode)) {
+    ::close(fd);
+    fail(path, "is a folder, not a file");
+  }
+  bytes.resize(static_cast<size_t>(info.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      system_error("cannot read");
+    }
+    if (n == 0) break;  // shrank while we read: what is there is the file
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  bytes.resize(done);
+}
+
+}  // namespace
+
+void read_image(const std::string& path, Image& image) {
+  thread_local std::vector<uint8_t> file;
+  read_bytes(path, file);
+  decode_image(file, path, image);
+}
+
+Image read_image(const std::string& path) {
+  Image image;
+  read_image(path, image);
+  return image;
+}
 
 namespace {
 
@@ -282,13 +325,12 @@ uint8_t to_8_bits(uint32_t v) { return static_cast<uint8_t>((255 * v + 32767) / 
 
 }  // namespace
 
-std::vector<uint8_t> slice_channels(const Image& image) {
+void slice_channels(const Image& image, uint8_t* out) {
   const int64_t pixels = int64_t{image.width} * image.height;
   const uint16_t* in = image.samples.data();
-  std::vector<uint8_t> out(static_cast<size_t>(pixels) * 3);
   if (image.channels == 3 && image.bits == 8) {  // the LGG slices: a straight narrowing copy
     for (int64_t i = 0; i < pixels * 3; ++i) out[i] = static_cast<uint8_t>(in[i]);
-    return out;
+    return;
   }
   const bool grey = colour_channels(image) == 1;
   for (int64_t p = 0; p < pixels; ++p) {
@@ -297,16 +339,14 @@ std::vector<uint8_t> slice_channels(const Image& image) {
       out[p * 3 + c] = image.bits == 16 ? to_8_bits(v) : static_cast<uint8_t>(v);
     }
   }
-  return out;
 }
 
-std::vector<uint8_t> mask_pixels(const Image& image) {
+void mask_pixels(const Image& image, uint8_t* out) {
   const int64_t pixels = int64_t{image.width} * image.height;
   const uint16_t* in = image.samples.data();
-  std::vector<uint8_t> out(static_cast<size_t>(pixels));
   if (image.channels == 1) {
     for (int64_t p = 0; p < pixels; ++p) out[p] = in[p] != 0;
-    return out;
+    return;
   }
   const int colours = colour_channels(image);
   for (int64_t p = 0; p < pixels; ++p) {
@@ -314,7 +354,6 @@ std::vector<uint8_t> mask_pixels(const Image& image) {
     for (int c = 0; c < colours; ++c) any = any || in[p * image.channels + c] != 0;
     out[p] = any ? 1 : 0;
   }
-  return out;
 }
 
 namespace {

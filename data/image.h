@@ -22,15 +22,16 @@ struct Image {
 };
 
 Image read_image(const std::string& path);
-// `file` holds the bytes of the file `path` names (for messages).
-Image decode_image(const std::vector<uint8_t>& file, const std::string& path);
+// The same into `image`, reusing its storage (and a per-thread file buffer): loading thousands of
+// slices then allocates, and faults in, no memory per slice.
+void read_image(const std::string& path, Image& image);
 
 // The three channels of a slice, 8-bit: grey repeated in each, alpha dropped; 16-bit samples are
 // scaled to 8 bits with rounding, v8 = (255 v16 + 32767) / 65535 (so 65535 -> 255, 0 -> 0).
-std::vector<uint8_t> slice_channels(const Image& image);  // (height, width, 3)
+void slice_channels(const Image& image, uint8_t* out /*(height, width, 3)*/);
 // 1 where any colour sample is non-zero (at the file's depth, before any scaling), else 0; alpha
 // is ignored.
-std::vector<uint8_t> mask_pixels(const Image& image);  // (height, width)
+void mask_pixels(const Image& image, uint8_t* out /*(height, width)*/);
 
 // Resizing with pixel centres aligned (PyTorch's align_corners=False): bilinear with edge
 // replication and rounding to nearest for images, nearest ("nearest-exact") for masks. No

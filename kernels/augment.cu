@@ -10,6 +10,7 @@
 #include "kernels/augment.h"
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "kernels/dialect.h"
@@ -74,14 +75,18 @@ namespace {
 
 constexpr int block_threads = 256;
 
+// A caller's bug, not a user's mistake: std::invalid_argument rather than unet::Error, whose
+// vtable and typeinfo would otherwise be emitted into both the sim and the cuda library
+// (tools/check_symbols.sh).
 void check_arguments(const SliceData& data, const BatchSource& source, int batch, const BatchTarget& target) {
-  if (batch < 0 || batch > 65535) throw Error("augment: batch " + std::to_string(batch) + " is outside [0, 65535]");
+  auto fail = [](const std::string& what) { throw std::invalid_argument("augment: " + what); };
+  if (batch < 0 || batch > 65535) fail("batch " + std::to_string(batch) + " is outside [0, 65535]");
   if (target.image_stride < 3 || target.mask_stride < 1) {
-    throw Error("augment: pixel strides " + std::to_string(target.image_stride) + " (image) and " +
-                std::to_string(target.mask_stride) + " (mask) must be at least 3 and 1");
+    fail("pixel strides " + std::to_string(target.image_stride) + " (image) and " +
+         std::to_string(target.mask_stride) + " (mask) must be at least 3 and 1");
   }
-  if (source.step != nullptr && source.steps_per_epoch < 1) throw Error("augment: steps_per_epoch must be positive");
-  if (data.height < 0 || data.width < 0) throw Error("augment: negative image size");
+  if (source.step != nullptr && source.steps_per_epoch < 1) fail("steps_per_epoch must be positive");
+  if (data.height < 0 || data.width < 0) fail("negative image size");
 }
 
 }  // namespace

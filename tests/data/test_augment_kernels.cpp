@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 #include "data/dataset.h"
 #include "data/phantom.h"
@@ -162,6 +163,22 @@ TEST_CASE("augment kernels: an order naming no slice gives NaN for that sample o
       CHECK_FALSE(std::isnan(m[50 + i]));
     }
   }
+}
+
+TEST_CASE("augment kernels: a caller's impossible arguments are refused before launch", "[augment]") {
+  const HostSlices host = test::random_slices(2, 4, 4, 5);
+  const DeviceSlices slices(host);
+  DeviceBuffer<int32_t> d_order(dev(), std::vector<int32_t>{0, 1});
+  DeviceBuffer<int64_t> d_step(dev(), std::vector<int64_t>{1});
+  DeviceBuffer<float> image(dev(), 2 * 16 * 3), mask(dev(), 2 * 16);
+  const BatchSource source{d_step.data(), d_order.data(), 1, 1, AugmentRanges{}};
+  CHECK_THROWS_WITH(Augment<kDevice>::build_batch(slices.view(false), source, 2, {image.data(), 2, mask.data(), 1}, {}),
+                    "augment: pixel strides 2 (image) and 1 (mask) must be at least 3 and 1");
+  CHECK_THROWS_AS(Augment<kDevice>::build_batch(slices.view(false), {d_step.data(), d_order.data(), 0, 1, AugmentRanges{}},
+                                                2, {image.data(), 3, mask.data(), 1}, {}),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(Augment<kDevice>::build_batch(slices.view(false), source, 70000, {image.data(), 3, mask.data(), 1}, {}),
+                  std::invalid_argument);
 }
 
 TEST_CASE("augment kernels: a captured step replays with the clock's new step and the new epoch's order",

@@ -55,6 +55,18 @@ std::vector<uint8_t> png16(const Image& image) {
   return png;
 }
 
+std::vector<uint8_t> channels_of(const Image& image) {
+  std::vector<uint8_t> out(static_cast<size_t>(image.width) * image.height * 3);
+  slice_channels(image, out.data());
+  return out;
+}
+
+std::vector<uint8_t> mask_of(const Image& image) {
+  std::vector<uint8_t> out(static_cast<size_t>(image.width) * image.height);
+  mask_pixels(image, out.data());
+  return out;
+}
+
 std::string error_of(const std::string& path) {
   try {
     read_image(path);
@@ -184,19 +196,19 @@ TEST_CASE("image files: the format comes from the bytes, not the name", "[image]
 
 TEST_CASE("image files: slices take three 8-bit channels, masks any non-zero colour", "[image]") {
   Image grey{3, 1, 1, 8, {0, 128, 255}};
-  CHECK(slice_channels(grey) == std::vector<uint8_t>{0, 0, 0, 128, 128, 128, 255, 255, 255});
+  CHECK(channels_of(grey) == std::vector<uint8_t>{0, 0, 0, 128, 128, 128, 255, 255, 255});
   Image grey_alpha{2, 1, 2, 8, {10, 0, 20, 255}};
-  CHECK(slice_channels(grey_alpha) == std::vector<uint8_t>{10, 10, 10, 20, 20, 20});
+  CHECK(channels_of(grey_alpha) == std::vector<uint8_t>{10, 10, 10, 20, 20, 20});
   Image rgba{1, 1, 4, 8, {1, 2, 3, 4}};
-  CHECK(slice_channels(rgba) == std::vector<uint8_t>{1, 2, 3});
+  CHECK(channels_of(rgba) == std::vector<uint8_t>{1, 2, 3});
   // 16-bit: rounded to the nearest of 256 levels (65535/255 = 257 per level).
   Image deep{6, 1, 1, 16, {0, 128, 129, 257, 65406, 65535}};
-  CHECK(slice_channels(deep) == std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 254, 254, 254, 255, 255, 255});
+  CHECK(channels_of(deep) == std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 254, 254, 254, 255, 255, 255});
 
   Image mask{4, 1, 1, 16, {0, 1, 256, 65535}};  // a 16-bit label 1 is tumour, though it scales to 0
-  CHECK(mask_pixels(mask) == std::vector<uint8_t>{0, 1, 1, 1});
+  CHECK(mask_of(mask) == std::vector<uint8_t>{0, 1, 1, 1});
   Image rgba_mask{3, 1, 4, 8, {0, 0, 0, 255, 0, 0, 9, 0, 5, 0, 0, 0}};  // alpha alone is not tumour
-  CHECK(mask_pixels(rgba_mask) == std::vector<uint8_t>{0, 1, 1});
+  CHECK(mask_of(rgba_mask) == std::vector<uint8_t>{0, 1, 1});
 }
 
 TEST_CASE("image files: resizing keeps pixel centres aligned", "[image]") {
