@@ -452,7 +452,7 @@ std::vector<uint8_t> chunk_bytes(const Image& image, int y, int x, int rows, int
 
 void write_tiff(const std::string& path, const Image& image, const TiffLayout& layout) {
   std::string message;
-  TiffHandle tiff = open_tiff(path, "w", nullptr, &message);
+  TiffHandle tiff = open_tiff(path, layout.big_endian ? "wb" : "wl", nullptr, &message);
   if (!tiff) fail(path, "cannot create TIFF (" + message + ")");
   TIFF* t = tiff.get();
   const bool grey = image.channels <= 2;

@@ -50,6 +50,7 @@ struct TiffLayout {
   int tile = 0;               // > 0: square tiles of this size (a multiple of 16)
   bool planar = false;        // one plane per channel instead of interleaved samples
   bool min_is_white = false;  // grey only
+  bool big_endian = false;    // "MM" byte order (libtiff swaps 16-bit samples when reading)
 };
 
 // Writes `image` (its samples at its depth) as a TIFF; `channels` 1 and 2 are grey, 3 and 4 RGB.

@@ -176,8 +176,8 @@ UNET_HOST_DEVICE static inline void sample_pixel(const SliceData& data, int slic
   *mask = on_slice ? static_cast<float>(data.masks[slice * plane + static_cast<int64_t>(ny) * data.width + nx]) : 0.0f;
 }
 
-// The slice and map of sample b, or false if the order names no slice of `data` (the sample is
-// then written as NaN, so the loss shows it).
+// The slice and map of sample b, or false if the order names no slice of `data` or the clock has
+// not been advanced yet (step 0): the sample is then written as NaN, so the loss shows it.
 UNET_HOST_DEVICE static inline bool plan_sample(const SliceData& data, const BatchSource& source, int batch, int b,
                                                 int* slice, AffineMap* map) {
   if (source.step == nullptr) {
@@ -185,6 +185,7 @@ UNET_HOST_DEVICE static inline bool plan_sample(const SliceData& data, const Bat
     *map = identity_map();
   } else {
     const int64_t step = *source.step - 1;
+    if (step < 0) return false;
     const uint32_t epoch = static_cast<uint32_t>(step / source.steps_per_epoch);
     const int64_t position = (step % source.steps_per_epoch) * batch + b;
     *slice = source.order[position];

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -270,4 +271,36 @@ TEST_CASE("resident dataset: uploaded once, batches equal the cpu device's, no a
         "epoch order: slice id 18 out of range");
   CHECK(error_of([&] { on_device.eval_batch({-1}, {eval_image.data(), 3, eval_mask.data(), 1}); }) ==
         "evaluation batch: slice id -1 out of range");
+}
+
+// Not run by default (hidden tag): the issue's speed figure, on a GPU with
+//   test_cuda_augment "[.benchmark]"
+// It prints images per second for each version at 256x256, batch 64, default ranges, z-score on.
+TEST_CASE("augment kernels: throughput at 256x256, batch 64", "[.benchmark]") {
+  const int batch = 64, side = 256, steps = 10;
+  const HostSlices host = test::random_slices(batch * 2, side, side, 1);
+  const DeviceSlices slices(host);
+  std::vector<int32_t> order(static_cast<size_t>(steps) * batch);
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i % host.slices);
+  DeviceBuffer<int32_t> d_order(dev(), order);
+  DeviceBuffer<int64_t> d_step(dev(), std::vector<int64_t>{1});
+  const int64_t pixels = int64_t{batch} * side * side;
+  DeviceBuffer<float> image(dev(), pixels * 3), mask(dev(), pixels);
+  Event start = dev().create_event(), end = dev().create_event();
+  for (int version = 1; version <= Augment<kDevice>::versions; ++version) {
+    const auto run = [&] {
+      Augment<kDevice>::build_batch(slices.view(true), {d_step.data(), d_order.data(), steps, 1, AugmentRanges{}}, batch,
+                                    {image.data(), 3, mask.data(), 1}, {}, version);
+    };
+    for (int i = 0; i < 3; ++i) run();
+    const int repeats = kDevice == DeviceKind::cuda ? 200 : 1;
+    dev().record(start);
+    for (int i = 0; i < repeats; ++i) run();
+    dev().record(end);
+    const double seconds = dev().elapsed_ms(start, end) / 1e3;
+    std::printf("augment version %d on %s (%s): %.0f images/s at %dx%d, batch %d\n", version, device_name(kDevice),
+                dev().info().name.c_str(), repeats * batch / seconds, side, side, batch);
+  }
+  dev().destroy_event(start);
+  dev().destroy_event(end);
 }

@@ -197,7 +197,7 @@ TEST_CASE("augment reference: the step picks the epoch and the batch's place in 
         std::vector<float>(out.image.begin() + plane * 3, out.image.end()));
 }
 
-TEST_CASE("augment reference: an order naming no slice gives a NaN sample, the others are built", "[augment]") {
+TEST_CASE("augment reference: an order naming no slice, or step 0, gives a NaN sample; the others are built", "[augment]") {
   const HostSlices s = test::random_slices(3, 4, 4, 9);
   const std::vector<int32_t> order = {1, 3, -1, 2};
   int64_t step = 1;
@@ -212,6 +212,10 @@ TEST_CASE("augment reference: an order naming no slice gives a NaN sample, the o
   CHECK(all_nan(1));
   CHECK(all_nan(2));
   CHECK_FALSE(all_nan(3));
+  // A clock that was never advanced (step 0) names no place in the epoch.
+  step = 0;
+  const auto early = test::reference_batch(s, false, {&step, order.data(), 1, 5, AugmentRanges{}}, 1);
+  CHECK(std::isnan(early.mask[0]));
 }
 
 TEST_CASE("augment reference: the affine sampling agrees with PyTorch's grid_sample", "[augment][oracle]") {

@@ -119,6 +119,8 @@ TEST_CASE("image files: TIFF round trips, every depth, channel count, layout and
   cases.push_back({"deflate + predictor", {Compression::deflate, true, 0, 0, false, false}});  // like the LGG subset
   cases.push_back({"one strip", {Compression::none, false, 1000, 0, false, false}});
   cases.push_back({"min-is-white", {Compression::none, false, 0, 0, false, true}});
+  cases.push_back({"big-endian", {Compression::lzw, true, 7, 0, false, false, true}});
+  cases.push_back({"big-endian planar tiles", {Compression::none, false, 0, 16, true, false, true}});
   int files = 0;
   for (const Case& c : cases) {
     for (int bits : {8, 16}) {
@@ -129,6 +131,7 @@ TEST_CASE("image files: TIFF round trips, every depth, channel count, layout and
         const Image image = test::random_image(37, 29, channels, bits, static_cast<uint32_t>(files));  // odd sizes: partial tiles and strips
         const std::string path = dir / ("image" + std::to_string(files++) + ".tif");
         write_tiff(path, image, c.layout);
+        CHECK(test::read_bytes(path)[0] == (c.layout.big_endian ? 'M' : 'I'));
         const Image read = read_image(path);
         CHECK(read.width == 37);
         CHECK(read.height == 29);
@@ -138,7 +141,7 @@ TEST_CASE("image files: TIFF round trips, every depth, channel count, layout and
       }
     }
   }
-  CHECK(files == 8 * 16 + 8 * 3 + 4);
+  CHECK(files == 8 * 16 + 8 * 5 + 4);
 }
 
 TEST_CASE("image files: PNG (8 and 16 bit), BMP and JPEG through stb_image", "[image]") {
