@@ -178,8 +178,7 @@ template <DeviceKind D>
 void SegmentationLoss<D>::forward_backward(int n, int64_t pixels_per_sample, const float* logits, const float* target,
                                            const LossConfig& config, float* loss, float* dlogits, void* workspace,
                                            Stream stream, int /*version: only 1*/) {
-  if (n <= 0 || pixels_per_sample <= 0) throw Error("segmentation loss: no pixels to average over");
-  if (n > 65535) throw Error("segmentation loss: more than 65535 samples in one batch");  // gridDim.y
+  // N = 0, P = 0 (no mean to take) or N > 65535 (gridDim.y) fail at the launch, naming the kernel.
   const int chunks = loss_chunks(pixels_per_sample);
   const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(n));
   const LossWorkspace w = carve(workspace, n);

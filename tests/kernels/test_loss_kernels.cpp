@@ -173,3 +173,11 @@ TEST_CASE("loss kernels: the same inputs give the same bits", "[loss]") {
   CHECK(std::memcmp(first.loss.data(), second.loss.data(), sizeof(float) * loss_values) == 0);
   CHECK(std::memcmp(first.dlogits.data(), second.dlogits.data(), sizeof(float) * first.dlogits.size()) == 0);
 }
+
+TEST_CASE("loss kernels: a batch without pixels is refused at the launch", "[loss]") {
+  float* none = nullptr;
+  CHECK_THROWS_AS(SegmentationLoss<kDevice>::forward_backward(0, 16, none, none, LossConfig{}, none, none, nullptr, {}),
+                  Error);
+  CHECK_THROWS_AS(SegmentationLoss<kDevice>::forward_backward(2, 0, none, none, LossConfig{}, none, none, nullptr, {}),
+                  Error);
+}
