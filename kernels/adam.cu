@@ -34,14 +34,14 @@ __device__ AdamScalars adam_scalars(const AdamConfig& config, int64_t step) {
   const double lr = scheduled_lr(config, step);
   const double beta1 = config.beta1, beta2 = config.beta2;
   AdamScalars s;
-  s.beta1 = config.beta1;
+  s.beta1 = static_cast<float>(beta1);
   s.one_minus_beta1 = static_cast<float>(1.0 - beta1);
-  s.beta2 = config.beta2;
+  s.beta2 = static_cast<float>(beta2);
   s.one_minus_beta2 = static_cast<float>(1.0 - beta2);
-  s.eps = config.eps;
+  s.eps = static_cast<float>(config.eps);
   s.neg_step_size = static_cast<float>(-(lr / (1.0 - pow(beta1, static_cast<double>(step)))));
   s.bias_correction2_sqrt = static_cast<float>(sqrt(1.0 - pow(beta2, static_cast<double>(step))));
-  s.l2_decay = config.decoupled_weight_decay ? 0.0f : config.weight_decay;
+  s.l2_decay = config.decoupled_weight_decay ? 0.0f : static_cast<float>(config.weight_decay);
   s.decoupled_decay = config.decoupled_weight_decay ? static_cast<float>(1.0 - lr * config.weight_decay) : 1.0f;
   return s;
 }

@@ -18,14 +18,14 @@ TEST_CASE("adam reference: five steps equal torch.optim.Adam and AdamW", "[adam]
   const auto grads = oracle.floats("grads", {steps, n});
   for (const std::string name : {"adam", "adam_weight_decay", "adamw", "adamw_weight_decay"}) {
     INFO("case " << name);
-    const auto c = oracle.floats(name + ".config", {6});
+    const auto c = oracle.doubles(name + ".config", {6});
     AdamConfig config;
     config.lr = c[0];
     config.beta1 = c[1];
     config.beta2 = c[2];
     config.eps = c[3];
     config.weight_decay = c[4];
-    config.decoupled_weight_decay = c[5] != 0.0f;
+    config.decoupled_weight_decay = c[5] != 0.0;
 
     std::vector<float> param = param0, m(n, 0.0f), v(n, 0.0f);
     for (int step = 1; step <= steps; ++step) {
