@@ -10,7 +10,6 @@
 #include "kernels/augment.h"
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 
 #include "kernels/dialect.h"
@@ -75,11 +74,8 @@ namespace {
 
 constexpr int block_threads = 256;
 
-// A caller's bug, not a user's mistake: std::invalid_argument rather than unet::Error, whose
-// vtable and typeinfo would otherwise be emitted into both the sim and the cuda library
-// (tools/check_symbols.sh).
 void check_arguments(const SliceData& data, const BatchSource& source, int batch, const BatchTarget& target) {
-  auto fail = [](const std::string& what) { throw std::invalid_argument("augment: " + what); };
+  auto fail = [](const std::string& what) { throw Error("augment: " + what); };
   if (batch < 0 || batch > 65535) fail("batch " + std::to_string(batch) + " is outside [0, 65535]");
   if (target.image_stride < 3 || target.mask_stride < 1) {
     fail("pixel strides " + std::to_string(target.image_stride) + " (image) and " +

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <stdexcept>
 
 #include "data/dataset.h"
 #include "data/phantom.h"
@@ -177,9 +176,9 @@ TEST_CASE("augment kernels: a caller's impossible arguments are refused before l
                     "augment: pixel strides 2 (image) and 1 (mask) must be at least 3 and 1");
   CHECK_THROWS_AS(Augment<kDevice>::build_batch(slices.view(false), {d_step.data(), d_order.data(), 0, 1, AugmentRanges{}},
                                                 2, {image.data(), 3, mask.data(), 1}, {}),
-                  std::invalid_argument);
+                  Error);
   CHECK_THROWS_AS(Augment<kDevice>::build_batch(slices.view(false), source, 70000, {image.data(), 3, mask.data(), 1}, {}),
-                  std::invalid_argument);
+                  Error);
 }
 
 TEST_CASE("augment kernels: a captured step replays with the clock's new step and the new epoch's order",
