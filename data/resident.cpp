@@ -43,7 +43,8 @@ size_t ResidentDataset::device_bytes() const {
   return pixels * 4 + static_cast<size_t>(view_.slices) * sizeof(int32_t) + order_length_ * sizeof(int32_t);
 }
 
-void ResidentDataset::set_order(const std::vector<int32_t>& order) {
+void ResidentDataset::set_order(const std::vector<int32_t>& order, Stream stream) {
+  if (order.empty()) throw Error("epoch order: empty");
   for (const int32_t s : order) {
     if (s < 0 || s >= view_.slices) throw Error("epoch order: slice id " + std::to_string(s) + " out of range");
   }
@@ -54,6 +55,7 @@ void ResidentDataset::set_order(const std::vector<int32_t>& order) {
     throw Error("epoch order: " + std::to_string(order.size()) + " samples, but earlier epochs had " +
                 std::to_string(order_length_));
   }
+  device_.synchronize(stream);  // the last step may still be reading the previous epoch's order
   device_.copy_to_device(order_, order.data(), order.size() * sizeof(int32_t));
 }
 
@@ -73,13 +75,12 @@ void ResidentDataset::eval_batch(const std::vector<int32_t>& slices, const Batch
     if (s < 0 || s >= view_.slices) throw Error("evaluation batch: slice id " + std::to_string(s) + " out of range");
   }
   if (slices.empty()) return;
+  device_.synchronize(stream);  // an earlier batch may still be reading the old ids
   if (slices.size() > eval_capacity_) {
-    device_.synchronize(stream);  // an earlier batch may still read the old ids
     device_.release(eval_ids_);
     eval_ids_ = static_cast<int32_t*>(device_.allocate(slices.size() * sizeof(int32_t)));
     eval_capacity_ = slices.size();
   }
-  device_.synchronize(stream);
   device_.copy_to_device(eval_ids_, slices.data(), slices.size() * sizeof(int32_t));
   build({nullptr, eval_ids_, 0, 0, no_augmentation}, static_cast<int>(slices.size()), target, stream, version);
 }

@@ -26,9 +26,10 @@ class ResidentDataset {
   size_t device_bytes() const;
 
   // Copies an epoch's order (EpochSampler::order) into the device buffer that training batches
-  // read. A host copy: call it at each epoch boundary, between steps, never inside a captured
-  // graph. Every epoch's order has the same length (the buffer, and a graph's pointer to it, stay).
-  void set_order(const std::vector<int32_t>& order);
+  // read, once the work queued on `stream` (the last step's batch) is done. A host copy: call it
+  // at each epoch boundary, between steps, never inside a captured graph. Every epoch's order has
+  // the same length (the buffer, and a graph's pointer to it, stay).
+  void set_order(const std::vector<int32_t>& order, Stream stream = {});
 
   // The training batch for the step the clock holds (device memory, 1-based), graph-safe.
   void train_batch(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges, uint64_t seed,
