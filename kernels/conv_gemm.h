@@ -86,7 +86,7 @@ template <bool kVector>
 __device__ __forceinline__ float4 gather4(const float* src, const float* mask, int c, int limit) {
   float4 v = zero4();
   if (src == nullptr) return v;
-  if (kVector) {
+  if constexpr (kVector) {
     if (c < limit) {
       v = *reinterpret_cast<const float4*>(src + c);
       if (mask != nullptr) {
@@ -97,11 +97,11 @@ __device__ __forceinline__ float4 gather4(const float* src, const float* mask, i
         v.w = m.w > 0.0f ? v.w : 0.0f;
       }
     }
-    return v;
-  }
-  UNET_UNROLL
-  for (int j = 0; j < 4; ++j) {
-    if (c + j < limit && (mask == nullptr || mask[c + j] > 0.0f)) set_element(v, j, src[c + j]);
+  } else {
+    UNET_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      if (c + j < limit && (mask == nullptr || mask[c + j] > 0.0f)) set_element(v, j, src[c + j]);
+    }
   }
   return v;
 }
@@ -111,19 +111,19 @@ __device__ __forceinline__ float4 gather4(const float* src, const float* mask, i
 template <int kRows, bool kVector>
 struct RowGather {
   int row, quad;
-  bool active;
   float4 values;
 
-  __device__ RowGather()
-      : row(thread_index() / 2), quad(thread_index() % 2 * 4), active(thread_index() < 2 * kRows), values(zero4()) {}
+  __device__ RowGather() : row(thread_index() / 2), quad(thread_index() % 2 * 4), values(zero4()) {}
+  // Known at compile time where the slice needs every thread: keeps a register free.
+  __device__ bool active() const { return 2 * kRows >= kThreads || row < kRows; }
 
   // src: the row's K-value 0 (null: a row of zeros); the slice is K-values k0 .. k0 + 7 of width.
   __device__ __forceinline__ void load(const float* src, const float* mask, int k0, int width) {
-    values = gather4<kVector>(active ? src : nullptr, mask, k0 + quad, width);
+    values = gather4<kVector>(active() ? src : nullptr, mask, k0 + quad, width);
   }
   template <int kLd>
   __device__ __forceinline__ void store(float (*tile)[kLd]) const {
-    if (!active) return;
+    if (!active()) return;
     tile[quad + 0][row] = values.x;
     tile[quad + 1][row] = values.y;
     tile[quad + 2][row] = values.z;
@@ -136,22 +136,18 @@ struct RowGather {
 template <int kCols, bool kVector>
 struct ColumnGather {
   int k, col;
-  bool active;
   float4 values;
 
-  __device__ ColumnGather()
-      : k(thread_index() / (kCols / 4)),
-        col(thread_index() % (kCols / 4) * 4),
-        active(thread_index() < 2 * kCols),
-        values(zero4()) {}
+  __device__ ColumnGather() : k(thread_index() / (kCols / 4)), col(thread_index() % (kCols / 4) * 4), values(zero4()) {}
+  __device__ bool active() const { return 2 * kCols >= kThreads || k < kTileK; }
 
   // src: the K-row's column 0 (null: zeros); the slice is columns n0 .. n0 + COLS - 1 of width.
   __device__ __forceinline__ void load(const float* src, const float* mask, int n0, int width) {
-    values = gather4<kVector>(active ? src : nullptr, mask, n0 + col, width);
+    values = gather4<kVector>(active() ? src : nullptr, mask, n0 + col, width);
   }
   template <int kLd>
   __device__ __forceinline__ void store(float (*tile)[kLd]) const {
-    if (active) *reinterpret_cast<float4*>(&tile[k][col]) = values;
+    if (active()) *reinterpret_cast<float4*>(&tile[k][col]) = values;
   }
 };
 

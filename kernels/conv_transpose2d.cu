@@ -20,6 +20,7 @@
 // (column_sum.h), over the output pixels.
 #include "kernels/conv_transpose2d.h"
 
+#include <cassert>
 #include <climits>
 #include <cstdint>
 
@@ -168,7 +169,9 @@ struct UpDataTiles {
 // B (pixels x (tap, Cout)) is dy at the output pixel each input pixel fed through the column's
 // tap. Thread t gathers B's pixel t / (BN / 4) and columns (t % (BN / 4)) * 4 + {0..3}, whose
 // (tap, channel) are fixed for the whole loop; with kVector (Cout a multiple of 4) the four share
-// one tap and are a float4.
+// one tap and are a float4. The output pixel is linear in the tap, so each column keeps one offset
+// from the pixel's tap-(0, 0) output: conv_transpose2d_output_pixel(0, 0, W, r, s) pixels, plus
+// its channel (-1: a column past the edge).
 template <int BN, bool kVector>
 struct UpWeightTiles {
   ConvTranspose2dShape shape;
@@ -177,50 +180,41 @@ struct UpWeightTiles {
   const float* x;
   int x_stride;
   gemm::ColumnGather<kTileM, kVector> a;
-  int b_k, b_col;
-  bool b_active;
-  int tap[4], channel[4];
-  bool column_valid[4];
+  gemm::ColumnGather<BN, kVector> b;  // only its placement: the gather is by column below
+  int offset[4];
   int end, step_count;
   int a_pixel;     // pixel a.k of the current step
-  int b_pixel, w;  // pixel b_k of the current step, and its column
-  float4 b_values;
+  int b_pixel, w;  // pixel b.k of the current step, and its column
 
   __device__ UpWeightTiles(const ConvTranspose2dShape& shape_, const float* x_, int x_stride_, const float* dy_,
                            int dy_stride_, int chunk)
       : shape(shape_), dy(dy_), dy_stride(dy_stride_), x(x_), x_stride(x_stride_) {
-    b_k = gemm::thread_index() / (BN / 4);
-    b_col = gemm::thread_index() % (BN / 4) * 4;
-    b_active = gemm::thread_index() < 2 * BN;
     UNET_UNROLL
     for (int j = 0; j < 4; ++j) {
-      const int n = blockIdx.y * BN + b_col + j;
-      column_valid[j] = n < 4 * shape.c_out;
-      tap[j] = n / shape.c_out;
-      channel[j] = n % shape.c_out;
+      const int n = blockIdx.y * BN + b.col + j, tap = n / shape.c_out;
+      const int64_t q = conv_transpose2d_output_pixel(0, 0, shape.w, tap / 2, tap % 2);
+      offset[j] = n < 4 * shape.c_out ? static_cast<int>(q * dy_stride) + n % shape.c_out : -1;
     }
     const int pixels = shape.n * shape.h * shape.w;
     const int begin = blockIdx.z * chunk;
     end = pixels < begin + chunk ? pixels : begin + chunk;
     step_count = static_cast<int>(ceil_div(end - begin, kTileK));
     a_pixel = begin + a.k;
-    b_pixel = begin + b_k;
+    b_pixel = begin + b.k;
     w = b_pixel % shape.w;
-    b_values = gemm::zero4();
   }
   __device__ int steps() const { return step_count; }
-  __device__ const float* source(int j) const {
-    const int64_t q = conv_transpose2d_output_pixel(b_pixel, w, shape.w, tap[j] / 2, tap[j] % 2);
-    return dy + q * dy_stride + channel[j];
-  }
   __device__ void load() {
     a.load(a_pixel < end ? x + int64_t{a_pixel} * x_stride : nullptr, nullptr, blockIdx.x * kTileM, shape.c_in);
-    const bool pixel_valid = b_active && b_pixel < end;
-    if (kVector) {
-      b_values = pixel_valid && column_valid[0] ? *reinterpret_cast<const float4*>(source(0)) : gemm::zero4();
+    const bool pixel_valid = b.active() && b_pixel < end;
+    const float* base = dy + conv_transpose2d_output_pixel(b_pixel, w, shape.w, 0, 0) * dy_stride;
+    if constexpr (kVector) {
+      b.values = pixel_valid && offset[0] >= 0 ? *reinterpret_cast<const float4*>(base + offset[0]) : gemm::zero4();
     } else {
       UNET_UNROLL
-      for (int j = 0; j < 4; ++j) gemm::set_element(b_values, j, pixel_valid && column_valid[j] ? *source(j) : 0.0f);
+      for (int j = 0; j < 4; ++j) {
+        gemm::set_element(b.values, j, pixel_valid && offset[j] >= 0 ? base[offset[j]] : 0.0f);
+      }
     }
   }
   __device__ void advance() {
@@ -232,7 +226,7 @@ struct UpWeightTiles {
   template <int kLdA, int kLdB>
   __device__ void store(float (*as)[kLdA], float (*bs)[kLdB]) const {
     a.store(as);
-    if (b_active) *reinterpret_cast<float4*>(&bs[b_k][b_col]) = b_values;
+    b.store(bs);
   }
 };
 
@@ -323,11 +317,10 @@ namespace {
 int64_t pixel_count(const ConvTranspose2dShape& shape) { return int64_t{shape.n} * shape.h * shape.w; }
 int64_t weight_count(const ConvTranspose2dShape& shape) { return int64_t{shape.c_in} * 4 * shape.c_out; }
 
-// Version 2 indexes input pixels with int; wider shapes are refused rather than wrapped.
-void check_shape(const ConvTranspose2dShape& shape) {
-  if (pixel_count(shape) > INT_MAX / 4 || weight_count(shape) > INT_MAX) {
-    throw Error("conv_transpose2d: shape too large for 32-bit pixel and weight indices");
-  }
+// Version 2 indexes pixels and weights with int: 2^31 of either is far beyond any tensor that fits
+// in a GPU's memory. (Asserted, not thrown: the kernel libraries define no exception types.)
+void check_shape([[maybe_unused]] const ConvTranspose2dShape& shape) {
+  assert(pixel_count(shape) <= INT_MAX / 4 && weight_count(shape) <= INT_MAX);
 }
 
 dim3 flat_grid(int64_t threads, int block) { return dim3(static_cast<unsigned>(ceil_div(threads, block))); }
@@ -399,6 +392,7 @@ void ConvTranspose2d<D>::backward_weight(const ConvTranspose2dShape& shape, cons
                                          void* workspace, Stream stream, int version) {
   if (weight_count(shape) == 0) return;
   check_shape(shape);
+  assert((2 * int64_t{shape.w} + 2) * dy_stride <= INT_MAX);  // UpWeightTiles' column offsets are int
   if (version == 1) {
     launch(KERNEL(conv_transpose2d_backward_weight_kernel1), flat_grid(weight_count(shape), 256), dim3(256), 0,
            stream, shape, x, x_stride, dy, dy_stride, beta, dweight);
