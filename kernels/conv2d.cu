@@ -152,7 +152,9 @@ struct ForwardTiles {
     k0 += kTileK;
     if (k0 < shape.c_in) return;
     k0 = 0;
-    if (++s == shape.k) s = 0, ++r;
+    if (++s < shape.k) return;
+    s = 0;
+    ++r;
   }
   template <int kLdA, int kLdB>
   __device__ void store(float (*as)[kLdA], float (*bs)[kLdB]) const {
@@ -203,7 +205,9 @@ struct DataTiles {
     k0 += kTileK;
     if (k0 < shape.c_out) return;
     k0 = 0;
-    if (++s == shape.k) s = 0, ++r;
+    if (++s < shape.k) return;
+    s = 0;
+    ++r;
   }
   template <int kLdA, int kLdB>
   __device__ void store(float (*as)[kLdA], float (*bs)[kLdB]) const {
@@ -226,13 +230,13 @@ struct WeightTiles {
   const float* relu_output;
   int relu_output_stride;
   gemm::ColumnGather<BN, kVector> b;
-  int a_k, a_col;       // the A element this thread gathers: pixel a_k of the step, rows a_col + {0..3}
+  int a_k, a_col;  // the A elements this thread gathers: pixel a_k of each step, rows a_col + {0..3}
   int dr[4], ds[4], channel[4];
   bool row_valid[4];
-  int end;              // this chunk's end
+  int end;  // this chunk's end
   int step_count;
-  int a_pixel, h, w;    // pixel a_k of the current step, and its row and column
-  int b_pixel;          // pixel b.k of the current step
+  int a_pixel, h, w;  // pixel a_k of the current step, and its row and column
+  int b_pixel;        // pixel b.k of the current step
   float4 a_values;
 
   __device__ WeightTiles(const Conv2dShape& shape_, const float* x_, int x_stride_, const float* dy_, int dy_stride_,

@@ -73,10 +73,12 @@ __device__ __forceinline__ float element(const float4& v, int j) {
 }
 
 __device__ __forceinline__ void set_element(float4& v, int j, float value) {
-  if (j == 0) v.x = value;
-  else if (j == 1) v.y = value;
-  else if (j == 2) v.z = value;
-  else v.w = value;
+  switch (j) {
+    case 0: v.x = value; break;
+    case 1: v.y = value; break;
+    case 2: v.z = value; break;
+    default: v.w = value; break;
+  }
 }
 
 // Four consecutive values src[c..c+3] that lie below `limit`, zero past it or where src is null;
@@ -246,8 +248,8 @@ struct PixelSplit {
 };
 static inline PixelSplit split_pixels(int64_t pixels, int64_t tiles) {
   constexpr int64_t target_blocks = 1024, min_chunk = 256;
-  const int64_t wanted = std::clamp<int64_t>(ceil_div(target_blocks, tiles), 1,
-                                             std::max<int64_t>(1, ceil_div(pixels, min_chunk)));
+  const int64_t wanted =
+      std::clamp<int64_t>(ceil_div(target_blocks, tiles), 1, std::max<int64_t>(1, ceil_div(pixels, min_chunk)));
   const int64_t chunk = std::max<int64_t>(kTileK, ceil_div(ceil_div(pixels, wanted), kTileK) * kTileK);
   return {chunk, ceil_div(pixels, chunk)};
 }
@@ -263,12 +265,14 @@ __device__ __forceinline__ int split_steps(int pixels, int chunk, int split) {
 // kind chosen at run time: the one place that lists the instantiations.
 template <class Body>
 void with_tile(int bn, bool vector, Body&& body) {
-  if (bn == 64) {
-    if (vector) body.template operator()<64, true>();
-    else body.template operator()<64, false>();
+  if (bn == 64 && vector) {
+    body.template operator()<64, true>();
+  } else if (bn == 64) {
+    body.template operator()<64, false>();
+  } else if (vector) {
+    body.template operator()<128, true>();
   } else {
-    if (vector) body.template operator()<128, true>();
-    else body.template operator()<128, false>();
+    body.template operator()<128, false>();
   }
 }
 
