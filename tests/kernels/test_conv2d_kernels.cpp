@@ -24,6 +24,7 @@ struct Case {
   bool bias = true;
   Slice in{0, 0}, out{0, 0};  // channel slices of x/dx and of y/dy/relu_output; stride 0 is dense
   bool integers = false;      // small integers: every result is exact and must match bit for bit
+  Slice mask{0, 0};           // relu_output's own slice, where it differs from dy's
 };
 
 std::vector<float> to_float(const std::vector<double>& values) { return {values.begin(), values.end()}; }
@@ -55,9 +56,11 @@ void check(const Case& c, uint64_t seed) {
   const int64_t p = int64_t{s.n} * s.h * s.w;
   const int64_t weights = int64_t{s.c_out} * s.k * s.k * s.c_in;
   const Slice in = c.in.stride ? c.in : Slice{s.c_in, 0}, out = c.out.stride ? c.out : Slice{s.c_out, 0};
+  const Slice mask_layout = c.mask.stride ? c.mask : out;
   INFO("k " << s.k << ", " << s.n << "x" << s.h << "x" << s.w << ", " << s.c_in << " -> " << s.c_out
             << (c.relu ? ", relu" : "") << (c.bias ? "" : ", no bias") << ", in " << in.offset << "/" << in.stride
-            << ", out " << out.offset << "/" << out.stride << (c.integers ? ", integers" : ""));
+            << ", out " << out.offset << "/" << out.stride << ", relu_output " << mask_layout.offset << "/"
+            << mask_layout.stride << (c.integers ? ", integers" : ""));
   auto values = [&](int64_t count, uint64_t offset) {
     return c.integers ? test::random_integers(count, seed + offset) : test::random_uniform(count, seed + offset);
   };
@@ -81,11 +84,11 @@ void check(const Case& c, uint64_t seed) {
   // Inputs in their slices, NaN around them: a kernel that reads another channel fails.
   DeviceBuffer<float> d_x(dev(), test::widen(x, p, s.c_in, in, NAN));
   DeviceBuffer<float> d_dy(dev(), test::widen(dy, p, s.c_out, out, NAN));
-  DeviceBuffer<float> d_mask(dev(), test::widen(y_float, p, s.c_out, out, NAN));
+  DeviceBuffer<float> d_mask(dev(), test::widen(y_float, p, s.c_out, mask_layout, NAN));
   DeviceBuffer<float> d_weight(dev(), weight), d_bias(dev(), bias);
   const float* x_slice = d_x.data() + in.offset;
   const float* dy_slice = d_dy.data() + out.offset;
-  const float* mask_slice = c.relu ? d_mask.data() + out.offset : nullptr;
+  const float* mask_slice = c.relu ? d_mask.data() + mask_layout.offset : nullptr;
 
   for (int version = 1; version <= Conv::versions; ++version) {
     INFO("version " << version);
@@ -104,7 +107,7 @@ void check(const Case& c, uint64_t seed) {
       // beta = 0 must overwrite whatever is there, NaN included.
       const auto prior = beta == 0.0f ? std::vector<float>(prior_dx.size(), NAN) : prior_dx;
       DeviceBuffer<float> d_dx(dev(), test::widen(prior, p, s.c_in, in, -7.0f));
-      Conv::backward_data(s, dy_slice, out.stride, mask_slice, out.stride, d_weight.data(), beta,
+      Conv::backward_data(s, dy_slice, out.stride, mask_slice, mask_layout.stride, d_weight.data(), beta,
                           d_dx.data() + in.offset, in.stride, {}, version);
       const auto wide = d_dx.download();
       INFO("backward_data");
@@ -115,7 +118,7 @@ void check(const Case& c, uint64_t seed) {
       INFO("beta " << beta << ", backward_weight");
       DeviceBuffer<float> d_dweight(dev(), beta == 0.0f ? std::vector<float>(weights, NAN) : prior_dweight);
       Workspace scratch(Conv::backward_weight_workspace(s, version));
-      Conv::backward_weight(s, x_slice, in.stride, dy_slice, out.stride, mask_slice, out.stride, beta,
+      Conv::backward_weight(s, x_slice, in.stride, dy_slice, out.stride, mask_slice, mask_layout.stride, beta,
                             d_dweight.data(), scratch.data(), {}, version);
       compare(d_dweight.download(), beta == 0.0f ? dweight_ref : plus(dweight_ref, prior_dweight), c.integers);
     }
@@ -124,7 +127,8 @@ void check(const Case& c, uint64_t seed) {
     INFO("beta " << beta << ", backward_bias");
     DeviceBuffer<float> d_dbias(dev(), beta == 0.0f ? std::vector<float>(s.c_out, NAN) : prior_dbias);
     Workspace scratch(Conv::backward_bias_workspace(s));
-    Conv::backward_bias(s, dy_slice, out.stride, mask_slice, out.stride, beta, d_dbias.data(), scratch.data(), {});
+    Conv::backward_bias(s, dy_slice, out.stride, mask_slice, mask_layout.stride, beta, d_dbias.data(), scratch.data(),
+                        {});
     compare(d_dbias.download(), beta == 0.0f ? dbias_ref : plus(dbias_ref, prior_dbias), c.integers);
   }
 }
@@ -170,6 +174,9 @@ TEST_CASE("conv2d kernels: inputs and outputs as channel slices of wider buffers
   check({shape(2, 3, 5, 17, 33, 3), false, true, Slice{20, 2}, Slice{40, 7}}, 3020);
   check({shape(1, 5, 5, 64, 1, 1), false, true, Slice{128, 64}, Slice{4, 3}}, 3030);
   check({shape(2, 4, 4, 33, 5, 3), true, true, Slice{40, 5}, Slice{8, 2}}, 3040);
+  // The forward wrote y into a concat buffer; its gradient dy arrives dense.
+  check({shape(2, 5, 7, 64, 64, 3), true, true, {}, {}, false, Slice{128, 64}}, 3050);
+  check({shape(1, 5, 6, 17, 36, 3), true, true, {}, Slice{40, 4}, false, Slice{37, 1}}, 3060);
 }
 
 TEST_CASE("conv2d kernels: small-integer inputs give exactly the reference", "[conv2d]") {
