@@ -79,9 +79,9 @@ void ColumnSum<D>::sum(int64_t rows, int cols, const float* x, int x_stride, con
   const int64_t chunks = ceil_div(rows, chunk);
   auto* partial = static_cast<float*>(workspace);
   if (chunks > 0) {
-    launch(KERNEL(column_sum_chunk_kernel), dim3(static_cast<unsigned>(ceil_div(cols, column_sum_columns)), static_cast<unsigned>(chunks)),
-           dim3(column_sum_columns, column_sum_lanes), 0, stream, rows, cols, chunk, x, x_stride, mask, mask_stride,
-           partial);
+    const dim3 grid(static_cast<unsigned>(ceil_div(cols, column_sum_columns)), static_cast<unsigned>(chunks));
+    launch(KERNEL(column_sum_chunk_kernel), grid, dim3(column_sum_columns, column_sum_lanes), 0, stream, rows, cols,
+           chunk, x, x_stride, mask, mask_stride, partial);
   }
   sum_partials(chunks, cols, partial, beta, out, stream);
 }
@@ -90,8 +90,8 @@ template <DeviceKind D>
 void ColumnSum<D>::sum_partials(int64_t rows, int64_t cols, const float* partial, float beta, float* out,
                                 Stream stream) {
   if (cols == 0) return;
-  launch(KERNEL(column_sum_partials_kernel), dim3(static_cast<unsigned>(ceil_div(cols, 256))), dim3(256), 0, stream, rows, cols, partial,
-         beta, out);
+  launch(KERNEL(column_sum_partials_kernel), dim3(static_cast<unsigned>(ceil_div(cols, 256))), dim3(256), 0, stream,
+         rows, cols, partial, beta, out);
 }
 
 template struct ColumnSum<KERNEL_DEVICE>;

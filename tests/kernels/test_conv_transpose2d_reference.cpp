@@ -110,7 +110,8 @@ TEST_CASE("conv_transpose2d reference: beta, and channel slices give the dense r
   CHECK(dbias_slices == twice(dbias));
 }
 
-TEST_CASE("conv_transpose2d reference: agrees with PyTorch (forward and every gradient)", "[conv_transpose2d][oracle]") {
+TEST_CASE("conv_transpose2d reference: agrees with PyTorch (forward and every gradient)",
+          "[conv_transpose2d][oracle]") {
   const auto oracle = SafeTensors::load(UNET_ORACLE_DIR "/conv.safetensors");
   const auto& x_shape = oracle.get("conv_transpose2d.x").shape;       // N, Cin, H, W
   const auto& w_shape = oracle.get("conv_transpose2d.weight").shape;  // Cin, Cout, 2, 2
