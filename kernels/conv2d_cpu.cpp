@@ -30,6 +30,10 @@ void write_gradient(T* out, T value, T beta) {
   *out = beta == T(0) ? value : beta * *out + value;  // beta = 0 overwrites, even NaN
 }
 
+// Below this many multiply-adds a parallel region costs more than it saves (and the gradient
+// checks run thousands of tiny convolutions).
+bool worth_parallel(const Conv2dShape& s) { return conv2d_macs(s) >= (int64_t{1} << 16); }
+
 }  // namespace
 
 template <class T>
@@ -38,7 +42,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, int x_stride, const T* wei
   const int pad = s.k / 2;
   const int64_t pixels = int64_t{s.n} * s.h * s.w;
   const int64_t weight_row = int64_t{s.k} * s.k * s.c_in;  // one output channel's weights
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(s))
   for (int64_t p = 0; p < pixels; ++p) {
     const int h = static_cast<int>(p / s.w % s.h), w = static_cast<int>(p % s.w);
     for (int o = 0; o < s.c_out; ++o) {
@@ -62,7 +66,7 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy, int dy_stride, cons
   const int pad = s.k / 2;
   const int64_t pixels = int64_t{s.n} * s.h * s.w;
   const int64_t weight_row = int64_t{s.k} * s.k * s.c_in;
-#pragma omp parallel
+#pragma omp parallel if (worth_parallel(s))
   {
     std::vector<T> sum(s.c_in);
 #pragma omp for schedule(static)
@@ -92,7 +96,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, int x_stride, cons
   const int pad = s.k / 2;
   const int64_t pixels = int64_t{s.n} * s.h * s.w;
   const int64_t weight_row = int64_t{s.k} * s.k * s.c_in;
-#pragma omp parallel
+#pragma omp parallel if (worth_parallel(s))
   {
     std::vector<T> sum(weight_row);
 #pragma omp for schedule(dynamic)
@@ -119,7 +123,7 @@ template <class T>
 void conv2d_backward_bias(const Conv2dShape& s, const T* dy, int dy_stride, const T* relu_output,
                           int relu_output_stride, T beta, T* dbias) {
   const int64_t pixels = int64_t{s.n} * s.h * s.w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(s))
   for (int o = 0; o < s.c_out; ++o) {
     T sum = T(0);
     for (int64_t p = 0; p < pixels; ++p) sum += output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o);

@@ -18,13 +18,17 @@ void write_gradient(T* out, T value, T beta) {
   *out = beta == T(0) ? value : beta * *out + value;  // beta = 0 overwrites, even NaN
 }
 
+// Below this many multiply-adds a parallel region costs more than it saves (and the gradient
+// checks run thousands of tiny convolutions).
+bool worth_parallel(const ConvTranspose2dShape& s) { return conv_transpose2d_macs(s) >= (int64_t{1} << 16); }
+
 }  // namespace
 
 template <class T>
 void conv_transpose2d_forward(const ConvTranspose2dShape& s, const T* x, int x_stride, const T* weight,
                               const T* bias, T* y, int y_stride) {
   const int64_t pixels = int64_t{s.n} * s.h * s.w;
-#pragma omp parallel
+#pragma omp parallel if (worth_parallel(s))
   {
     std::vector<T> sum(s.c_out);
 #pragma omp for schedule(static)
@@ -48,7 +52,7 @@ template <class T>
 void conv_transpose2d_backward_data(const ConvTranspose2dShape& s, const T* dy, int dy_stride, const T* weight,
                                     T beta, T* dx, int dx_stride) {
   const int64_t pixels = int64_t{s.n} * s.h * s.w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(s))
   for (int64_t p = 0; p < pixels; ++p) {
     const int w = static_cast<int>(p % s.w);
     for (int i = 0; i < s.c_in; ++i) {
@@ -68,7 +72,7 @@ void conv_transpose2d_backward_weight(const ConvTranspose2dShape& s, const T* x,
                                       int dy_stride, T beta, T* dweight) {
   const int64_t pixels = int64_t{s.n} * s.h * s.w;
   const int64_t weight_row = int64_t{4} * s.c_out;  // dW(i, ., ., .)
-#pragma omp parallel
+#pragma omp parallel if (worth_parallel(s))
   {
     std::vector<T> sum(weight_row);
 #pragma omp for schedule(static)
@@ -91,7 +95,7 @@ void conv_transpose2d_backward_weight(const ConvTranspose2dShape& s, const T* x,
 template <class T>
 void conv_transpose2d_backward_bias(const ConvTranspose2dShape& s, const T* dy, int dy_stride, T beta, T* dbias) {
   const int64_t out_pixels = int64_t{s.n} * 2 * s.h * 2 * s.w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(s))
   for (int o = 0; o < s.c_out; ++o) {
     T sum = T(0);
     for (int64_t q = 0; q < out_pixels; ++q) sum += dy[q * dy_stride + o];
