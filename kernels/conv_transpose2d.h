@@ -31,6 +31,13 @@ inline int64_t conv_transpose2d_macs(const ConvTranspose2dShape& s) {
   return int64_t{s.n} * s.h * s.w * 4 * s.c_in * s.c_out;
 }
 
+// The index maths the reference and every kernel share: input pixel p = (n, h, w), a flat index
+// over N*H*W whose column w = p % width the caller already has, feeds output pixel
+// (n, 2h + r, 2w + s), a flat index over N*2H*2W. Each output pixel has exactly one source.
+UNET_HOST_DEVICE static inline int64_t conv_transpose2d_output_pixel(int64_t p, int w, int width, int r, int s) {
+  return 4 * p - 2 * int64_t{w} + 2 * int64_t{r} * width + s;  // 4(nH + h)W + 2w, then the tap's row and column
+}
+
 namespace cpu {
 
 template <class T>

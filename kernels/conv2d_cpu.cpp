@@ -1,0 +1,143 @@
+// conv2d: the CPU reference (conv2d.h). Readable loops over the definitions, ordered so that the
+// innermost loop runs over contiguous channels (of x and of a weight row, both NHWC/OHWI), and
+// parallel over what each pass writes without races: pixels for forward and backward_data, output
+// channels for the weight and bias gradients.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/conv2d.h"
+
+namespace unet::cpu {
+
+namespace {
+
+// The gradient flowing into the convolution's output: dy, masked by the fused ReLU if there was one.
+template <class T>
+T output_gradient(const T* dy, int dy_stride, const T* relu_output, int relu_output_stride, int64_t pixel, int o) {
+  const T g = dy[pixel * dy_stride + o];
+  if (relu_output == nullptr) return g;
+  return relu_output[pixel * relu_output_stride + o] > T(0) ? g : T(0);
+}
+
+// Whether (h + dr, w + ds) lies inside the image: outside it, the zero padding contributes nothing.
+bool inside(const Conv2dShape& s, int h, int w, int dr, int ds) {
+  return h + dr >= 0 && h + dr < s.h && w + ds >= 0 && w + ds < s.w;
+}
+
+template <class T>
+void write_gradient(T* out, T value, T beta) {
+  *out = beta == T(0) ? value : beta * *out + value;  // beta = 0 overwrites, even NaN
+}
+
+// Below this many multiply-adds a parallel region costs more than it saves (and the gradient
+// checks run thousands of tiny convolutions).
+bool worth_parallel(const Conv2dShape& s) { return conv2d_macs(s) >= (int64_t{1} << 16); }
+
+}  // namespace
+
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, int x_stride, const T* weight, const T* bias, bool relu, T* y,
+                    int y_stride) {
+  const int pad = s.k / 2;
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  const int64_t weight_row = int64_t{s.k} * s.k * s.c_in;  // one output channel's weights
+#pragma omp parallel for schedule(static) if (worth_parallel(s))
+  for (int64_t p = 0; p < pixels; ++p) {
+    const int h = static_cast<int>(p / s.w % s.h), w = static_cast<int>(p % s.w);
+    for (int o = 0; o < s.c_out; ++o) {
+      T sum = bias ? bias[o] : T(0);
+      for (int r = 0; r < s.k; ++r) {
+        for (int c = 0; c < s.k; ++c) {
+          if (!inside(s, h, w, r - pad, c - pad)) continue;
+          const T* in = x + (p + int64_t{r - pad} * s.w + (c - pad)) * x_stride;
+          const T* wt = weight + o * weight_row + (r * s.k + c) * s.c_in;
+          for (int i = 0; i < s.c_in; ++i) sum += in[i] * wt[i];
+        }
+      }
+      y[p * y_stride + o] = relu && !(sum > T(0)) ? T(0) : sum;
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward_data(const Conv2dShape& s, const T* dy, int dy_stride, const T* relu_output,
+                          int relu_output_stride, const T* weight, T beta, T* dx, int dx_stride) {
+  const int pad = s.k / 2;
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  const int64_t weight_row = int64_t{s.k} * s.k * s.c_in;
+#pragma omp parallel if (worth_parallel(s))
+  {
+    std::vector<T> sum(s.c_in);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < pixels; ++p) {
+      const int h = static_cast<int>(p / s.w % s.h), w = static_cast<int>(p % s.w);
+      std::fill(sum.begin(), sum.end(), T(0));
+      // Output pixel p - (r - pad, c - pad) saw input pixel p through tap (r, c).
+      for (int r = 0; r < s.k; ++r) {
+        for (int c = 0; c < s.k; ++c) {
+          if (!inside(s, h, w, pad - r, pad - c)) continue;
+          const int64_t source = p + int64_t{pad - r} * s.w + (pad - c);
+          for (int o = 0; o < s.c_out; ++o) {
+            const T g = output_gradient(dy, dy_stride, relu_output, relu_output_stride, source, o);
+            const T* wt = weight + o * weight_row + (r * s.k + c) * s.c_in;
+            for (int i = 0; i < s.c_in; ++i) sum[i] += g * wt[i];
+          }
+        }
+      }
+      for (int i = 0; i < s.c_in; ++i) write_gradient(&dx[p * dx_stride + i], sum[i], beta);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward_weight(const Conv2dShape& s, const T* x, int x_stride, const T* dy, int dy_stride,
+                            const T* relu_output, int relu_output_stride, T beta, T* dweight) {
+  const int pad = s.k / 2;
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  const int64_t weight_row = int64_t{s.k} * s.k * s.c_in;
+#pragma omp parallel if (worth_parallel(s))
+  {
+    std::vector<T> sum(weight_row);
+#pragma omp for schedule(dynamic)
+    for (int o = 0; o < s.c_out; ++o) {
+      std::fill(sum.begin(), sum.end(), T(0));
+      for (int64_t p = 0; p < pixels; ++p) {
+        const T g = output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o);
+        const int h = static_cast<int>(p / s.w % s.h), w = static_cast<int>(p % s.w);
+        for (int r = 0; r < s.k; ++r) {
+          for (int c = 0; c < s.k; ++c) {
+            if (!inside(s, h, w, r - pad, c - pad)) continue;
+            const T* in = x + (p + int64_t{r - pad} * s.w + (c - pad)) * x_stride;
+            T* tap = sum.data() + (r * s.k + c) * s.c_in;
+            for (int i = 0; i < s.c_in; ++i) tap[i] += g * in[i];
+          }
+        }
+      }
+      for (int64_t j = 0; j < weight_row; ++j) write_gradient(&dweight[o * weight_row + j], sum[j], beta);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward_bias(const Conv2dShape& s, const T* dy, int dy_stride, const T* relu_output,
+                          int relu_output_stride, T beta, T* dbias) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+#pragma omp parallel for schedule(static) if (worth_parallel(s))
+  for (int o = 0; o < s.c_out; ++o) {
+    T sum = T(0);
+    for (int64_t p = 0; p < pixels; ++p) sum += output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o);
+    write_gradient(&dbias[o], sum, beta);
+  }
+}
+
+#define UNET_CONV2D_REFERENCE(T)                                                                                  \
+  template void conv2d_forward(const Conv2dShape&, const T*, int, const T*, const T*, bool, T*, int);             \
+  template void conv2d_backward_data(const Conv2dShape&, const T*, int, const T*, int, const T*, T, T*, int);     \
+  template void conv2d_backward_weight(const Conv2dShape&, const T*, int, const T*, int, const T*, int, T, T*); \
+  template void conv2d_backward_bias(const Conv2dShape&, const T*, int, const T*, int, T, T*);
+UNET_CONV2D_REFERENCE(float)
+UNET_CONV2D_REFERENCE(double)
+#undef UNET_CONV2D_REFERENCE
+
+}  // namespace unet::cpu

@@ -1,0 +1,428 @@
+// conv_transpose2d: the CUDA kernels and their launchers (conv_transpose2d.h). The maths, the
+// mapping to threads and what limits each version: docs/kernels/convolution.md.
+//
+// With kernel 2 and stride 2 every output pixel has exactly one source, (n, 2h + r, 2w + s) <-
+// (n, h, w) through tap (r, s): conv_transpose2d_output_pixel, the one piece of index maths every
+// kernel here (and the reference) uses. The op is then four independent 1x1 GEMMs, one per tap.
+//
+// Versions (run one alone with: test_kernels_sim "conv_transpose2d*",
+// bench_kernels --benchmark_filter=conv_transpose2d; the launchers take `version`):
+//   1  the simplest correct kernels: one thread per output element for forward and for
+//      backward_data (a dot product over Cin, and over the four taps' Cout values); one thread per
+//      weight element for backward_weight, looping over every input pixel (no workspace).
+//   2  the fp32 block tile of conv2d's version 2 (kernels/conv_gemm.h). forward: for each tap
+//      (blockIdx.z), M = input pixels, N = Cout, K = Cin, scattered to the tap's output pixels.
+//      backward_data: M = input pixels, N = Cin, K = (tap, Cout): conv2d's forward with four taps
+//      whose source pixels are the output pixels each input pixel fed. backward_weight: M = Cin,
+//      N = (tap, Cout), K = input pixels, split into fixed chunks whose partial dW are summed in
+//      order (column_sum.h): deterministic, no atomics.
+// backward_bias has one version: the deterministic two-pass column sum shared with conv2d
+// (column_sum.h), over the output pixels.
+#include "kernels/conv_transpose2d.h"
+
+#include <cassert>
+#include <climits>
+#include <cstdint>
+
+#include "kernels/column_sum.h"
+#include "kernels/dialect.h"
+#include "kernels/conv_gemm.h"
+
+namespace unet::KERNEL_BACKEND {
+
+// ---------------------------------------------------------------------------------------------
+// kernels: version 1
+
+// Thread (p, tap, o): output pixel conv_transpose2d_output_pixel(p, tap), channel o.
+__global__ void conv_transpose2d_forward_kernel1(ConvTranspose2dShape shape, const float* __restrict__ x,
+                                                 int x_stride, const float* __restrict__ weight,
+                                                 const float* __restrict__ bias, float* __restrict__ y,
+                                                 int y_stride) {
+  const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (index >= int64_t{shape.n} * shape.h * shape.w * 4 * shape.c_out) return;
+  const int o = static_cast<int>(index % shape.c_out);
+  const int tap = static_cast<int>(index / shape.c_out % 4);
+  const int64_t p = index / (4 * shape.c_out);
+  float sum = bias == nullptr ? 0.0f : bias[o];
+  for (int i = 0; i < shape.c_in; ++i) sum += x[p * x_stride + i] * weight[(int64_t{i} * 4 + tap) * shape.c_out + o];
+  const int64_t q = conv_transpose2d_output_pixel(p, static_cast<int>(p % shape.w), shape.w, tap / 2, tap % 2);
+  y[q * y_stride + o] = sum;
+}
+
+__global__ void conv_transpose2d_backward_data_kernel1(ConvTranspose2dShape shape, const float* __restrict__ dy,
+                                                       int dy_stride, const float* __restrict__ weight, float beta,
+                                                       float* __restrict__ dx, int dx_stride) {
+  const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (index >= int64_t{shape.n} * shape.h * shape.w * shape.c_in) return;
+  const int i = static_cast<int>(index % shape.c_in);
+  const int64_t p = index / shape.c_in;
+  const int w = static_cast<int>(p % shape.w);
+  float sum = 0.0f;
+  for (int tap = 0; tap < 4; ++tap) {
+    const float* g = dy + conv_transpose2d_output_pixel(p, w, shape.w, tap / 2, tap % 2) * dy_stride;
+    const float* wt = weight + (int64_t{i} * 4 + tap) * shape.c_out;
+    for (int o = 0; o < shape.c_out; ++o) sum += g[o] * wt[o];
+  }
+  float& out = dx[p * dx_stride + i];
+  out = beta == 0.0f ? sum : beta * out + sum;  // beta = 0 overwrites, even NaN
+}
+
+// Thread (i, tap, o): one weight, summed over every input pixel.
+__global__ void conv_transpose2d_backward_weight_kernel1(ConvTranspose2dShape shape, const float* __restrict__ x,
+                                                         int x_stride, const float* __restrict__ dy, int dy_stride,
+                                                         float beta, float* __restrict__ dweight) {
+  const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (index >= int64_t{shape.c_in} * 4 * shape.c_out) return;
+  const int o = static_cast<int>(index % shape.c_out);
+  const int tap = static_cast<int>(index / shape.c_out % 4);
+  const int i = static_cast<int>(index / (4 * shape.c_out));
+  float sum = 0.0f;
+  for (int64_t row = 0; row < int64_t{shape.n} * shape.h; ++row) {
+    for (int w = 0; w < shape.w; ++w) {
+      const int64_t p = row * shape.w + w;
+      const int64_t q = conv_transpose2d_output_pixel(p, w, shape.w, tap / 2, tap % 2);
+      sum += x[p * x_stride + i] * dy[q * dy_stride + o];
+    }
+  }
+  float& out = dweight[index];
+  out = beta == 0.0f ? sum : beta * out + sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+// kernels: version 2, four 1x1 GEMMs on the block tile of kernels/conv_gemm.h
+
+using gemm::kTileK;
+using gemm::kTileM;
+
+// forward, tap blockIdx.z: A (input pixels x Cin) is x; B (Cin x Cout) is the tap's weights,
+// rows W(i, r, s, .).
+template <int BN, bool kVector>
+struct UpForwardTiles {
+  ConvTranspose2dShape shape;
+  const float* x;
+  int x_stride;
+  const float* weight;
+  gemm::RowGather<kTileM, kVector> a;
+  gemm::ColumnGather<BN, kVector> b;
+  int pixel;
+  int k0 = 0;  // input channels k0 .. k0 + 7
+
+  __device__ UpForwardTiles(const ConvTranspose2dShape& shape_, const float* x_, int x_stride_, const float* weight_)
+      : shape(shape_), x(x_), x_stride(x_stride_), weight(weight_) {
+    pixel = blockIdx.x * kTileM + a.row;
+  }
+  __device__ int steps() const { return static_cast<int>(ceil_div(shape.c_in, kTileK)); }
+  __device__ void load() {
+    a.load(pixel < shape.n * shape.h * shape.w ? x + int64_t{pixel} * x_stride : nullptr, nullptr, k0, shape.c_in);
+    const int i = k0 + b.k;
+    b.load(i < shape.c_in ? weight + (int64_t{i} * 4 + blockIdx.z) * shape.c_out : nullptr, nullptr,
+           blockIdx.y * BN, shape.c_out);
+  }
+  __device__ void advance() { k0 += kTileK; }
+  template <int kLdA, int kLdB>
+  __device__ void store(float (*as)[kLdA], float (*bs)[kLdB]) const {
+    a.store(as);
+    b.store(bs);
+  }
+};
+
+// backward_data: A (input pixels x (tap, Cout)) is dy at the output pixel each input pixel fed
+// through the tap; B^T (Cin x (tap, Cout)) is the weights, rows W(i, r, s, .).
+template <int BN, bool kVector>
+struct UpDataTiles {
+  ConvTranspose2dShape shape;
+  const float* dy;
+  int dy_stride;
+  const float* weight;
+  gemm::RowGather<kTileM, kVector> a;
+  gemm::RowGather<BN, kVector> b;
+  int pixel, w;
+  int tap = 0, k0 = 0;  // tap, output channels k0 .. k0 + 7
+
+  __device__ UpDataTiles(const ConvTranspose2dShape& shape_, const float* dy_, int dy_stride_, const float* weight_)
+      : shape(shape_), dy(dy_), dy_stride(dy_stride_), weight(weight_) {
+    pixel = blockIdx.x * kTileM + a.row;
+    w = pixel % shape.w;
+  }
+  __device__ int steps() const { return 4 * static_cast<int>(ceil_div(shape.c_out, kTileK)); }
+  __device__ void load() {
+    const bool valid = pixel < shape.n * shape.h * shape.w;
+    const int64_t q = conv_transpose2d_output_pixel(pixel, w, shape.w, tap / 2, tap % 2);
+    a.load(valid ? dy + q * dy_stride : nullptr, nullptr, k0, shape.c_out);
+    const int i = blockIdx.y * BN + b.row;
+    b.load(i < shape.c_in ? weight + (int64_t{i} * 4 + tap) * shape.c_out : nullptr, nullptr, k0, shape.c_out);
+  }
+  __device__ void advance() {
+    k0 += kTileK;
+    if (k0 < shape.c_out) return;
+    k0 = 0;
+    ++tap;
+  }
+  template <int kLdA, int kLdB>
+  __device__ void store(float (*as)[kLdA], float (*bs)[kLdB]) const {
+    a.store(as);
+    b.store(bs);
+  }
+};
+
+// backward_weight, one chunk of input pixels (blockIdx.z): A (Cin x pixels, stored K-major) is x;
+// B (pixels x (tap, Cout)) is dy at the output pixel each input pixel fed through the column's
+// tap. Thread t gathers B's pixel t / (BN / 4) and columns (t % (BN / 4)) * 4 + {0..3}, whose
+// (tap, channel) are fixed for the whole loop; with kVector (Cout a multiple of 4) the four share
+// one tap and are a float4. The output pixel is linear in the tap, so each column keeps one offset
+// from the pixel's tap-(0, 0) output: conv_transpose2d_output_pixel(0, 0, W, r, s) pixels, plus
+// its channel (-1: a column past the edge).
+template <int BN, bool kVector>
+struct UpWeightTiles {
+  ConvTranspose2dShape shape;
+  const float* dy;
+  int dy_stride;
+  const float* x;
+  int x_stride;
+  gemm::ColumnGather<kTileM, kVector> a;
+  gemm::ColumnGather<BN, kVector> b;  // only its placement: the gather is by column below
+  int offset[4];
+  int end, step_count;
+  int a_pixel;     // pixel a.k of the current step
+  int b_pixel, w;  // pixel b.k of the current step, and its column
+
+  __device__ UpWeightTiles(const ConvTranspose2dShape& shape_, const float* x_, int x_stride_, const float* dy_,
+                           int dy_stride_, int chunk)
+      : shape(shape_), dy(dy_), dy_stride(dy_stride_), x(x_), x_stride(x_stride_) {
+    UNET_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      const int n = blockIdx.y * BN + b.col + j, tap = n / shape.c_out;
+      const int64_t q = conv_transpose2d_output_pixel(0, 0, shape.w, tap / 2, tap % 2);
+      offset[j] = n < 4 * shape.c_out ? static_cast<int>(q * dy_stride) + n % shape.c_out : -1;
+    }
+    const int pixels = shape.n * shape.h * shape.w;
+    const int begin = blockIdx.z * chunk;
+    end = pixels < begin + chunk ? pixels : begin + chunk;
+    step_count = static_cast<int>(ceil_div(end - begin, kTileK));
+    a_pixel = begin + a.k;
+    b_pixel = begin + b.k;
+    w = b_pixel % shape.w;
+  }
+  __device__ int steps() const { return step_count; }
+  __device__ void load() {
+    a.load(a_pixel < end ? x + int64_t{a_pixel} * x_stride : nullptr, nullptr, blockIdx.x * kTileM, shape.c_in);
+    const bool pixel_valid = b.active() && b_pixel < end;
+    const float* base = dy + conv_transpose2d_output_pixel(b_pixel, w, shape.w, 0, 0) * dy_stride;
+    if constexpr (kVector) {
+      b.values = pixel_valid && offset[0] >= 0 ? *reinterpret_cast<const float4*>(base + offset[0]) : gemm::zero4();
+    } else {
+      UNET_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        gemm::set_element(b.values, j, pixel_valid && offset[j] >= 0 ? base[offset[j]] : 0.0f);
+      }
+    }
+  }
+  __device__ void advance() {
+    a_pixel += kTileK;
+    b_pixel += kTileK;
+    w += kTileK;
+    while (w >= shape.w) w -= shape.w;
+  }
+  template <int kLdA, int kLdB>
+  __device__ void store(float (*as)[kLdA], float (*bs)[kLdB]) const {
+    a.store(as);
+    b.store(bs);
+  }
+};
+
+template <int BN, bool kVector>
+__global__ __launch_bounds__(gemm::kThreads, 2) void conv_transpose2d_forward_kernel2(
+    ConvTranspose2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ weight,
+    const float* __restrict__ bias, float* __restrict__ y, int y_stride, bool vector_out) {
+  UpForwardTiles<BN, kVector> tiles(shape, x, x_stride, weight);
+  gemm::Accumulator<BN> acc;
+  gemm::multiply<BN>(tiles, acc);
+
+  const int pixels = shape.n * shape.h * shape.w, tap = blockIdx.z;
+  UNET_UNROLL
+  for (int i = 0; i < 8; ++i) {
+    const int pixel = blockIdx.x * kTileM + gemm::micro_row(i);
+    if (pixel >= pixels) continue;
+    const int64_t q = conv_transpose2d_output_pixel(pixel, pixel % shape.w, shape.w, tap / 2, tap % 2);
+    UNET_UNROLL
+    for (int half = 0; half < gemm::micro_cols<BN> / 4; ++half) {
+      const int o = blockIdx.y * BN + gemm::micro_col(4 * half);
+      float4 v = gemm::micro_quad<BN>(acc, i, half);
+      if (bias != nullptr) {
+        UNET_UNROLL
+        for (int j = 0; j < 4; ++j) {
+          if (o + j < shape.c_out) gemm::set_element(v, j, gemm::element(v, j) + bias[o + j]);
+        }
+      }
+      gemm::update4(y + q * y_stride, o, shape.c_out, v, 0.0f, vector_out);
+    }
+  }
+}
+
+template <int BN, bool kVector>
+__global__ __launch_bounds__(gemm::kThreads, 2) void conv_transpose2d_backward_data_kernel2(
+    ConvTranspose2dShape shape, const float* __restrict__ dy, int dy_stride, const float* __restrict__ weight,
+    float beta, float* __restrict__ dx, int dx_stride, bool vector_out) {
+  UpDataTiles<BN, kVector> tiles(shape, dy, dy_stride, weight);
+  gemm::Accumulator<BN> acc;
+  gemm::multiply<BN>(tiles, acc);
+
+  const int pixels = shape.n * shape.h * shape.w;
+  UNET_UNROLL
+  for (int i = 0; i < 8; ++i) {
+    const int pixel = blockIdx.x * kTileM + gemm::micro_row(i);
+    if (pixel >= pixels) continue;
+    UNET_UNROLL
+    for (int half = 0; half < gemm::micro_cols<BN> / 4; ++half) {
+      gemm::update4(dx + int64_t{pixel} * dx_stride, blockIdx.y * BN + gemm::micro_col(4 * half), shape.c_in,
+                    gemm::micro_quad<BN>(acc, i, half), beta, vector_out);
+    }
+  }
+}
+
+// Writes this chunk's partial dW, laid out as dW: partial[chunk][i][(tap, o)].
+template <int BN, bool kVector>
+__global__ __launch_bounds__(gemm::kThreads, 2) void conv_transpose2d_backward_weight_kernel2(
+    ConvTranspose2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ dy,
+    int dy_stride, int chunk, float* __restrict__ partial) {
+  UpWeightTiles<BN, kVector> tiles(shape, x, x_stride, dy, dy_stride, chunk);
+  gemm::Accumulator<BN> acc;
+  gemm::multiply<BN>(tiles, acc);
+
+  const int columns = 4 * shape.c_out;
+  float* out = partial + int64_t{blockIdx.z} * shape.c_in * columns;
+  UNET_UNROLL
+  for (int i = 0; i < 8; ++i) {
+    const int channel = blockIdx.x * kTileM + gemm::micro_row(i);
+    if (channel >= shape.c_in) continue;
+    UNET_UNROLL
+    for (int j = 0; j < gemm::micro_cols<BN>; ++j) {
+      const int n = blockIdx.y * BN + gemm::micro_col(j);
+      if (n < columns) out[int64_t{channel} * columns + n] = acc[i][j];
+    }
+  }
+}
+
+}  // namespace unet::KERNEL_BACKEND
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+namespace unet {
+
+using namespace KERNEL_BACKEND;
+
+namespace {
+
+int64_t pixel_count(const ConvTranspose2dShape& shape) { return int64_t{shape.n} * shape.h * shape.w; }
+int64_t weight_count(const ConvTranspose2dShape& shape) { return int64_t{shape.c_in} * 4 * shape.c_out; }
+
+// Version 2 indexes pixels and weights with int: 2^31 of either is far beyond any tensor that fits
+// in a GPU's memory. (Asserted, not thrown: the kernel libraries define no exception types.)
+void check_shape([[maybe_unused]] const ConvTranspose2dShape& shape) {
+  assert(pixel_count(shape) <= INT_MAX / 4 && weight_count(shape) <= INT_MAX);
+}
+
+dim3 flat_grid(int64_t threads, int block) { return dim3(static_cast<unsigned>(ceil_div(threads, block))); }
+
+dim3 gemm_grid(int64_t m, int64_t n, int bn, int64_t z) {
+  return dim3(static_cast<unsigned>(ceil_div(m, gemm::kTileM)), static_cast<unsigned>(ceil_div(n, bn)),
+              static_cast<unsigned>(z));
+}
+
+int tile_width(int64_t n) { return n <= 64 ? 64 : 128; }
+
+// The weight gradient's GEMM is Cin x (4 Cout) over the input pixels.
+gemm::PixelSplit weight_split(const ConvTranspose2dShape& shape) {
+  const int64_t columns = 4 * int64_t{shape.c_out};
+  const int64_t tiles = ceil_div(shape.c_in, gemm::kTileM) * ceil_div(columns, tile_width(columns));
+  return gemm::split_pixels(pixel_count(shape), tiles);
+}
+
+}  // namespace
+
+template <DeviceKind D>
+void ConvTranspose2d<D>::forward(const ConvTranspose2dShape& shape, const float* x, int x_stride,
+                                 const float* weight, const float* bias, float* y, int y_stride, Stream stream,
+                                 int version) {
+  if (pixel_count(shape) * shape.c_out == 0) return;
+  check_shape(shape);
+  if (version == 1) {
+    launch(KERNEL(conv_transpose2d_forward_kernel1), flat_grid(pixel_count(shape) * 4 * shape.c_out, 256), dim3(256),
+           0, stream, shape, x, x_stride, weight, bias, y, y_stride);
+    return;
+  }
+  const bool vector_in = gemm::quads_fit({x, weight}, {shape.c_in, shape.c_out, x_stride});
+  const bool vector_out = gemm::quads_fit({y}, {shape.c_out, y_stride});
+  gemm::with_tile(tile_width(shape.c_out), vector_in, [&]<int BN, bool kVector>() {
+    launch(KERNEL(conv_transpose2d_forward_kernel2<BN, kVector>), gemm_grid(pixel_count(shape), shape.c_out, BN, 4),
+           dim3(gemm::kThreads), 0, stream, shape, x, x_stride, weight, bias, y, y_stride, vector_out);
+  });
+}
+
+template <DeviceKind D>
+void ConvTranspose2d<D>::backward_data(const ConvTranspose2dShape& shape, const float* dy, int dy_stride,
+                                       const float* weight, float beta, float* dx, int dx_stride, Stream stream,
+                                       int version) {
+  if (pixel_count(shape) * shape.c_in == 0) return;
+  check_shape(shape);
+  if (version == 1) {
+    launch(KERNEL(conv_transpose2d_backward_data_kernel1), flat_grid(pixel_count(shape) * shape.c_in, 256), dim3(256),
+           0, stream, shape, dy, dy_stride, weight, beta, dx, dx_stride);
+    return;
+  }
+  const bool vector_in = gemm::quads_fit({dy, weight}, {shape.c_out, dy_stride});
+  const bool vector_out = gemm::quads_fit({dx}, {shape.c_in, dx_stride});
+  gemm::with_tile(tile_width(shape.c_in), vector_in, [&]<int BN, bool kVector>() {
+    launch(KERNEL(conv_transpose2d_backward_data_kernel2<BN, kVector>),
+           gemm_grid(pixel_count(shape), shape.c_in, BN, 1), dim3(gemm::kThreads), 0, stream, shape, dy, dy_stride,
+           weight, beta, dx, dx_stride, vector_out);
+  });
+}
+
+template <DeviceKind D>
+size_t ConvTranspose2d<D>::backward_weight_workspace(const ConvTranspose2dShape& shape, int version) {
+  if (version == 1) return 0;
+  return static_cast<size_t>(weight_split(shape).splits * weight_count(shape)) * sizeof(float);
+}
+
+template <DeviceKind D>
+void ConvTranspose2d<D>::backward_weight(const ConvTranspose2dShape& shape, const float* x, int x_stride,
+                                         const float* dy, int dy_stride, float beta, float* dweight,
+                                         void* workspace, Stream stream, int version) {
+  if (weight_count(shape) == 0) return;
+  check_shape(shape);
+  assert((2 * int64_t{shape.w} + 2) * dy_stride <= INT_MAX);  // UpWeightTiles' column offsets are int
+  if (version == 1) {
+    launch(KERNEL(conv_transpose2d_backward_weight_kernel1), flat_grid(weight_count(shape), 256), dim3(256), 0,
+           stream, shape, x, x_stride, dy, dy_stride, beta, dweight);
+    return;
+  }
+  const gemm::PixelSplit split = weight_split(shape);
+  const int64_t splits = split.splits, columns = 4 * int64_t{shape.c_out};
+  const int chunk = static_cast<int>(split.chunk);
+  auto* partial = static_cast<float*>(workspace);
+  const bool vector_in = gemm::quads_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride});
+  if (splits > 0) {
+    gemm::with_tile(tile_width(columns), vector_in, [&]<int BN, bool kVector>() {
+      launch(KERNEL(conv_transpose2d_backward_weight_kernel2<BN, kVector>), gemm_grid(shape.c_in, columns, BN, splits),
+             dim3(gemm::kThreads), 0, stream, shape, x, x_stride, dy, dy_stride, chunk, partial);
+    });
+  }
+  ColumnSum<D>::sum_partials(splits, weight_count(shape), partial, beta, dweight, stream);
+}
+
+template <DeviceKind D>
+size_t ConvTranspose2d<D>::backward_bias_workspace(const ConvTranspose2dShape& shape) {
+  return ColumnSum<D>::workspace(4 * pixel_count(shape), shape.c_out);
+}
+
+template <DeviceKind D>
+void ConvTranspose2d<D>::backward_bias(const ConvTranspose2dShape& shape, const float* dy, int dy_stride, float beta,
+                                       float* dbias, void* workspace, Stream stream) {
+  ColumnSum<D>::sum(4 * pixel_count(shape), shape.c_out, dy, dy_stride, nullptr, 0, beta, dbias, workspace, stream);
+}
+
+template struct ConvTranspose2d<KERNEL_DEVICE>;
+
+}  // namespace unet

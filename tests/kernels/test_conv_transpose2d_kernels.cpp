@@ -1,0 +1,200 @@
+// conv_transpose2d's CUDA kernels (every version) against the CPU reference in double, on sim or cuda.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/conv_transpose2d.h"
+#include "models/unet_shapes.h"
+#include "tests/test_util.h"
+
+using namespace unet;
+using test::DeviceBuffer;
+using test::Slice;
+
+namespace {
+
+constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
+Device& dev() { return device(kDevice); }
+using Up = ConvTranspose2d<kDevice>;
+
+struct Case {
+  ConvTranspose2dShape shape;
+  bool bias = true;
+  Slice in{0, 0}, out{0, 0};  // channel slices of x/dx and of y/dy; stride 0 is dense
+  bool integers = false;      // small integers: every result is exact and must match bit for bit
+};
+
+std::vector<float> to_float(const std::vector<double>& values) { return {values.begin(), values.end()}; }
+
+// Bit for bit for small-integer inputs; to 1e-5 norm-wise relative error otherwise.
+void compare(const std::vector<float>& out, const std::vector<double>& expected, bool integers) {
+  if (integers) {
+    REQUIRE(out == to_float(expected));
+  } else {
+    CHECK(test::relative_error(out, expected) < 1e-5);
+  }
+}
+
+std::vector<double> plus(std::vector<double> a, const std::vector<float>& b) {
+  for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+  return a;
+}
+
+// A workspace of `bytes`, poisoned: a kernel that reads scratch it did not write then fails.
+struct Workspace : DeviceBuffer<float> {
+  explicit Workspace(size_t bytes) : DeviceBuffer<float>(dev(), std::max<size_t>(1, ceil_div(bytes, sizeof(float)))) {
+    poison();
+  }
+};
+
+// Runs every pass of every version on one case and compares each with the reference.
+void check(const Case& c, uint64_t seed) {
+  const ConvTranspose2dShape& s = c.shape;
+  const int64_t p = int64_t{s.n} * s.h * s.w, q = 4 * p;
+  const int64_t weights = int64_t{s.c_in} * 4 * s.c_out;
+  const Slice in = c.in.stride ? c.in : Slice{s.c_in, 0}, out = c.out.stride ? c.out : Slice{s.c_out, 0};
+  INFO(s.n << "x" << s.h << "x" << s.w << ", " << s.c_in << " -> " << s.c_out << (c.bias ? "" : ", no bias")
+            << ", in " << in.offset << "/" << in.stride << ", out " << out.offset << "/" << out.stride
+            << (c.integers ? ", integers" : ""));
+  auto values = [&](int64_t count, uint64_t offset) {
+    return c.integers ? test::random_integers(count, seed + offset) : test::random_uniform(count, seed + offset);
+  };
+  const auto x = values(p * s.c_in, 1), weight = values(weights, 2), bias = values(s.c_out, 3);
+  const auto dy = values(q * s.c_out, 4);
+  const auto prior_dx = values(p * s.c_in, 5), prior_dweight = values(weights, 6), prior_dbias = values(s.c_out, 7);
+
+  const auto xd = test::to_double(x), weightd = test::to_double(weight), dyd = test::to_double(dy);
+  const auto biasd = test::to_double(bias);
+  std::vector<double> y_ref(q * s.c_out), dx_ref(p * s.c_in), dweight_ref(weights), dbias_ref(s.c_out);
+  cpu::conv_transpose2d_forward(s, xd.data(), s.c_in, weightd.data(), c.bias ? biasd.data() : nullptr, y_ref.data(),
+                                s.c_out);
+  cpu::conv_transpose2d_backward_data(s, dyd.data(), s.c_out, weightd.data(), 0.0, dx_ref.data(), s.c_in);
+  cpu::conv_transpose2d_backward_weight(s, xd.data(), s.c_in, dyd.data(), s.c_out, 0.0, dweight_ref.data());
+  cpu::conv_transpose2d_backward_bias(s, dyd.data(), s.c_out, 0.0, dbias_ref.data());
+
+  // Inputs in their slices, NaN around them: a kernel that reads another channel fails.
+  DeviceBuffer<float> d_x(dev(), test::widen(x, p, s.c_in, in, NAN));
+  DeviceBuffer<float> d_dy(dev(), test::widen(dy, q, s.c_out, out, NAN));
+  DeviceBuffer<float> d_weight(dev(), weight), d_bias(dev(), bias);
+  const float* x_slice = d_x.data() + in.offset;
+  const float* dy_slice = d_dy.data() + out.offset;
+
+  for (int version = 1; version <= Up::versions; ++version) {
+    INFO("version " << version);
+    {
+      DeviceBuffer<float> d_y(dev(), q * out.stride);
+      d_y.poison();
+      Up::forward(s, x_slice, in.stride, d_weight.data(), c.bias ? d_bias.data() : nullptr, d_y.data() + out.offset,
+                  out.stride, {}, version);
+      const auto wide = d_y.download();
+      INFO("forward");
+      compare(test::narrow(wide, q, s.c_out, out), y_ref, c.integers);
+      CHECK(test::outside_untouched(wide, q, s.c_out, out, NAN));
+    }
+    for (float beta : {0.0f, 1.0f}) {
+      INFO("beta " << beta);
+      // beta = 0 must overwrite whatever is there, NaN included.
+      const auto prior = beta == 0.0f ? std::vector<float>(prior_dx.size(), NAN) : prior_dx;
+      DeviceBuffer<float> d_dx(dev(), test::widen(prior, p, s.c_in, in, -7.0f));
+      Up::backward_data(s, dy_slice, out.stride, d_weight.data(), beta, d_dx.data() + in.offset, in.stride, {},
+                        version);
+      const auto wide = d_dx.download();
+      INFO("backward_data");
+      compare(test::narrow(wide, p, s.c_in, in), beta == 0.0f ? dx_ref : plus(dx_ref, prior_dx), c.integers);
+      CHECK(test::outside_untouched(wide, p, s.c_in, in, -7.0f));
+    }
+    for (float beta : {0.0f, 1.0f}) {
+      INFO("beta " << beta << ", backward_weight");
+      DeviceBuffer<float> d_dweight(dev(), beta == 0.0f ? std::vector<float>(weights, NAN) : prior_dweight);
+      Workspace scratch(Up::backward_weight_workspace(s, version));
+      Up::backward_weight(s, x_slice, in.stride, dy_slice, out.stride, beta, d_dweight.data(), scratch.data(), {},
+                          version);
+      compare(d_dweight.download(), beta == 0.0f ? dweight_ref : plus(dweight_ref, prior_dweight), c.integers);
+    }
+  }
+  for (float beta : {0.0f, 1.0f}) {
+    INFO("beta " << beta << ", backward_bias");
+    DeviceBuffer<float> d_dbias(dev(), beta == 0.0f ? std::vector<float>(s.c_out, NAN) : prior_dbias);
+    Workspace scratch(Up::backward_bias_workspace(s));
+    Up::backward_bias(s, dy_slice, out.stride, beta, d_dbias.data(), scratch.data(), {});
+    compare(d_dbias.download(), beta == 0.0f ? dbias_ref : plus(dbias_ref, prior_dbias), c.integers);
+  }
+}
+
+ConvTranspose2dShape shape(int n, int h, int w, int c_in, int c_out) {
+  return {.n = n, .h = h, .w = w, .c_in = c_in, .c_out = c_out};
+}
+
+}  // namespace
+
+TEST_CASE("conv_transpose2d kernels: odd channel counts and image sizes, N = 1 and 2", "[conv_transpose2d]") {
+  const std::vector<Case> cases = {
+      {shape(1, 3, 5, 3, 5)},
+      {shape(2, 5, 3, 5, 3), false},
+      {shape(2, 3, 7, 17, 33)},
+      {shape(1, 7, 5, 33, 17)},
+      {shape(2, 4, 5, 64, 64)},
+      {shape(1, 3, 3, 64, 33), false},  // 4 x 33 = 132 weight columns: a partial 128-wide tile
+      {shape(2, 1, 1, 33, 64)},         // 1x1 images
+      {shape(1, 1, 1, 5, 3)},
+      {shape(1, 9, 9, 64, 17)},   // 81 pixels, 324 outputs
+      {shape(2, 11, 13, 5, 64)},  // 286 pixels: a partial third block, and the weight gradient in chunks
+      {shape(1, 3, 4, 129, 3)},   // a partial 128-row tile of input channels
+  };
+  uint64_t seed = 6000;
+  for (const Case& c : cases) check(c, seed += 10);
+}
+
+TEST_CASE("conv_transpose2d kernels: inputs and outputs as channel slices of wider buffers", "[conv_transpose2d]") {
+  // The U-Net writes the up-convolution's output into channels [0, C) of the concat buffer.
+  check({shape(2, 3, 5, 128, 64), true, Slice{256, 128}, Slice{128, 0}}, 7000);
+  check({shape(1, 4, 3, 64, 68), true, Slice{70, 5}, Slice{75, 3}}, 7010);
+  check({shape(2, 3, 3, 17, 33), true, Slice{20, 1}, Slice{66, 33}}, 7020);
+}
+
+TEST_CASE("conv_transpose2d kernels: small-integer inputs give exactly the reference", "[conv_transpose2d]") {
+  const std::vector<Case> cases = {
+      {shape(2, 3, 5, 64, 64), true, {}, {}, true},
+      {shape(1, 5, 3, 17, 33), true, {}, {}, true},
+      {shape(1, 4, 4, 33, 5), false, Slice{40, 3}, Slice{10, 5}, true},
+      {shape(2, 11, 13, 8, 4), true, {}, {}, true},
+  };
+  uint64_t seed = 8000;
+  for (const Case& c : cases) check(c, seed += 10);
+}
+
+TEST_CASE("conv_transpose2d kernels: every up-convolution of the default U-Net at 16x16", "[conv_transpose2d]") {
+  for (const LayerShape& layer : unet_layers(UNetConfig{}, 2, 16, 16)) {
+    if (layer.kind != LayerKind::up_conv) continue;
+    INFO(layer.name);
+    // Writes into channels [0, C) of the decoder's concat buffer, as the model does.
+    check({shape(layer.n, layer.h, layer.w, layer.c_in, layer.c_out), true, {}, Slice{2 * layer.c_out, 0}},
+          9000 + layer.c_in);
+  }
+}
+
+TEST_CASE("conv_transpose2d kernels: the weight and bias gradients are the same bits on every run",
+          "[conv_transpose2d]") {
+  const ConvTranspose2dShape s = shape(2, 20, 24, 64, 32);  // 960 pixels: several split-K chunks
+  const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_in} * 4 * s.c_out;
+  DeviceBuffer<float> x(dev(), test::random_uniform(p * s.c_in, 1));
+  DeviceBuffer<float> dy(dev(), test::random_uniform(4 * p * s.c_out, 2));
+  std::vector<float> first_weight, first_bias;
+  for (int run = 0; run < 2; ++run) {
+    DeviceBuffer<float> dweight(dev(), weights), dbias(dev(), s.c_out);
+    Workspace weight_scratch(Up::backward_weight_workspace(s));
+    Workspace bias_scratch(Up::backward_bias_workspace(s));
+    Up::backward_weight(s, x.data(), s.c_in, dy.data(), s.c_out, 0.0f, dweight.data(), weight_scratch.data(), {});
+    Up::backward_bias(s, dy.data(), s.c_out, 0.0f, dbias.data(), bias_scratch.data(), {});
+    if (run == 0) {
+      first_weight = dweight.download();
+      first_bias = dbias.download();
+    } else {
+      CHECK(dweight.download() == first_weight);
+      CHECK(dbias.download() == first_bias);
+    }
+  }
+  CHECK(Up::backward_weight_workspace(s, 1) == 0);
+  CHECK(Up::backward_weight_workspace(s) > 0);  // version 2 splits the pixels
+}
