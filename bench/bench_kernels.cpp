@@ -119,6 +119,8 @@ float* input(Slot s, size_t count, float low = -1.0f, float high = 1.0f) {
 
 float* output(Slot s, size_t count) { return static_cast<float*>(slot(s, count * sizeof(float))); }
 
+// The run's stream, for launchers. Only while preparing a benchmark: at registration it does not
+// exist yet (launches there would go to the default stream, outside the timing events).
 Stream stream() { return Stream{run_state().stream}; }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,8 +514,8 @@ void add_max_pool(const LayerShape& l) {
   const PoolShape s{l.n, l.h, l.w, l.c_in};
   const int c = l.c_in;
   const int64_t in = input_count(l), out = output_count(l);
-  const Stream st = stream();
   add_memory_bound("max_pool", l.name, "forward", MaxPool2d<kCuda>::versions, l.forward_bytes(), [=](int version) {
+    const Stream st = stream();
     const float* x = input(kIn0, in);
     float* y = output(kOut0, out);
     auto* argmax = static_cast<uint8_t*>(slot(kAux, out));
@@ -521,6 +523,7 @@ void add_max_pool(const LayerShape& l) {
                     {floats_out(y, out), Output{argmax, static_cast<size_t>(out), false}}, ""};
   });
   add_memory_bound("max_pool", l.name, "backward", MaxPool2d<kCuda>::versions, l.backward_data_bytes(), [=](int version) {
+    const Stream st = stream();
     // A real argmax, from the default forward on random inputs.
     const float* x = input(kIn0, in);
     auto* argmax = static_cast<uint8_t*>(slot(kAux, out));
@@ -537,13 +540,14 @@ void add_relu(const LayerShape& l) {
   const int64_t pixels = int64_t{l.n} * l.h * l.w;
   const int c = l.c_out;
   const int64_t count = pixels * c;
-  const Stream st = stream();
   add_memory_bound("relu", l.name, "forward", Relu<kCuda>::versions, 8 * count, [=](int version) {
+    const Stream st = stream();
     const float* x = input(kIn0, count);
     float* y = output(kOut0, count);
     return Prepared{[=] { Relu<kCuda>::forward(pixels, c, x, c, y, c, st, version); }, {floats_out(y, count)}, ""};
   });
   add_memory_bound("relu", l.name, "backward", Relu<kCuda>::versions, 12 * count, [=](int version) {
+    const Stream st = stream();
     const float* dy = input(kIn0, count);
     const float* y = input(kIn1, count);
     float* dx = output(kOut0, count);
@@ -557,9 +561,9 @@ void add_concat(const LayerShape& up) {
   const int64_t pixels = int64_t{up.n} * up.out_h() * up.out_w();
   const int c = up.c_out;
   const std::string layer = up.name.substr(0, up.name.rfind('.')) + ".concat";
-  const Stream st = stream();
   const int64_t bytes = 4 * 2 * (pixels * 2 * c);
   add_memory_bound("concat", layer, "forward", Concat<kCuda>::versions, bytes, [=](int version) {
+    const Stream st = stream();
     const float* a = input(kIn0, pixels * c);
     const float* b = input(kIn1, pixels * c);
     float* y = output(kOut0, pixels * 2 * c);
@@ -567,6 +571,7 @@ void add_concat(const LayerShape& up) {
                     {floats_out(y, pixels * 2 * c)}, ""};
   });
   add_memory_bound("concat", layer, "backward", Concat<kCuda>::versions, bytes, [=](int version) {
+    const Stream st = stream();
     const float* dy = input(kIn0, pixels * 2 * c);
     float* da = output(kOut0, pixels * c);
     float* db = output(kOut1, pixels * c);
@@ -579,12 +584,12 @@ void add_concat(const LayerShape& up) {
 void add_loss(const LayerShape& head) {
   const int n = head.n;
   const int64_t pixels = int64_t{head.out_h()} * head.out_w();
-  const Stream st = stream();
   for (const bool dice : {false, true}) {
     LossConfig config;
     if (dice) config.dice_weight = 1.0f;
     add_memory_bound("loss", dice ? "bce_dice" : "bce", "forward_backward", SegmentationLoss<kCuda>::versions,
                      12 * n * pixels, [=](int version) {
+                       const Stream st = stream();
                        const float* logits = input(kIn0, n * pixels);
                        auto* target = output(kIn1, n * pixels);
                        fill_binary(target, n * pixels, run_state().seed++, 0.01f, run_state().stream);
@@ -603,8 +608,8 @@ void add_loss(const LayerShape& head) {
 // One Adam step over every parameter: param, grad, m, v read; param, m, v written.
 void add_adam() {
   const int64_t n = unet_parameters(UNetConfig{});
-  const Stream st = stream();
   add_memory_bound("adam", "all", "step", Adam<kCuda>::versions, 28 * n, [=](int version) {
+    const Stream st = stream();
     float* param = input(kIn0, n);
     const float* grad = input(kIn1, n);
     float* m = input(kIn2, n);
