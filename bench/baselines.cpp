@@ -21,15 +21,19 @@ constexpr float kZero = 0.0f;
 
 // The search's results that the requested precision allows, fastest first (cuDNN sorts them).
 // True fp32 accepts only FMA kernels, as PyTorch does with TF32 off.
+// If none is allowed, the error lists what the search returned, so one GPU run says why.
 template <class Perf>
 std::vector<Perf> usable(const Perf* results, int count, Math math) {
   std::vector<Perf> kept;
+  std::string seen;
   for (int i = 0; i < count; ++i) {
+    seen += " [algo " + std::to_string(results[i].algo) + " status " + std::to_string(results[i].status) + " math " +
+            std::to_string(results[i].mathType) + "]";
     if (results[i].status != CUDNN_STATUS_SUCCESS) continue;
     if (math == Math::fp32 && results[i].mathType != CUDNN_FMA_MATH) continue;
     kept.push_back(results[i]);
   }
-  if (kept.empty()) throw Error("cuDNN's search found no algorithm for this pass");
+  if (kept.empty()) throw Error("cuDNN's search found no usable algorithm; it returned" + seen);
   return kept;
 }
 
