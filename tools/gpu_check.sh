@@ -6,12 +6,14 @@
 #                                               and `unet` for sm_90 (Release) and gather them with
 #                                               the non-system libraries they need (default gpu-pack/)
 #   tools/gpu_check.sh run PACK_DIR [OUT_DIR]   on the GPU machine: run them, no build; writes
-#                                               gpu_check.log and summary.md into OUT_DIR (default
+#                                               gpu_check.log, each benchmark's JSON and summary.md
+#                                               (the steps, then the benchmark tables of
+#                                               tools/bench_summary.py) into OUT_DIR (default
 #                                               PACK_DIR/results) as it goes, prints the summary last
 set -uo pipefail
 
 usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -30,9 +32,11 @@ pack() {
   mkdir -p "$pack_dir/bin" "$pack_dir/lib"
   local binaries=("$build/tools/unet")
   mapfile -t -O ${#binaries[@]} binaries < <(find "$build/tests" "$build/bench" -maxdepth 1 -type f -executable \
-                                              \( -name 'test_cuda_*' -o -name 'bench_*' \) 2>/dev/null | sort)
+                                              \( -name 'test_cuda_*' -o -name 'test_*_cuda' -o -name 'bench_*' \) \
+                                              2>/dev/null | sort)
   cp "${binaries[@]}" "$pack_dir/bin/"
   [[ -d bench ]] && cp bench/*.py "$pack_dir/bin/" 2>/dev/null || true
+  cp tools/bench_summary.py "$pack_dir/bin/"
 
   # Libraries the GPU machine may lack: everything but the C library, the loader and the CUDA
   # libraries, which come from the machine (driver, toolkit or PyTorch's wheels).
@@ -118,7 +122,7 @@ PY
 
   step "unet info" 60 "$pack_dir/bin/unet" info
   local binary
-  for binary in "$pack_dir"/bin/test_cuda_*; do
+  for binary in "$pack_dir"/bin/test_cuda_* "$pack_dir"/bin/test_*_cuda; do
     [[ -x $binary ]] && step "$(basename "$binary")" 240 "$binary"
   done
   if command -v compute-sanitizer >/dev/null; then
@@ -127,12 +131,18 @@ PY
   else
     echo "| compute-sanitizer memcheck | skipped (not installed) | 0 |" >> "$summary"
   fi
+  # bench_kernels stops starting benchmarks after --budget_s (skipping the rest visibly), so its
+  # JSON is complete and the whole run stays within 5 minutes on an H100.
   for binary in "$pack_dir"/bin/bench_*; do
-    [[ -x $binary ]] && step "$(basename "$binary")" 180 "$binary" \
+    [[ -x $binary ]] && step "$(basename "$binary")" 150 "$binary" --budget_s=100 \
       --benchmark_out="$out/$(basename "$binary").json" --benchmark_out_format=json
   done
 
+  # The tables: every JSON the steps above left in $out (kernels, and end-to-end where present).
+  step "bench_summary" 60 python3 "$pack_dir/bin/bench_summary.py" "$out" --out "$out/bench_summary.md"
+
   { echo; echo "failures: $failures; full log: gpu_check.log"; } >> "$summary"
+  [[ -s $out/bench_summary.md ]] && { echo; cat "$out/bench_summary.md"; } >> "$summary"
   cat "$summary"
   [[ $failures -eq 0 ]]
 }
