@@ -10,5 +10,8 @@ namespace unet {
 using Args = std::vector<std::string>;
 
 int command_info(const Args& args);
+int command_init(const Args& args);
+int command_step(const Args& args);
+int command_bench(const Args& args);
 
 }  // namespace unet

@@ -20,6 +20,9 @@ struct Command {
 
 const Command commands[] = {
     {"info", "build configuration, devices, CUDA and cuDNN versions", unet::command_info},
+    {"init", "write a freshly initialised model (safetensors weights)", unet::command_init},
+    {"step", "K Adam steps on one fixed batch (debugging, parity with PyTorch)", unet::command_step},
+    {"bench", "speed of a training step or of inference (images/s, memory, FLOP/s)", unet::command_bench},
 };
 
 void print_usage(std::FILE* out) {
