@@ -120,6 +120,7 @@ int command_bench(const Args& args) {
   };
   for (int k = 0; k < warmup; ++k) step();
   std::fprintf(stderr, "timing %d %s steps on %s...\n", steps, mode.c_str(), device_name(dev.kind()));
+  std::fflush(stderr);
   for (int k = 0; k < steps; ++k) seconds.push_back(time_one(step));
   const double step_seconds = median(seconds);
   const double macs = train ? training_macs_per_image(config, size) : unet_forward_flops_per_image(config, size, size) / 2;
@@ -128,7 +129,7 @@ int command_bench(const Args& args) {
 
   std::printf("%s: %s, batch %d, %dx%d, %s%s: %.1f images/s, %.2f ms per step (median of %d), peak memory %.0f MiB, %.2f TFLOP/s\n",
               mode.c_str(), info.name.c_str(), batch, size, size, config.describe().c_str(),
-              train ? (graph == "on" ? ", graph" : ", eager") : "", batch / step_seconds, 1e3 * step_seconds, steps,
+              train ? (trainer->graph_captured() ? ", graph" : ", eager") : "", batch / step_seconds, 1e3 * step_seconds, steps,
               static_cast<double>(dev.peak_bytes()) / (1 << 20), tflops);
   if (!json_path.empty()) {
     Json record = Json::object();
@@ -140,7 +141,7 @@ int command_bench(const Args& args) {
     record.set("batch", batch);
     record.set("image_size", size);
     record.set("model", config.describe());
-    if (train) record.set("graph", graph == "on");
+    if (train) record.set("graph", trainer->graph_captured());
     record.set("images_per_s", batch / step_seconds);
     record.set("ms_per_step", 1e3 * step_seconds);
     record.set("peak_memory_bytes", static_cast<int64_t>(dev.peak_bytes()));
