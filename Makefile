@@ -19,6 +19,9 @@ build:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
+# Passive OpenMP waiting: with several test processes on two cores, spinning threads starve the others.
+export OMP_WAIT_POLICY = PASSIVE
+
 unit-tests: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 

@@ -49,14 +49,20 @@ struct HostEvent {
   double ms = 0;
 };
 
+// memcpy with a null pointer is undefined even for 0 bytes, and an empty std::vector's data() may be
+// null; cudaMemcpy accepts a count of 0 with any pointers, so the host devices do too.
+void copy_bytes(void* dst, const void* src, size_t bytes) {
+  if (bytes != 0) std::memcpy(dst, src, bytes);
+}
+
 // Memory, copies and events on the host: what cpu and sim have in common.
 class HostDevice : public Device {
  public:
   using Device::Device;
 
-  void copy_to_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void copy_to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void copy(void* dst, const void* src, size_t bytes, Stream) override { std::memcpy(dst, src, bytes); }
+  void copy_to_device(void* dst, const void* src, size_t bytes) override { copy_bytes(dst, src, bytes); }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override { copy_bytes(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes, Stream) override { copy_bytes(dst, src, bytes); }
   void fill_bytes(void* dst, unsigned char value, size_t bytes, Stream) override { std::memset(dst, value, bytes); }
 
   void synchronize(Stream) override {}
@@ -98,7 +104,7 @@ class SimDevice final : public HostDevice {
   DeviceInfo info() const override { return {"sim (CUDA kernels on the CPU)", 0, 0, 0}; }
 
   void copy(void* dst, const void* src, size_t bytes, Stream stream) override {
-    sim::enqueue(stream, [=] { std::memcpy(dst, src, bytes); });
+    sim::enqueue(stream, [=] { copy_bytes(dst, src, bytes); });
   }
   void fill_bytes(void* dst, unsigned char value, size_t bytes, Stream stream) override {
     sim::enqueue(stream, [=] { std::memset(dst, value, bytes); });

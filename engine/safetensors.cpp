@@ -209,13 +209,30 @@ const TensorData& SafeTensors::get(const std::string& name) const {
   return found->second;
 }
 
-std::vector<float> SafeTensors::floats(const std::string& name, const std::vector<int64_t>& shape) const {
-  const TensorData& tensor = get(name);
-  if (tensor.dtype != DType::f32) throw Error(source_ + ": tensor '" + name + "' is " + dtype_name(tensor.dtype) + ", expected F32");
-  if (!shape.empty() && tensor.shape != shape) throw Error(source_ + ": tensor '" + name + "' has shape " + shape_text(tensor.shape) + ", expected " + shape_text(shape));
-  std::vector<float> values(tensor.bytes.size() / 4);
+namespace {
+
+template <class T>
+std::vector<T> values_of(const SafeTensors& file, const std::string& name, DType dtype, const std::vector<int64_t>& shape) {
+  const TensorData& tensor = file.get(name);
+  if (tensor.dtype != dtype) {
+    throw Error(file.source() + ": tensor '" + name + "' is " + dtype_name(tensor.dtype) + ", expected " + dtype_name(dtype));
+  }
+  if (!shape.empty() && tensor.shape != shape) {
+    throw Error(file.source() + ": tensor '" + name + "' has shape " + shape_text(tensor.shape) + ", expected " + shape_text(shape));
+  }
+  std::vector<T> values(tensor.bytes.size() / sizeof(T));
   std::memcpy(values.data(), tensor.bytes.data(), tensor.bytes.size());
   return values;
+}
+
+}  // namespace
+
+std::vector<float> SafeTensors::floats(const std::string& name, const std::vector<int64_t>& shape) const {
+  return values_of<float>(*this, name, DType::f32, shape);
+}
+
+std::vector<double> SafeTensors::doubles(const std::string& name, const std::vector<int64_t>& shape) const {
+  return values_of<double>(*this, name, DType::f64, shape);
 }
 
 std::vector<std::string> SafeTensors::names() const {

@@ -46,6 +46,7 @@ class SafeTensors {
   // The values of an F32 tensor; throws if it is missing, of another dtype, or (when `shape` is not
   // empty) of another shape.
   std::vector<float> floats(const std::string& name, const std::vector<int64_t>& shape = {}) const;
+  std::vector<double> doubles(const std::string& name, const std::vector<int64_t>& shape = {}) const;  // F64
   std::vector<std::string> names() const;
   const std::string& source() const { return source_; }
 

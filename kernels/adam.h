@@ -25,12 +25,14 @@ namespace unet {
 
 enum class LrSchedule { constant, cosine };
 
+// Doubles, as PyTorch holds them (Python floats): 1 - beta2 is computed in double and only then
+// rounded to float where it meets a tensor, as PyTorch does.
 struct AdamConfig {
-  float lr = 1e-4f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-  float weight_decay = 0.0f;
+  double lr = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
   bool decoupled_weight_decay = false;  // AdamW
   // Schedule: linear warm-up from 0 over warmup_steps, then constant, or cosine decay to 0 at
   // total_steps.

@@ -1,0 +1,7 @@
+#include "kernels/backend.h"
+
+namespace unet {
+
+Error::~Error() = default;
+
+}  // namespace unet

@@ -1,0 +1,199 @@
+// The segmentation losses: the CUDA kernels and their launchers (loss.h).
+//
+// Versions (run one alone with: test_kernels_sim "loss*"):
+//   1  three launches (two when Dice's gradient is not needed: Dice off, or the value only):
+//        loss_partials_kernel   grid (chunks, N) of 256 threads; each block strides over its
+//                               sample's pixels, writes the BCE gradient (times bce_weight) into
+//                               dlogits, and reduces its threads' BCE, sum(p*g), sum(p), sum(g)
+//                               in a fixed tree to one partial record per block;
+//        loss_finalise_kernel   one block: each thread sums one sample's partials in chunk order
+//                               (in double), then thread 0 sums the samples in sample order and
+//                               writes the three loss values and Dice's gradient coefficients;
+//        dice_gradient_kernel   the same grid as the first: adds Dice's gradient, which needs the
+//                               finished sums, to dlogits.
+//      The partition into blocks depends only on the shape, and no step uses atomics, so the
+//      result is the same bits on every run. The passes are memory-bound: the first reads logits
+//      and targets and writes dlogits (12 bytes a pixel), the third reads all three and writes
+//      dlogits (16 bytes a pixel).
+#include "kernels/loss.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/dialect.h"
+
+namespace unet::KERNEL_BACKEND {
+
+// ---------------------------------------------------------------------------------------------
+// kernels
+
+// Threads of the pass kernels: a power of two, which the tree reduction halves.
+constexpr int loss_threads = 256;
+
+// sigmoid(x), sigmoid(-x) and softplus(-x) = log(1 + exp(-x)) from expf(-|x|) alone, which lies in
+// (0, 1]: nothing overflows for any finite x, and log(sigmoid(x)) is never taken directly.
+struct Logistic {
+  float p, q, softplus_neg;
+};
+
+__device__ __forceinline__ Logistic logistic(float x) {
+  const float e = expf(-fabsf(x));
+  const float large = 1.0f / (1.0f + e), small = e / (1.0f + e);
+  if (x >= 0.0f) return {large, small, log1pf(e)};
+  return {small, large, log1pf(e) - x};
+}
+
+// The record each block of the first pass leaves, and the per-sample sums of the finalise kernel.
+enum LossSum { bce_sum = 0, intersection_sum, predicted_sum, truth_sum, loss_sums };
+
+__global__ void loss_partials_kernel(int64_t pixels_per_sample, const float* __restrict__ logits,
+                                     const float* __restrict__ target, float pos_weight, float bce_gradient_scale,
+                                     float* __restrict__ dlogits, float* __restrict__ partials) {
+  const int64_t sample_start = blockIdx.y * pixels_per_sample;
+  float sums[loss_sums] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < pixels_per_sample;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const float x = logits[sample_start + i], g = target[sample_start + i];
+    const Logistic l = logistic(x);
+    const float weight = 1.0f + (pos_weight - 1.0f) * g;
+    sums[bce_sum] += (1.0f - g) * x + weight * l.softplus_neg;
+    sums[intersection_sum] += l.p * g;
+    sums[predicted_sum] += l.p;
+    sums[truth_sum] += g;
+    if (dlogits != nullptr) dlogits[sample_start + i] = bce_gradient_scale * ((1.0f - g) - weight * l.q);
+  }
+
+  __shared__ float tree[loss_sums][loss_threads];
+  const int t = threadIdx.x;
+  for (int k = 0; k < loss_sums; ++k) tree[k][t] = sums[k];
+  __syncthreads();
+  for (int stride = loss_threads / 2; stride > 0; stride /= 2) {
+    if (t < stride) {
+      for (int k = 0; k < loss_sums; ++k) tree[k][t] += tree[k][t + stride];
+    }
+    __syncthreads();
+  }
+  if (t == 0) {
+    float* record = partials + (int64_t{blockIdx.y} * gridDim.x + blockIdx.x) * loss_sums;
+    for (int k = 0; k < loss_sums; ++k) record[k] = tree[k][0];
+  }
+}
+
+__device__ __forceinline__ double dice_loss(const double* sums, double smooth) {
+  return 1.0 - (2.0 * sums[intersection_sum] + smooth) / (sums[predicted_sum] + sums[truth_sum] + smooth);
+}
+
+// dDice/dx_i = (a * g_i + b) * p_i * (1 - p_i); `scale` is the Dice weight (over N per sample).
+__device__ __forceinline__ void write_dice_gradient(const double* sums, double smooth, double scale,
+                                                    float* coefficients) {
+  const double denominator = sums[predicted_sum] + sums[truth_sum] + smooth;
+  coefficients[0] = static_cast<float>(-2.0 * scale / denominator);
+  coefficients[1] = static_cast<float>(scale * (2.0 * sums[intersection_sum] + smooth) / (denominator * denominator));
+}
+
+__global__ void loss_finalise_kernel(int n, int64_t pixels_per_sample, int chunks, LossConfig config,
+                                     const float* __restrict__ partials, double* __restrict__ sample_sums,
+                                     float* __restrict__ coefficients, float* __restrict__ loss) {
+  const double smooth = config.dice_smooth;
+  for (int s = threadIdx.x; s < n; s += blockDim.x) {
+    double* sums = sample_sums + int64_t{s} * loss_sums;
+    for (int k = 0; k < loss_sums; ++k) sums[k] = 0.0;
+    for (int64_t b = 0; b < chunks; ++b) {
+      for (int k = 0; k < loss_sums; ++k) sums[k] += partials[(int64_t{s} * chunks + b) * loss_sums + k];
+    }
+    if (config.dice_per_sample) write_dice_gradient(sums, smooth, double{config.dice_weight} / n, coefficients + 2 * s);
+  }
+  __syncthreads();  // also makes the other threads' sample_sums visible to thread 0
+  if (threadIdx.x != 0) return;
+
+  double batch[loss_sums] = {0.0, 0.0, 0.0, 0.0};
+  double dice_per_sample = 0.0;
+  for (int s = 0; s < n; ++s) {
+    const double* sums = sample_sums + int64_t{s} * loss_sums;
+    for (int k = 0; k < loss_sums; ++k) batch[k] += sums[k];
+    dice_per_sample += dice_loss(sums, smooth);
+  }
+  if (!config.dice_per_sample) write_dice_gradient(batch, smooth, config.dice_weight, coefficients);
+  const double bce = batch[bce_sum] / (static_cast<double>(n) * pixels_per_sample);
+  const double dice = config.dice_per_sample ? dice_per_sample / n : dice_loss(batch, smooth);
+  loss[0] = static_cast<float>(config.bce_weight * bce + config.dice_weight * dice);
+  loss[1] = static_cast<float>(bce);
+  loss[2] = static_cast<float>(dice);
+}
+
+__global__ void dice_gradient_kernel(int64_t pixels_per_sample, bool per_sample, const float* __restrict__ logits,
+                                     const float* __restrict__ target, const float* __restrict__ coefficients,
+                                     float* __restrict__ dlogits) {
+  const int64_t sample_start = blockIdx.y * pixels_per_sample;
+  const float* c = coefficients + (per_sample ? 2 * blockIdx.y : 0);
+  const float a = c[0], b = c[1];
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < pixels_per_sample;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const Logistic l = logistic(logits[sample_start + i]);
+    dlogits[sample_start + i] += (a * target[sample_start + i] + b) * l.p * l.q;
+  }
+}
+
+}  // namespace unet::KERNEL_BACKEND
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+namespace unet {
+
+using namespace KERNEL_BACKEND;
+
+namespace {
+
+// Blocks per sample: about 8 pixels a thread, at most 64 blocks (a sample of 256x256 pixels gets
+// 32). A function of the shape alone, so the reduction's order never changes.
+int loss_chunks(int64_t pixels_per_sample) {
+  constexpr int64_t pixels_per_thread = 8, max_chunks = 64;
+  return static_cast<int>(std::min(ceil_div(pixels_per_sample, loss_threads * pixels_per_thread), max_chunks));
+}
+
+// The workspace: per-sample sums (N, 4) in double first (for alignment), Dice's gradient
+// coefficients (N, 2), then the blocks' partial records (N, chunks, 4).
+struct LossWorkspace {
+  double* sample_sums;
+  float* coefficients;
+  float* partials;
+};
+
+LossWorkspace carve(void* workspace, int n) {
+  auto* sample_sums = static_cast<double*>(workspace);
+  auto* coefficients = reinterpret_cast<float*>(sample_sums + int64_t{n} * loss_sums);
+  return {sample_sums, coefficients, coefficients + int64_t{n} * 2};
+}
+
+}  // namespace
+
+template <DeviceKind D>
+size_t SegmentationLoss<D>::workspace(int n, int64_t pixels_per_sample) {
+  const int64_t records = int64_t{n} * loss_chunks(pixels_per_sample);
+  return sizeof(double) * n * loss_sums + sizeof(float) * (int64_t{n} * 2 + records * loss_sums);
+}
+
+template <DeviceKind D>
+void SegmentationLoss<D>::forward_backward(int n, int64_t pixels_per_sample, const float* logits, const float* target,
+                                           const LossConfig& config, float* loss, float* dlogits, void* workspace,
+                                           Stream stream, int /*version: only 1*/) {
+  // N = 0, P = 0 (no mean to take) or N > 65535 (gridDim.y) fail at the launch, naming the kernel.
+  const int chunks = loss_chunks(pixels_per_sample);
+  const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(n));
+  const LossWorkspace w = carve(workspace, n);
+  const auto bce_gradient_scale = static_cast<float>(config.bce_weight / (static_cast<double>(n) * pixels_per_sample));
+
+  launch(KERNEL(loss_partials_kernel), grid, dim3(loss_threads), 0, stream, pixels_per_sample, logits, target,
+         config.pos_weight, bce_gradient_scale, dlogits, w.partials);
+  launch(KERNEL(loss_finalise_kernel), dim3(1), dim3(loss_threads), 0, stream, n, pixels_per_sample, chunks, config,
+         w.partials, w.sample_sums, w.coefficients, loss);
+  if (dlogits != nullptr && config.dice_weight != 0.0f) {
+    launch(KERNEL(dice_gradient_kernel), grid, dim3(loss_threads), 0, stream, pixels_per_sample,
+           config.dice_per_sample, logits, target, w.coefficients, dlogits);
+  }
+}
+
+template struct SegmentationLoss<KERNEL_DEVICE>;
+
+}  // namespace unet

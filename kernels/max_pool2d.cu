@@ -1,0 +1,207 @@
+// max_pool2d: the CUDA kernels and their launchers (max_pool2d.h).
+//
+// Versions (run one alone with: test_kernels_sim "max_pool2d*", bench_kernels --benchmark_filter=max_pool):
+//   1  forward: one thread per output element reads its 2x2 window and writes the maximum and the
+//      argmax byte. Backward: one thread per input element gathers dy through its window's argmax,
+//      so every dx element has exactly one writer and no atomics are needed.
+//   2  four channels per thread: 16-byte loads and stores of x, y, dy and dx and one 4-byte load or
+//      store of four argmax bytes, when channels and strides are multiples of 4 and the pointers
+//      are aligned (16 bytes for floats, 4 for argmax); otherwise it falls back to version 1.
+//      Memory-bound: the aim is the bandwidth of a copy of the same bytes.
+#include "kernels/max_pool2d.h"
+
+#include <cstdint>
+#include <initializer_list>
+#include <utility>
+
+#include "kernels/dialect.h"
+
+namespace unet::KERNEL_BACKEND {
+
+// ---------------------------------------------------------------------------------------------
+// kernels
+
+// PyTorch's rule: greater than the best so far, or NaN. Ties keep the first maximum in window
+// order; the last NaN of a window wins, so NaN propagates.
+__device__ __forceinline__ bool pool_replaces(float candidate, float best) {
+  return candidate > best || candidate != candidate;
+}
+
+// Where an output pixel's window starts, and the input pixel a thread of the backward belongs to.
+struct PoolIndex {
+  int64_t n, row, col;
+};
+
+__device__ __forceinline__ PoolIndex split_pixel(int64_t pixel, int height, int width) {
+  const int64_t row_index = pixel / width;
+  return {row_index / height, row_index % height, pixel % width};
+}
+
+// The window's top-left input pixel; the other three are +1, +width, +width+1.
+__device__ __forceinline__ int64_t window_origin(const PoolShape& shape, int64_t out_pixel) {
+  const PoolIndex o = split_pixel(out_pixel, shape.h / 2, shape.w / 2);
+  return (o.n * shape.h + 2 * o.row) * shape.w + 2 * o.col;
+}
+
+// For an input pixel: the output pixel whose window holds it (or -1 on a dropped row/column) and
+// its position 2r+s in that window.
+__device__ __forceinline__ int64_t pooled_by(const PoolShape& shape, int64_t in_pixel, int* position) {
+  const PoolIndex i = split_pixel(in_pixel, shape.h, shape.w);
+  const int out_h = shape.h / 2, out_w = shape.w / 2;
+  *position = static_cast<int>(2 * (i.row % 2) + i.col % 2);
+  if (i.row / 2 >= out_h || i.col / 2 >= out_w) return -1;
+  return (i.n * out_h + i.row / 2) * out_w + i.col / 2;
+}
+
+__device__ __forceinline__ float accumulate(float gradient, float beta, float previous) {
+  return beta == 0.0f ? gradient : beta * previous + gradient;  // beta = 0 overwrites, even NaN
+}
+
+__global__ void max_pool2d_forward_kernel1(PoolShape shape, int64_t outputs, const float* __restrict__ x, int x_stride,
+                                           float* __restrict__ y, int y_stride, uint8_t* __restrict__ argmax) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= outputs) return;
+  const int64_t out_pixel = i / shape.c;
+  const int c = static_cast<int>(i - out_pixel * shape.c);
+  const int64_t origin = window_origin(shape, out_pixel);
+  float best = x[origin * x_stride + c];
+  int best_index = 0;
+  for (int k = 1; k < 4; ++k) {
+    const float v = x[(origin + (k / 2) * shape.w + k % 2) * x_stride + c];
+    if (pool_replaces(v, best)) {
+      best = v;
+      best_index = k;
+    }
+  }
+  y[out_pixel * y_stride + c] = best;
+  argmax[i] = static_cast<uint8_t>(best_index);
+}
+
+__global__ void max_pool2d_backward_kernel1(PoolShape shape, int64_t inputs, const float* __restrict__ dy,
+                                            int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                            float* __restrict__ dx, int dx_stride) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= inputs) return;
+  const int64_t in_pixel = i / shape.c;
+  const int c = static_cast<int>(i - in_pixel * shape.c);
+  int position = 0;
+  const int64_t out_pixel = pooled_by(shape, in_pixel, &position);
+  const float gradient =
+      out_pixel >= 0 && argmax[out_pixel * shape.c + c] == position ? dy[out_pixel * dy_stride + c] : 0.0f;
+  float& out = dx[in_pixel * dx_stride + c];
+  out = accumulate(gradient, beta, out);
+}
+
+// Version 2: i indexes groups of four channels; argmax bytes travel four at a time in one unsigned.
+__device__ __forceinline__ void pool_lane(float v, int k, float& best, unsigned& index, int lane) {
+  if (pool_replaces(v, best)) {
+    best = v;
+    index = (index & ~(0xffu << (8 * lane))) | (static_cast<unsigned>(k) << (8 * lane));
+  }
+}
+
+__global__ void max_pool2d_forward_kernel2(PoolShape shape, int64_t outputs, const float* __restrict__ x, int x_stride,
+                                           float* __restrict__ y, int y_stride, uint8_t* __restrict__ argmax) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const int quads = shape.c / 4;
+  if (i >= outputs / 4) return;
+  const int64_t out_pixel = i / quads;
+  const int c = static_cast<int>(i - out_pixel * quads) * 4;
+  const int64_t origin = window_origin(shape, out_pixel);
+  float4 best = *reinterpret_cast<const float4*>(x + origin * x_stride + c);
+  unsigned index = 0;  // byte j: the argmax of channel c + j
+  for (int k = 1; k < 4; ++k) {
+    const float4 v = *reinterpret_cast<const float4*>(x + (origin + (k / 2) * shape.w + k % 2) * x_stride + c);
+    pool_lane(v.x, k, best.x, index, 0);
+    pool_lane(v.y, k, best.y, index, 1);
+    pool_lane(v.z, k, best.z, index, 2);
+    pool_lane(v.w, k, best.w, index, 3);
+  }
+  *reinterpret_cast<float4*>(y + out_pixel * y_stride + c) = best;
+  *reinterpret_cast<unsigned*>(argmax + out_pixel * shape.c + c) = index;
+}
+
+__device__ __forceinline__ float gathered(unsigned index, int lane, int position, float dy) {
+  return static_cast<int>((index >> (8 * lane)) & 0xffu) == position ? dy : 0.0f;
+}
+
+__global__ void max_pool2d_backward_kernel2(PoolShape shape, int64_t inputs, const float* __restrict__ dy,
+                                            int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                            float* __restrict__ dx, int dx_stride) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const int quads = shape.c / 4;
+  if (i >= inputs / 4) return;
+  const int64_t in_pixel = i / quads;
+  const int c = static_cast<int>(i - in_pixel * quads) * 4;
+  int position = 0;
+  const int64_t out_pixel = pooled_by(shape, in_pixel, &position);
+  float4 gradient = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (out_pixel >= 0) {
+    const unsigned index = *reinterpret_cast<const unsigned*>(argmax + out_pixel * shape.c + c);
+    const float4 g = *reinterpret_cast<const float4*>(dy + out_pixel * dy_stride + c);
+    gradient = {gathered(index, 0, position, g.x), gathered(index, 1, position, g.y),
+                gathered(index, 2, position, g.z), gathered(index, 3, position, g.w)};
+  }
+  float4* target = reinterpret_cast<float4*>(dx + in_pixel * dx_stride + c);
+  const float4 previous = beta == 0.0f ? float4{0.0f, 0.0f, 0.0f, 0.0f} : *target;
+  *target = {accumulate(gradient.x, beta, previous.x), accumulate(gradient.y, beta, previous.y),
+             accumulate(gradient.z, beta, previous.z), accumulate(gradient.w, beta, previous.w)};
+}
+
+}  // namespace unet::KERNEL_BACKEND
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+namespace unet {
+
+using namespace KERNEL_BACKEND;
+
+namespace {
+
+constexpr int block_threads = 256;
+
+dim3 grid_for(int64_t threads) { return dim3(static_cast<unsigned>(ceil_div(threads, block_threads))); }
+
+// Version 2 needs whole float4s and whole 4-byte argmax groups.
+bool quads_fit(int channels, const uint8_t* argmax, std::initializer_list<std::pair<const float*, int>> operands) {
+  if (channels % 4 != 0 || reinterpret_cast<uintptr_t>(argmax) % 4 != 0) return false;
+  for (const auto& [pointer, stride] : operands) {
+    if (stride % 4 != 0 || reinterpret_cast<uintptr_t>(pointer) % 16 != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+template <DeviceKind D>
+void MaxPool2d<D>::forward(const PoolShape& shape, const float* x, int x_stride, float* y, int y_stride,
+                           uint8_t* argmax, Stream stream, int version) {
+  const int64_t outputs = int64_t{shape.n} * (shape.h / 2) * (shape.w / 2) * shape.c;
+  if (outputs == 0) return;
+  if (version != 1 && quads_fit(shape.c, argmax, {{x, x_stride}, {y, y_stride}})) {
+    launch(KERNEL(max_pool2d_forward_kernel2), grid_for(outputs / 4), dim3(block_threads), 0, stream, shape, outputs,
+           x, x_stride, y, y_stride, argmax);
+    return;
+  }
+  launch(KERNEL(max_pool2d_forward_kernel1), grid_for(outputs), dim3(block_threads), 0, stream, shape, outputs, x,
+         x_stride, y, y_stride, argmax);
+}
+
+template <DeviceKind D>
+void MaxPool2d<D>::backward(const PoolShape& shape, const float* dy, int dy_stride, const uint8_t* argmax,
+                            float beta, float* dx, int dx_stride, Stream stream, int version) {
+  const int64_t inputs = int64_t{shape.n} * shape.h * shape.w * shape.c;
+  if (inputs == 0) return;
+  if (version != 1 && quads_fit(shape.c, argmax, {{dy, dy_stride}, {dx, dx_stride}})) {
+    launch(KERNEL(max_pool2d_backward_kernel2), grid_for(inputs / 4), dim3(block_threads), 0, stream, shape, inputs,
+           dy, dy_stride, argmax, beta, dx, dx_stride);
+    return;
+  }
+  launch(KERNEL(max_pool2d_backward_kernel1), grid_for(inputs), dim3(block_threads), 0, stream, shape, inputs, dy,
+         dy_stride, argmax, beta, dx, dx_stride);
+}
+
+template struct MaxPool2d<KERNEL_DEVICE>;
+
+}  // namespace unet
