@@ -13,5 +13,6 @@ int command_info(const Args& args);
 int command_init(const Args& args);
 int command_step(const Args& args);
 int command_bench(const Args& args);
+int command_report(const Args& args);
 
 }  // namespace unet

@@ -22,6 +22,7 @@ const Command commands[] = {
     {"info", "build configuration, devices, CUDA and cuDNN versions", unet::command_info},
     {"init", "write a freshly initialised model (safetensors weights)", unet::command_init},
     {"step", "K Adam steps on one fixed batch (debugging, parity with PyTorch)", unet::command_step},
+    {"report", "one self-contained HTML page for a run folder", unet::command_report},
     {"bench", "speed of a training step or of inference (images/s, memory, FLOP/s)", unet::command_bench},
 };
 
