@@ -14,5 +14,7 @@ int command_init(const Args& args);
 int command_step(const Args& args);
 int command_bench(const Args& args);
 int command_report(const Args& args);
+int command_dataset(const Args& args);
+int command_synth(const Args& args);
 
 }  // namespace unet

@@ -1,0 +1,54 @@
+// The dataset resident on a device: the uint8 slices and masks (and the z-score table) uploaded
+// once, and batches built there by the augmentation kernel (kernels/augment.h), or by its CPU
+// reference on the cpu device. No image crosses from the host after the upload: a training step
+// moves nothing but what the kernel reads from device memory (the clock and the epoch's order).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "data/dataset.h"
+#include "engine/device.h"
+#include "kernels/augment.h"
+
+namespace unet {
+
+class ResidentDataset {
+ public:
+  // `zscore`: normalise each channel by its volume's mean and deviation (volume_zscore).
+  ResidentDataset(Device& device, const Dataset& data, bool zscore);
+  ~ResidentDataset();
+  ResidentDataset(const ResidentDataset&) = delete;
+  ResidentDataset& operator=(const ResidentDataset&) = delete;
+
+  Device& device() const { return device_; }
+  const SliceData& slices() const { return view_; }
+  size_t device_bytes() const;
+
+  // Copies an epoch's order (EpochSampler::order) into the device buffer that training batches
+  // read, once the work queued on `stream` (the last step's batch) is done. A host copy: call it
+  // at each epoch boundary, between steps, never inside a captured graph. Every epoch's order has
+  // the same length (the buffer, and a graph's pointer to it, stay).
+  void set_order(const std::vector<int32_t>& order, Stream stream = {});
+
+  // The training batch for the step the clock holds (device memory, 1-based), graph-safe.
+  void train_batch(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges, uint64_t seed,
+                   const BatchTarget& target, Stream stream = {}, int version = 0) const;
+  // An evaluation batch of the given slices, unaugmented (uploads the ids: not for capture).
+  void eval_batch(const std::vector<int32_t>& slices, const BatchTarget& target, Stream stream = {}, int version = 0);
+
+ private:
+  void build(const BatchSource& source, int batch, const BatchTarget& target, Stream stream, int version) const;
+  template <class T>
+  T* upload(const std::vector<T>& host);
+
+  Device& device_;
+  SliceData view_{};
+  std::vector<void*> owned_;
+  int32_t* order_ = nullptr;
+  size_t order_length_ = 0;
+  int32_t* eval_ids_ = nullptr;
+  size_t eval_capacity_ = 0;
+};
+
+}  // namespace unet

@@ -1,0 +1,51 @@
+#include "tools/data_options.h"
+
+namespace unet {
+
+void add_data_options(Options& options, DataOptions* data, bool with_zscore) {
+  options.add("data", &data->data, "DIR", "dataset folder: kaggle_3m layout (patient folders) or images/ + masks/")
+      .required();
+  options.add("image-size", &data->image_size, "N", "resize slices to N x N (bilinear images, nearest masks)")
+      .at_least(1);
+  options.add("patient-pattern", &data->patient_pattern, "REGEX",
+              "images/ + masks/: the patient id is REGEX's first group in each file stem (default: one patient per image)");
+  options.flag("skip-bad", &data->skip_bad, "leave out unreadable or unpaired slices (and count them) instead of stopping");
+  if (with_zscore) {
+    options.flag("zscore", &data->zscore, "normalise each channel by its volume's mean and standard deviation");
+  }
+}
+
+void add_augment_options(Options& options, AugmentOptions* augment) {
+  options.add("flip-h", &augment->flip_h, "P", "probability of a horizontal flip");
+  options.add("flip-v", &augment->flip_v, "P", "probability of a vertical flip");
+  options.add("rotate", &augment->rotate, "DEGREES", "rotation uniform in [-DEGREES, DEGREES]");
+  options.add("zoom", &augment->zoom, "F", "scale uniform in [1 - F, 1 + F]");
+  options.add("shift", &augment->shift, "F", "shift uniform in [-F, F] of the image size, each direction");
+  options.flag("no-augment", &augment->none, "no augmentation: every sample is its slice as loaded");
+}
+
+AugmentRanges AugmentOptions::ranges() const {
+  auto check = [](const char* name, double value, double low, double high) {
+    if (!(value >= low && value <= high)) {
+      throw UsageError(std::string("--") + name + ": " + std::to_string(value) + " is outside [" +
+                       std::to_string(low) + ", " + std::to_string(high) + "]");
+    }
+  };
+  if (none) return no_augmentation;
+  check("flip-h", flip_h, 0.0, 1.0);
+  check("flip-v", flip_v, 0.0, 1.0);
+  check("rotate", rotate, 0.0, 180.0);
+  check("zoom", zoom, 0.0, 0.9);
+  check("shift", shift, 0.0, 1.0);
+  AugmentRanges r;
+  r.flip_h = static_cast<float>(flip_h);
+  r.flip_v = static_cast<float>(flip_v);
+  r.rotate_min = static_cast<float>(-rotate);
+  r.rotate_max = static_cast<float>(rotate);
+  r.zoom_min = static_cast<float>(1.0 - zoom);
+  r.zoom_max = static_cast<float>(1.0 + zoom);
+  r.shift = static_cast<float>(shift);
+  return r;
+}
+
+}  // namespace unet
