@@ -57,7 +57,15 @@ class CudaDevice final : public Device {
     return {stream};
   }
   void destroy_stream(Stream stream) override { CUDA_CHECK(cudaStreamDestroy(native(stream))); }
-  void synchronize(Stream stream) override { CUDA_CHECK(cudaStreamSynchronize(native(stream))); }
+  // The default stream means the whole device: the engine's streams do not synchronise with the
+  // legacy default stream (they are created non-blocking).
+  void synchronize(Stream stream) override {
+    if (stream.handle == nullptr) {
+      CUDA_CHECK(cudaDeviceSynchronize());
+    } else {
+      CUDA_CHECK(cudaStreamSynchronize(native(stream)));
+    }
+  }
 
   Event create_event() override {
     cudaEvent_t event = nullptr;

@@ -58,6 +58,7 @@ class Device {
 
   virtual Stream create_stream() = 0;
   virtual void destroy_stream(Stream stream) = 0;
+  // Waits for `stream`; the default (null) stream means all work on the device.
   virtual void synchronize(Stream stream = {}) = 0;
 
   virtual Event create_event() = 0;

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace unet {
 
@@ -56,8 +57,11 @@ void dump_value(const Json& value, std::string& out) {
       } else if (!std::isfinite(value.as_number())) {
         out += "null";  // JSON has no NaN or infinity
       } else {
+        // The shortest of %.15g / %.17g that reads back as the same double: logs stay readable,
+        // and a checkpoint's numbers survive a round trip exactly.
         char text[32];
-        std::snprintf(text, sizeof text, "%.9g", value.as_number());
+        std::snprintf(text, sizeof text, "%.15g", value.as_number());
+        if (std::strtod(text, nullptr) != value.as_number()) std::snprintf(text, sizeof text, "%.17g", value.as_number());
         out += text;
       }
       break;

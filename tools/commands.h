@@ -10,6 +10,10 @@ namespace unet {
 using Args = std::vector<std::string>;
 
 int command_info(const Args& args);
+int command_init(const Args& args);
+int command_step(const Args& args);
+int command_bench(const Args& args);
+int command_report(const Args& args);
 int command_dataset(const Args& args);
 int command_synth(const Args& args);
 

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""The PyTorch twin of unet-cuda's U-Net: the same module names, layouts, initialisation bounds, loss
+and optimizer, so that weights move both ways and a training step can be compared number for number.
+
+    python3 bench/pytorch_unet.py step --weights W.safetensors --batch B.safetensors --steps K \\
+        --lr LR --loss bce --out OUT.safetensors --trace T.safetensors
+        K Adam steps on one fixed batch: what `unet step` does (the parity test compares the two).
+    python3 bench/pytorch_unet.py batch --out B.safetensors --n N --height H --width W [--seed S]
+        a random batch (images in [0, 1], masks of random discs) in the layout `unet step` reads.
+
+In a program:  model, config = load_unet("run/best.safetensors")   # a torch.nn.Module, eval mode
+
+Runs on PyTorch 1.13 (Debian, CPU) and 2.x. Weights files are safetensors with PyTorch's layouts
+(Conv2d [Cout, Cin, k, k], ConvTranspose2d [Cin, Cout, 2, 2]) and "unet.config" in the metadata.
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io  # noqa: E402
+
+
+class Level(nn.Module):
+    """Two 3x3 convolutions, each followed by ReLU."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+
+    def forward(self, x):
+        return F.relu(self.conv2(F.relu(self.conv1(x))))
+
+
+class Stage(Level):
+    """Up-convolution, concatenation [upsampled, skip], then a Level."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__(2 * c_out, c_out)
+        self.up = nn.ConvTranspose2d(c_in, c_out, 2, stride=2)
+
+    def forward(self, x, skip):
+        return super().forward(torch.cat([self.up(x), skip], dim=1))
+
+
+class UNet(nn.Module):
+    def __init__(self, in_channels=3, base_width=64, depth=3):
+        super().__init__()
+        widths = [base_width << level for level in range(depth + 1)]
+        self.encoder = nn.ModuleList(
+            Level(in_channels if level == 0 else widths[level - 1], widths[level]) for level in range(depth))
+        self.bottleneck = Level(widths[depth - 1], widths[depth])
+        self.decoder = nn.ModuleList(Stage(widths[depth - i], widths[depth - 1 - i]) for i in range(depth))
+        self.head = nn.Conv2d(base_width, 1, 1)
+        self.config = {"in_channels": in_channels, "base_width": base_width, "depth": depth}
+
+    def forward(self, x):
+        skips = []
+        for level in self.encoder:
+            x = level(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottleneck(x)
+        for stage, skip in zip(self.decoder, reversed(skips)):
+            x = stage(x, skip)
+        return self.head(x)
+
+
+def load_unet(path, device="cpu"):
+    tensors, metadata = safetensors_io.load(path)
+    config = json.loads(metadata["unet.config"])
+    model = UNet(**config)
+    weights = {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}
+    model.load_state_dict(weights, strict=True)
+    return model.to(device).eval(), config
+
+
+def save_unet(path, model):
+    safetensors_io.save(path, dict(model.state_dict()), {"unet.config": json.dumps(model.config), "format": "pt"})
+
+
+def segmentation_loss(logits, mask, kind, smooth=1.0):
+    """(total, bce, dice) as kernels/loss.h defines them, Dice over the whole batch."""
+    bce = F.binary_cross_entropy_with_logits(logits, mask)
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * mask).sum() + smooth) / (p.sum() + mask.sum() + smooth)
+    weights = {"bce": (1.0, 0.0), "dice": (0.0, 1.0), "bce+dice": (1.0, 1.0)}[kind]
+    return weights[0] * bce + weights[1] * dice, bce, dice
+
+
+def nhwc_to_nchw(x):
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+def nchw_to_nhwc(x):
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def command_step(args):
+    model, _ = load_unet(args.weights)
+    model.train()
+    batch, _ = safetensors_io.load(args.batch)
+    image, mask = nhwc_to_nchw(batch["image"]), nhwc_to_nchw(batch["mask"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    losses, first_logits = [], None
+    for k in range(args.steps):
+        optimizer.zero_grad()
+        logits = model(image)
+        total, bce, dice = segmentation_loss(logits, mask, args.loss)
+        total.backward()
+        optimizer.step()
+        if first_logits is None:
+            first_logits = nchw_to_nhwc(logits.detach())
+        losses.append(total.item())
+        print(f"step {k + 1}: loss {total.item():.6f} (bce {bce.item():.6f}, dice {dice.item():.6f})")
+    save_unet(args.out, model)
+    if args.trace:
+        safetensors_io.save(args.trace, {"losses": torch.tensor(losses, dtype=torch.float32), "logits": first_logits})
+
+
+def command_batch(args):
+    generator = torch.Generator().manual_seed(args.seed)
+    image = torch.rand(args.n, args.height, args.width, 3, generator=generator)
+    ys = torch.arange(args.height).view(1, -1, 1).float()
+    xs = torch.arange(args.width).view(1, 1, -1).float()
+    centre = torch.rand(args.n, 2, generator=generator)
+    radius = 0.15 + 0.2 * torch.rand(args.n, generator=generator)
+    cy = (centre[:, 0] * args.height).view(-1, 1, 1)
+    cx = (centre[:, 1] * args.width).view(-1, 1, 1)
+    r = (radius * min(args.height, args.width)).view(-1, 1, 1)
+    mask = (((ys - cy) ** 2 + (xs - cx) ** 2) < r ** 2).float().unsqueeze(-1)
+    image[..., 1:2] += 0.5 * mask  # the lesion is brighter in the second (FLAIR) channel
+    safetensors_io.save(args.out, {"image": image.clamp(0, 1), "mask": mask})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    step = commands.add_parser("step", help="K Adam steps on one fixed batch (as unet step)")
+    step.add_argument("--weights", required=True)
+    step.add_argument("--batch", required=True)
+    step.add_argument("--steps", type=int, default=1)
+    step.add_argument("--lr", type=float, default=1e-4)
+    step.add_argument("--loss", choices=["bce", "dice", "bce+dice"], default="bce")
+    step.add_argument("--out", required=True)
+    step.add_argument("--trace")
+    step.set_defaults(run=command_step)
+    batch = commands.add_parser("batch", help="a random batch file for unet step")
+    batch.add_argument("--out", required=True)
+    batch.add_argument("--n", type=int, default=2)
+    batch.add_argument("--height", type=int, default=32)
+    batch.add_argument("--width", type=int, default=48)
+    batch.add_argument("--seed", type=int, default=0)
+    batch.set_defaults(run=command_batch)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

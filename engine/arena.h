@@ -1,0 +1,43 @@
+// Arena: the per-step memory for activations, gradients of activations and kernel workspaces.
+//
+// A training step asks for the same sizes in the same order every time. The arena hands them out
+// from one device block by bumping an offset, and reset() rewinds it after the step. If a step asks
+// for more than the block holds, the excess comes from extra allocations and the arena remembers the
+// high-water mark; the next reset() replaces everything with one block of that size. So the first
+// step sizes the arena, and from the second on a step makes no device allocation and gets the same
+// addresses — which is what lets the step be captured once as a CUDA graph and replayed.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "engine/device.h"
+
+namespace unet {
+
+class Arena {
+ public:
+  explicit Arena(Device& device, size_t initial_bytes = 0);
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  // 256-byte aligned, valid until the next reset().
+  void* allocate(size_t bytes);
+  float* allocate_floats(int64_t count) { return static_cast<float*>(allocate(static_cast<size_t>(count) * sizeof(float))); }
+  void reset();
+
+  size_t capacity() const { return capacity_; }
+  size_t high_water() const { return high_water_; }
+  Device& device() const { return device_; }
+
+ private:
+  Device& device_;
+  char* block_ = nullptr;
+  size_t capacity_ = 0;
+  size_t used_ = 0;          // bytes handed out this step, overflow included
+  size_t high_water_ = 0;
+  std::vector<void*> overflow_;
+};
+
+}  // namespace unet

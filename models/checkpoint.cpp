@@ -1,0 +1,110 @@
+#include "models/checkpoint.h"
+
+#include <set>
+
+namespace unet {
+
+namespace {
+
+constexpr const char* config_key = "unet.config";
+constexpr const char* training_key = "unet.training";
+constexpr const char* exp_avg = "optimizer.exp_avg.";
+constexpr const char* exp_avg_sq = "optimizer.exp_avg_sq.";
+
+// Every tensor in the file must be one the model expects.
+void check_no_unknown(const SafeTensors& file, const UNet& model, bool with_optimizer) {
+  std::set<std::string> expected;
+  for (const ParameterEntry& entry : model.parameters().entries()) {
+    expected.insert(entry.name);
+    if (with_optimizer) {
+      expected.insert(exp_avg + entry.name);
+      expected.insert(exp_avg_sq + entry.name);
+    }
+  }
+  for (const std::string& name : file.names()) {
+    if (!expected.count(name)) throw Error(file.source() + ": unknown tensor '" + name + "' (not part of this model)");
+  }
+}
+
+int config_field(const Json& config, const char* key, const std::string& source) {
+  const Json* value = config.find(key);
+  if (value == nullptr || !value->is_integer() || value->as_integer() < 1 || value->as_integer() > 4096) {
+    throw Error(source + ": unet.config needs a positive integer '" + key + "'");
+  }
+  return static_cast<int>(value->as_integer());
+}
+
+}  // namespace
+
+Json config_json(const UNetConfig& config) {
+  Json json = Json::object();
+  json.set("in_channels", config.in_channels);
+  json.set("base_width", config.base_width);
+  json.set("depth", config.depth);
+  return json;
+}
+
+UNetConfig read_config(const SafeTensors& file) {
+  const auto found = file.metadata.find(config_key);
+  if (found == file.metadata.end()) throw Error(file.source() + ": no unet.config in the metadata (not a unet weights file)");
+  Json config;
+  try {
+    config = Json::parse(found->second);
+  } catch (const Error& error) {
+    throw Error(file.source() + ": unet.config is not valid JSON: " + error.what());
+  }
+  if (!config.is_object()) throw Error(file.source() + ": unet.config is not a JSON object");
+  UNetConfig result;
+  result.in_channels = config_field(config, "in_channels", file.source());
+  result.base_width = config_field(config, "base_width", file.source());
+  result.depth = config_field(config, "depth", file.source());
+  if (result.depth > 8) throw Error(file.source() + ": unet.config depth " + std::to_string(result.depth) + " is out of range");
+  return result;
+}
+
+SafeTensors weights_file(const UNet& model) {
+  SafeTensors file;
+  file.metadata[config_key] = config_json(model.config()).dump();
+  file.metadata["format"] = "pt";
+  model.parameters().export_tensors(model.parameters().values(), "", file);
+  return file;
+}
+
+void save_weights(const std::string& path, const UNet& model) { weights_file(model).save(path); }
+
+void load_weights(const SafeTensors& file, UNet& model) {
+  const UNetConfig saved = read_config(file);
+  const UNetConfig& ours = model.config();
+  if (saved.in_channels != ours.in_channels || saved.base_width != ours.base_width || saved.depth != ours.depth) {
+    throw Error(file.source() + ": weights of another configuration (" + saved.describe() + ", depth " +
+                std::to_string(saved.depth) + "); the model is " + ours.describe() + ", depth " + std::to_string(ours.depth));
+  }
+  check_no_unknown(file, model, file.metadata.count(training_key) != 0);
+  ParameterStore& parameters = model.parameters();
+  parameters.import_tensors(file, "", parameters.values());
+}
+
+void save_training_checkpoint(const std::string& path, const UNet& model, const Json& training_state) {
+  SafeTensors file = weights_file(model);
+  const ParameterStore& parameters = model.parameters();
+  parameters.export_tensors(parameters.first_moments(), exp_avg, file);
+  parameters.export_tensors(parameters.second_moments(), exp_avg_sq, file);
+  file.metadata[training_key] = training_state.dump();
+  file.save(path);
+}
+
+Json load_training_checkpoint(const SafeTensors& file, UNet& model) {
+  const auto found = file.metadata.find(training_key);
+  if (found == file.metadata.end()) throw Error(file.source() + ": not a training checkpoint (no unet.training in the metadata)");
+  load_weights(file, model);
+  ParameterStore& parameters = model.parameters();
+  parameters.import_tensors(file, exp_avg, parameters.first_moments());
+  parameters.import_tensors(file, exp_avg_sq, parameters.second_moments());
+  try {
+    return Json::parse(found->second);
+  } catch (const Error& error) {
+    throw Error(file.source() + ": unet.training is not valid JSON: " + error.what());
+  }
+}
+
+}  // namespace unet

@@ -1,0 +1,66 @@
+#include "models/trainer.h"
+
+#include "engine/ops.h"
+
+namespace unet {
+
+Trainer::Trainer(UNet& model, const AdamConfig& adam, const LossConfig& loss, const Shape& batch_shape, bool use_graph)
+    : model_(model),
+      adam_(adam),
+      loss_(loss),
+      use_graph_(use_graph && model.parameters().device().kind() != DeviceKind::cpu),
+      device_(model.parameters().device()),
+      stream_(device_.create_stream()),
+      context_(std::make_unique<Context>(device_, stream_)),
+      clock_(device_) {
+  model_.check_input(batch_shape);
+  const Shape mask_shape{batch_shape.n, batch_shape.h, batch_shape.w, 1};
+  image_ = Tensor(&device_, static_cast<float*>(device_.allocate(batch_shape.numel() * sizeof(float))), batch_shape);
+  mask_ = Tensor(&device_, static_cast<float*>(device_.allocate(mask_shape.numel() * sizeof(float))), mask_shape);
+}
+
+Trainer::~Trainer() {
+  graph_.reset();
+  context_.reset();
+  device_.release(image_.data());
+  device_.release(mask_.data());
+  device_.destroy_stream(stream_);
+}
+
+const Tensor* Trainer::run_step() {
+  Context& ctx = *context_;
+  ctx.set_recording(true);
+  clock_.advance(stream_);
+  if (batch_source_) batch_source_(stream_);
+  const Var logits = model_.forward(ctx, image_);
+  logits_ = logits.value();
+  losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_);
+  ctx.backward();
+  adam_update(model_.parameters(), adam_, clock_, stream_);
+  return &losses_;
+}
+
+StepLosses Trainer::step(std::vector<float>* logits) {
+  // The last step's tensors are dead: rewind the arena (it may reallocate, which a capture forbids).
+  if (graph_ == nullptr) context_->end_step();
+  if (graph_ != nullptr) {
+    if (logits != nullptr) throw Error("trainer: logits are only available from eager steps");
+    graph_->replay(stream_);
+  } else if (use_graph_ && eager_steps_ >= 1 && logits == nullptr) {
+    // The first step sized the arena; this one is captured, then replayed from now on.
+    device_.begin_capture(stream_);
+    run_step();
+    graph_ = device_.end_capture(stream_);
+    graph_->replay(stream_);
+  } else {
+    run_step();
+    ++eager_steps_;
+  }
+  device_.synchronize(stream_);
+  float values[loss_values];
+  device_.copy_to_host(values, losses_.data(), sizeof values);
+  if (logits != nullptr) *logits = logits_.to_host();
+  return {values[0], values[1], values[2]};
+}
+
+}  // namespace unet

@@ -1,0 +1,96 @@
+// unet eval: scores weights on a dataset — per patient and in summary — as a table and as CSV.
+#include <cstdio>
+#include <filesystem>
+
+#include "data/split.h"
+#include "models/checkpoint.h"
+#include "tools/cli.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+#include "tools/csv.h"
+#include "tools/data_options.h"
+#include "tools/evaluate.h"
+
+namespace unet {
+
+namespace {
+
+std::string fixed(double value, int decimals = 4) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
+}
+
+}  // namespace
+
+int command_eval(const Args& args) {
+  DataOptions data_options;
+  std::string weights, split_path, subset = "auto", csv, device_choice = "auto";
+  bool largest_component = false;
+  int batch = 8;
+  Options options("eval", "Scores weights on a dataset: per patient (Dice, IoU, true and predicted tumour volume in\nvoxels) and in summary (per-volume Dice mean and median, slice and global Dice, IoU, BCE;\ndocs/metrics.md). With --split, only the patients of one side of a training run's split.");
+  options.add("weights", &weights, "FILE", "weights (a run's best.safetensors, or any unet weights file)").required();
+  add_data_options(options, &data_options, true);
+  options.add("split", &split_path, "FILE", "a run's split.json: evaluate the patients of one side")
+      .add("subset", &subset, "SIDE", "with --split: test, val, train or all (auto: test if any, else val)")
+      .choices({"auto", "test", "val", "train", "all"})
+      .flag("largest-component", &largest_component, "keep only the largest 3-D connected component per patient")
+      .add("csv", &csv, "FILE", "also write the per-patient table (and a summary row) as CSV")
+      .add("batch", &batch, "B", "slices per forward pass").at_least(1)
+      .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"});
+  if (!options.parse(args)) return 0;
+  if (options.given("subset") && split_path.empty()) throw UsageError("--subset needs --split");
+  check_readable_file(weights, "weights");
+  if (!split_path.empty()) check_readable_file(split_path, "split");
+  if (!csv.empty()) check_writable(csv);
+
+  const SafeTensors file = SafeTensors::load(weights);
+  Device& dev = device(resolve_device(device_choice, true));
+  UNet model(read_config(file), dev);
+  load_weights(file, model);
+  const Dataset data = load_dataset(data_options.data, data_options.find(), data_options.load());
+  model.check_input({1, data.height, data.width, model.config().in_channels});
+
+  std::vector<int32_t> slices;
+  std::string which = "all patients";
+  if (split_path.empty() || subset == "all") {
+    for (int32_t s = 0; s < static_cast<int32_t>(data.slices()); ++s) slices.push_back(s);
+  } else {
+    const SplitSlices sides = split_slices(data, load_split(split_path));
+    if (subset == "auto") subset = sides.test.empty() ? "val" : "test";
+    slices = subset == "test" ? sides.test : subset == "val" ? sides.val : sides.train;
+    which = "the " + subset + " patients of " + split_path;
+    if (slices.empty()) throw Error(split_path + ": the " + subset + " side has no patients");
+  }
+
+  ResidentDataset resident(dev, data, data_options.zscore);
+  Evaluator evaluator(model, resident, data, batch);
+  const Evaluation result = evaluator.run(slices, largest_component);
+  const MetricsSummary& s = result.summary;
+
+  std::printf("%s on %s (%zu slices)%s\n\n", weights.c_str(), which.c_str(), slices.size(),
+              largest_component ? ", largest 3-D component only" : "");
+  std::printf("%-28s %7s %8s %8s %12s %12s\n", "patient", "slices", "Dice", "IoU", "true voxels", "predicted");
+  std::string table = "patient,slices,dice,iou,true_voxels,predicted_voxels\n";
+  for (const VolumeMetrics& v : s.volumes) {
+    std::printf("%-28s %7d %8.4f %8.4f %12lld %12lld\n", v.name.c_str(), v.slices, v.confusion.dice(), v.confusion.iou(),
+                static_cast<long long>(v.confusion.truth()), static_cast<long long>(v.confusion.predicted()));
+    table += csv_line({v.name, std::to_string(v.slices), fixed(v.confusion.dice(), 6), fixed(v.confusion.iou(), 6),
+                       std::to_string(v.confusion.truth()), std::to_string(v.confusion.predicted())}) + "\n";
+  }
+  std::printf("\nper-volume Dice  mean %.4f, median %.4f over %zu patients (%d without tumour or prediction, scored 1)\n",
+              s.volume_dice_mean, s.volume_dice_median, s.volumes.size(), s.empty_volumes);
+  std::printf("per-volume IoU   mean %.4f, median %.4f\n", s.volume_iou_mean, s.volume_iou_median);
+  std::printf("slice Dice       %.4f (IoU %.4f) over the %d slices with tumour\n", s.slice_dice_mean, s.slice_iou_mean, s.tumour_slices);
+  std::printf("global Dice      %.4f (IoU %.4f)\n", s.global_dice, s.global_iou);
+  std::printf("BCE              %.5f\n", s.bce);
+  if (!csv.empty()) {
+    table += csv_line({"(summary: per-volume mean)", std::to_string(slices.size()), fixed(s.volume_dice_mean, 6),
+                       fixed(s.volume_iou_mean, 6), "", ""}) + "\n";
+    write_file_atomic(csv, table);
+    std::printf("wrote %s\n", csv.c_str());
+  }
+  return 0;
+}
+
+}  // namespace unet

@@ -1,0 +1,278 @@
+// unet report: one self-contained HTML page for a run folder — curves, the per-patient Dice chart,
+// overlays — with the charts as inline SVG and the pictures embedded, so it opens offline.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "engine/files.h"
+#include "engine/json.h"
+#include "tools/cli.h"
+#include "tools/commands.h"
+#include "tools/csv.h"
+
+namespace unet {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string number(double value, int decimals = 3) {
+  if (!std::isfinite(value)) return "–";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
+}
+
+std::string base64(const std::vector<uint8_t>& bytes) {
+  static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const uint32_t chunk = (uint32_t{bytes[i]} << 16) | (i + 1 < bytes.size() ? uint32_t{bytes[i + 1]} << 8 : 0) |
+                           (i + 2 < bytes.size() ? uint32_t{bytes[i + 2]} : 0);
+    out += alphabet[chunk >> 18 & 63];
+    out += alphabet[chunk >> 12 & 63];
+    out += i + 1 < bytes.size() ? alphabet[chunk >> 6 & 63] : '=';
+    out += i + 2 < bytes.size() ? alphabet[chunk & 63] : '=';
+  }
+  return out;
+}
+
+struct Series {
+  std::string name, colour;
+  std::vector<std::pair<double, double>> points;  // (x, y); non-finite y are gaps
+};
+
+// Axis ticks at 1, 2 or 5 times a power of ten.
+double tick_step(double span) {
+  const double raw = span / 5;
+  const double power = std::pow(10.0, std::floor(std::log10(raw > 0 ? raw : 1)));
+  for (double m : {1.0, 2.0, 5.0, 10.0}) {
+    if (raw <= m * power) return m * power;
+  }
+  return 10 * power;
+}
+
+std::string line_chart(const std::string& title, const std::string& x_label, const std::vector<Series>& series,
+                       bool zero_to_one) {
+  constexpr double width = 560, height = 300, left = 56, right = 16, top = 30, bottom = 44;
+  double x0 = INFINITY, x1 = -INFINITY, y0 = zero_to_one ? 0 : INFINITY, y1 = zero_to_one ? 1 : -INFINITY;
+  for (const Series& s : series) {
+    for (auto [x, y] : s.points) {
+      if (!std::isfinite(y)) continue;
+      x0 = std::min(x0, x);
+      x1 = std::max(x1, x);
+      if (!zero_to_one) {
+        y0 = std::min(y0, y);
+        y1 = std::max(y1, y);
+      }
+    }
+  }
+  if (!std::isfinite(x0)) return "<p>No data for " + escape(title) + " yet.</p>";
+  if (x1 == x0) x1 = x0 + 1;
+  if (y1 == y0) y1 = y0 + 1;
+  if (!zero_to_one) y0 = std::min(y0, 0.0);
+  const auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * (width - left - right); };
+  const auto py = [&](double y) { return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom); };
+  std::ostringstream svg;
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << width << "' height='" << height << "' role='img'>"
+      << "<text x='" << left << "' y='18' class='title'>" << escape(title) << "</text>";
+  const double ystep = tick_step(y1 - y0);
+  for (double y = std::ceil(y0 / ystep) * ystep; y <= y1 + 1e-9; y += ystep) {
+    svg << "<line x1='" << left << "' x2='" << width - right << "' y1='" << py(y) << "' y2='" << py(y) << "' class='grid'/>"
+        << "<text x='" << left - 6 << "' y='" << py(y) + 4 << "' class='tick' text-anchor='end'>" << number(y, ystep < 0.1 ? 2 : 1) << "</text>";
+  }
+  const double xstep = std::max(1.0, tick_step(x1 - x0));
+  for (double x = std::ceil(x0 / xstep) * xstep; x <= x1 + 1e-9; x += xstep) {
+    svg << "<text x='" << px(x) << "' y='" << height - bottom + 16 << "' class='tick' text-anchor='middle'>" << number(x, 0) << "</text>";
+  }
+  svg << "<text x='" << (left + width - right) / 2 << "' y='" << height - 8 << "' class='tick' text-anchor='middle'>" << escape(x_label) << "</text>";
+  double legend_x = left + 8;
+  for (const Series& s : series) {
+    std::string path;
+    bool pen_down = false;
+    for (auto [x, y] : s.points) {
+      if (!std::isfinite(y)) {
+        pen_down = false;
+        continue;
+      }
+      path += (pen_down ? " L" : " M") + number(px(x), 1) + " " + number(py(y), 1);
+      pen_down = true;
+    }
+    svg << "<path d='" << path << "' fill='none' stroke='" << s.colour << "' stroke-width='2'/>";
+    if (s.points.size() == 1) svg << "<circle cx='" << px(s.points[0].first) << "' cy='" << py(s.points[0].second) << "' r='3' fill='" << s.colour << "'/>";
+    svg << "<rect x='" << legend_x << "' y='" << top + 2 << "' width='10' height='10' fill='" << s.colour << "'/>"
+        << "<text x='" << legend_x + 14 << "' y='" << top + 11 << "' class='tick'>" << escape(s.name) << "</text>";
+    legend_x += 22 + 7.0 * static_cast<double>(s.name.size());
+  }
+  svg << "</svg>";
+  return svg.str();
+}
+
+struct PatientScore {
+  std::string name;
+  double dice;
+};
+
+std::string bar_chart(std::vector<PatientScore> patients) {
+  if (patients.empty()) return "<p>No per-patient results.</p>";
+  std::sort(patients.begin(), patients.end(), [](const auto& a, const auto& b) { return a.dice > b.dice; });
+  double mean = 0;
+  for (const auto& p : patients) mean += p.dice;
+  mean /= static_cast<double>(patients.size());
+  std::vector<double> sorted;
+  for (const auto& p : patients) sorted.push_back(p.dice);
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+
+  constexpr double left = 56, top = 30, bottom = 110, plot_height = 220, bar = 18, gap = 4;
+  const double width = left + 16 + static_cast<double>(n) * (bar + gap), height = top + plot_height + bottom;
+  const auto py = [&](double y) { return top + (1 - y) * plot_height; };
+  std::ostringstream svg;
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << std::max(width, 360.0) << "' height='" << height << "' role='img'>"
+      << "<text x='" << left << "' y='18' class='title'>Per-volume Dice by patient (sorted)</text>";
+  for (double y = 0; y <= 1.0001; y += 0.2) {
+    svg << "<line x1='" << left << "' x2='" << width - 16 << "' y1='" << py(y) << "' y2='" << py(y) << "' class='grid'/>"
+        << "<text x='" << left - 6 << "' y='" << py(y) + 4 << "' class='tick' text-anchor='end'>" << number(y, 1) << "</text>";
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const double x = left + static_cast<double>(i) * (bar + gap);
+    svg << "<rect x='" << x << "' y='" << py(patients[i].dice) << "' width='" << bar << "' height='" << plot_height * patients[i].dice
+        << "' fill='#4a7bd0'><title>" << escape(patients[i].name) << ": " << number(patients[i].dice) << "</title></rect>"
+        << "<text transform='translate(" << x + bar / 2 + 4 << "," << top + plot_height + 6 << ") rotate(60)' class='tick'>"
+        << escape(patients[i].name) << "</text>";
+  }
+  for (auto [value, colour, label] : {std::tuple{mean, "#d04a4a", "mean"}, std::tuple{median, "#2a9d4a", "median"}}) {
+    svg << "<line x1='" << left << "' x2='" << width - 16 << "' y1='" << py(value) << "' y2='" << py(value) << "' stroke='" << colour
+        << "' stroke-dasharray='6 3' stroke-width='2'/>"
+        << "<text x='" << width - 18 << "' y='" << py(value) - 4 << "' class='tick' text-anchor='end' fill='" << colour << "'>" << label
+        << " " << number(value) << "</text>";
+  }
+  svg << "</svg>";
+  return svg.str();
+}
+
+std::string read_if_exists(const fs::path& path) {
+  std::error_code error;
+  return fs::is_regular_file(path, error) ? read_text_file(path.string()) : std::string();
+}
+
+}  // namespace
+
+int command_report(const Args& args) {
+  std::string out;
+  std::string run;
+  Options options("report", "Writes RUN_DIR/report.html: loss and Dice curves, the per-patient Dice chart with its mean\nand median, and overlays of the best, median and worst patients. One file, no network needed.\nusage: unet report RUN_DIR [--out FILE]");
+  options.add("out", &out, "FILE", "where to write the page (default RUN_DIR/report.html)");
+  Args rest;
+  for (const std::string& arg : args) {
+    if (run.empty() && !arg.empty() && arg[0] != '-') {
+      run = arg;
+    } else {
+      rest.push_back(arg);
+    }
+  }
+  if (!options.parse(rest)) return 0;
+  if (run.empty()) throw UsageError("report: which run? unet report RUN_DIR");
+  const fs::path folder(run);
+  std::error_code error;
+  if (!fs::is_directory(folder, error)) throw Error(run + ": no such run folder");
+  const std::string metrics_text = read_if_exists(folder / "metrics.csv");
+  if (metrics_text.empty()) throw Error(run + ": no metrics.csv (not a unet train run folder, or no epoch finished yet)");
+  if (out.empty()) out = (folder / "report.html").string();
+
+  const CsvTable metrics(metrics_text, (folder / "metrics.csv").string());
+  Series train_loss{"train loss", "#4a7bd0", {}}, val_bce{"validation BCE", "#d04a4a", {}};
+  Series dice_mean{"per-volume mean", "#4a7bd0", {}}, dice_median{"per-volume median", "#2a9d4a", {}},
+      slice_dice{"slice", "#d08a2a", {}}, global_dice{"global", "#8a4ad0", {}};
+  for (size_t r = 0; r < metrics.rows(); ++r) {
+    const double epoch = metrics.number(r, "epoch");
+    train_loss.points.emplace_back(epoch, metrics.number(r, "train_loss"));
+    val_bce.points.emplace_back(epoch, metrics.number(r, "val_bce"));
+    dice_mean.points.emplace_back(epoch, metrics.number(r, "val_dice_mean"));
+    dice_median.points.emplace_back(epoch, metrics.number(r, "val_dice_median"));
+    slice_dice.points.emplace_back(epoch, metrics.number(r, "val_slice_dice"));
+    global_dice.points.emplace_back(epoch, metrics.number(r, "val_global_dice"));
+  }
+
+  std::string header_rows;
+  const std::string log = read_if_exists(folder / "log.jsonl");
+  if (!log.empty()) {
+    const Json start = Json::parse(log.substr(0, log.find('\n')));
+    for (const char* key : {"commit", "device", "device_name", "started"}) {
+      if (const Json* value = start.find(key); value && value->is_string()) {
+        header_rows += "<tr><th>" + std::string(key) + "</th><td>" + escape(value->as_string()) + "</td></tr>";
+      }
+    }
+    if (const Json* flags = start.find("flags"); flags && flags->is_object()) {
+      std::string text;
+      for (const auto& [key, value] : flags->members()) text += "--" + key + " " + (value.is_string() ? value.as_string() : value.dump()) + " ";
+      header_rows += "<tr><th>flags</th><td><code>" + escape(text) + "</code></td></tr>";
+    }
+  }
+
+  std::vector<PatientScore> patients;
+  std::string patient_table;
+  const fs::path patients_path = folder / "val_patients.csv";
+  if (const std::string text = read_if_exists(patients_path); !text.empty()) {
+    const CsvTable table(text, patients_path.string());
+    patient_table = "<table><tr><th>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>true voxels</th><th>predicted voxels</th></tr>";
+    for (size_t r = 0; r < table.rows(); ++r) {
+      patients.push_back({table.text(r, "patient"), table.number(r, "dice")});
+      patient_table += "<tr><td>" + escape(table.text(r, "patient")) + "</td><td>" + table.text(r, "slices") + "</td><td>" +
+                       number(table.number(r, "dice")) + "</td><td>" + number(table.number(r, "iou")) + "</td><td>" +
+                       table.text(r, "true_voxels") + "</td><td>" + table.text(r, "predicted_voxels") + "</td></tr>";
+    }
+    patient_table += "</table>";
+  }
+
+  std::string overlays;
+  if (fs::is_directory(folder / "overlays", error)) {
+    std::vector<fs::path> pictures;
+    for (const auto& entry : fs::directory_iterator(folder / "overlays")) {
+      if (entry.path().extension() == ".png") pictures.push_back(entry.path());
+    }
+    std::sort(pictures.begin(), pictures.end());
+    for (const fs::path& picture : pictures) {
+      overlays += "<figure><img alt='" + escape(picture.stem().string()) + "' src='data:image/png;base64," +
+                  base64(read_file(picture.string())) + "'/><figcaption>" + escape(picture.stem().string()) + "</figcaption></figure>";
+    }
+  }
+
+  std::ostringstream html;
+  html << "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>unet run: " << escape(folder.filename().string())
+       << "</title><style>body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}"
+          "h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collapse}"
+          "td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}"
+          ".title{font-weight:600;font-size:13px}.tick{font-size:11px;fill:#444}.grid{stroke:#e4e4e4}"
+          "figure{display:inline-block;margin:8px}img{width:256px;image-rendering:pixelated;border:1px solid #ccc}"
+          "figcaption{font-size:12px}</style></head><body>"
+       << "<h1>Run " << escape(folder.filename().string()) << "</h1><table>" << header_rows << "</table>"
+       << "<h2>Training</h2>" << line_chart("Loss", "epoch", {train_loss, val_bce}, false)
+       << line_chart("Validation Dice", "epoch", {dice_mean, dice_median, slice_dice, global_dice}, true)
+       << "<h2>Validation patients</h2>" << bar_chart(patients) << patient_table
+       << "<h2>Overlays</h2><p>FLAIR in grey; ground truth outlined in red, prediction in green.</p>"
+       << (overlays.empty() ? "<p>No overlays in this run folder.</p>" : overlays)
+       << "<p style='margin-top:24px;color:#777'>Metrics as defined in docs/metrics.md. Written by unet report.</p></body></html>\n";
+  write_file_atomic(out, html.str());
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
+
+}  // namespace unet

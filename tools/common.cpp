@@ -1,0 +1,56 @@
+#include "tools/common.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "tools/cli.h"
+
+namespace unet {
+
+DeviceKind resolve_device(const std::string& name, bool announce) {
+  if (name != "auto") {
+    const DeviceKind kind = parse_device(name);
+    if (kind == DeviceKind::cuda) device(kind);  // fails here, with the reason, if it cannot run
+    return kind;
+  }
+  std::string why;
+  if (cuda_available(&why)) return DeviceKind::cuda;
+  if (announce) std::fprintf(stderr, "note: no usable GPU (%s); running on the cpu device\n", why.c_str());
+  return DeviceKind::cpu;
+}
+
+LossConfig parse_loss(const std::string& name) {
+  LossConfig config;
+  if (name == "bce") {
+    config.bce_weight = 1;
+    config.dice_weight = 0;
+  } else if (name == "dice") {
+    config.bce_weight = 0;
+    config.dice_weight = 1;
+  } else if (name == "bce+dice") {
+    config.bce_weight = 1;
+    config.dice_weight = 1;
+  } else {
+    throw UsageError("--loss: '" + name + "' is not one of bce, dice, bce+dice");
+  }
+  return config;
+}
+
+void check_writable(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::filesystem::path folder = target.has_parent_path() ? target.parent_path() : ".";
+  std::error_code error;
+  if (!std::filesystem::is_directory(folder, error)) throw Error(path + ": folder " + folder.string() + " does not exist");
+  if (std::filesystem::is_directory(target, error)) throw Error(path + ": is a folder, not a file");
+  if (::access(folder.c_str(), W_OK) != 0) throw Error(path + ": folder " + folder.string() + " is not writable");
+}
+
+void check_readable_file(const std::string& path, const std::string& what) {
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) throw Error(what + " " + path + ": no such file");
+  if (!std::filesystem::is_regular_file(path, error)) throw Error(what + " " + path + ": not a regular file");
+}
+
+}  // namespace unet

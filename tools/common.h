@@ -1,0 +1,20 @@
+// What several `unet` commands share: choosing the device, the loss, and checking paths.
+#pragma once
+
+#include <string>
+
+#include "engine/device.h"
+#include "kernels/loss.h"
+
+namespace unet {
+
+// "auto" is cuda where a GPU is usable, else cpu (saying so on stderr when `announce`).
+DeviceKind resolve_device(const std::string& name, bool announce);
+// bce | dice | bce+dice
+LossConfig parse_loss(const std::string& name);
+// Throws unet::Error unless `path`'s folder exists and is writable.
+void check_writable(const std::string& path);
+// Throws unet::Error unless `path` is an existing regular file.
+void check_readable_file(const std::string& path, const std::string& what);
+
+}  // namespace unet

@@ -1,0 +1,44 @@
+// Running a model over a set of slices and scoring it (models/metrics.h): what `unet train` does
+// after each epoch and `unet eval` does once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/resident.h"
+#include "engine/autograd.h"
+#include "models/metrics.h"
+#include "models/unet.h"
+
+namespace unet {
+
+struct Evaluation {
+  MetricsSummary summary;
+  std::vector<int32_t> slices;     // the slices scored, in dataset order
+  std::vector<uint8_t> predicted;  // (slices, H, W): 0/1, after --largest-component if asked
+};
+
+class Evaluator {
+ public:
+  // `data` is the host copy of what `resident` holds on the model's device.
+  Evaluator(const UNet& model, ResidentDataset& resident, const Dataset& data, int batch);
+  ~Evaluator();
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
+
+  Evaluation run(const std::vector<int32_t>& slices, bool largest_component);
+
+ private:
+  const UNet& model_;
+  ResidentDataset& resident_;
+  const Dataset& data_;
+  int batch_;
+  Device& device_;
+  Stream stream_;
+  std::unique_ptr<Context> context_;
+  Tensor image_, mask_;
+};
+
+}  // namespace unet
