@@ -1,5 +1,8 @@
 #include "engine/arena.h"
 
+#include <cstdlib>
+#include <string>
+
 namespace unet {
 
 namespace {
@@ -8,6 +11,8 @@ size_t round_up(size_t bytes) { return (bytes + alignment - 1) / alignment * ali
 }  // namespace
 
 Arena::Arena(Device& device, size_t initial_bytes) : device_(device) {
+  const char* poison = std::getenv("UNET_POISON_ARENA");
+  poison_ = poison != nullptr && std::string(poison) == "1";
   if (initial_bytes > 0) {
     capacity_ = round_up(initial_bytes);
     block_ = static_cast<char*>(device_.allocate(capacity_));
@@ -28,6 +33,7 @@ void* Arena::allocate(size_t bytes) {
     pointer = device_.allocate(bytes);
     overflow_.push_back(pointer);
   }
+  if (poison_) device_.fill_bytes(pointer, 0xff, bytes);
   used_ += bytes;
   if (used_ > high_water_) high_water_ = used_;
   return pointer;

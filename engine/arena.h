@@ -26,6 +26,9 @@ class Arena {
   void* allocate(size_t bytes);
   float* allocate_floats(int64_t count) { return static_cast<float*>(allocate(static_cast<size_t>(count) * sizeof(float))); }
   void reset();
+  // Fill every block with all-ones bytes (NaN as floats) when it is handed out again: a kernel
+  // that reads arena memory nothing wrote this step then shows NaN (tests and UNET_POISON_ARENA=1).
+  void set_poison(bool on) { poison_ = on; }
 
   size_t capacity() const { return capacity_; }
   size_t high_water() const { return high_water_; }
@@ -37,6 +40,7 @@ class Arena {
   size_t capacity_ = 0;
   size_t used_ = 0;          // bytes handed out this step, overflow included
   size_t high_water_ = 0;
+  bool poison_;
   std::vector<void*> overflow_;
 };
 

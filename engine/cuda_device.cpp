@@ -116,7 +116,7 @@ bool cuda_device_usable(std::string* why) {
   if (status == cudaSuccess && count > 0) return true;
   if (why != nullptr) {
     if (status == cudaErrorInsufficientDriver || status == cudaErrorNoDevice || status == cudaSuccess) {
-      *why = "no NVIDIA GPU with a working driver was found (use --device cpu or --device sim)";
+      *why = "no NVIDIA GPU with a working driver was found";
     } else {
       *why = std::string("the CUDA runtime reports: ") + cudaGetErrorString(status);
     }

@@ -151,7 +151,7 @@ Device& device(DeviceKind kind) {
       case DeviceKind::sim: slot = std::make_unique<SimDevice>(); break;
       case DeviceKind::cuda: {
         std::string why;
-        if (!cuda_available(&why)) throw Error("the cuda device is not available: " + why);
+        if (!cuda_available(&why)) throw Error("the cuda device is not available: " + why + " (use --device cpu or sim)");
 #if UNET_WITH_CUDA
         slot = make_cuda_device();
 #endif

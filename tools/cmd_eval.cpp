@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "data/split.h"
+#include "engine/files.h"
 #include "models/checkpoint.h"
 #include "tools/cli.h"
 #include "tools/commands.h"

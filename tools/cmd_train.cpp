@@ -183,7 +183,7 @@ std::string summary_line(const MetricsSummary& s) {
 int command_train(const Args& args) {
   TrainFlags f;
   Options options("train", "Trains the U-Net on a folder of MRI slices (kaggle_3m, or images/ + masks/). Writes RUN_DIR:\nlog.jsonl, metrics.csv, split.json, best.safetensors (by validation per-volume Dice),\nlast.safetensors (resumable), val_patients.csv and overlays/. Ctrl-C finishes the step, saves\na resumable checkpoint and stops; --resume continues exactly where it stopped.");
-  add_data_options(options, &f.data, true);
+  add_data_options(options, &f.data, true, /*data_required=*/false);
   options.add("val-frac", &f.val_frac, "F", "fraction of patients for validation (split by patient)").at_least(0)
       .add("val-patients", &f.val_patients, "N", "number of validation patients (instead of --val-frac)").at_least(0)
       .add("test-patients", &f.test_patients, "N", "patients held out for `unet eval --split` only").at_least(0)
@@ -206,6 +206,7 @@ int command_train(const Args& args) {
       .add("stop-after-steps", &f.stop_after_steps, "N", "stop as if interrupted after N steps (for testing resume)").at_least(0);
   add_augment_options(options, &f.augment);
   if (!options.parse(args)) return 0;
+  if (!f.resume && f.data.data.empty()) throw UsageError("train: --data is required (unless resuming with --resume)");
   if (options.given("val-frac") && options.given("val-patients")) throw UsageError("give --val-frac or --val-patients, not both");
   if (f.val_patients < 0 && f.val_frac >= 1) throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
 
@@ -229,6 +230,10 @@ int command_train(const Args& args) {
     }
     f.restore(saved);
     if (!options.given("epochs")) f.epochs = static_cast<int>(state.at("epochs").as_integer());
+    // The same device and graph mode as before, unless asked otherwise: only they continue the run
+    // bit for bit (cpu and sim agree to rounding, not to the bit).
+    if (!options.given("device")) f.device = state.at("device").as_string();
+    if (!options.given("graph")) f.graph = state.at("graph").as_string();
   } else if (fs::exists(log, error) || fs::exists(last, error)) {
     throw Error(f.out + " already holds a run (use --resume to continue it, or another --out)");
   }
@@ -298,6 +303,8 @@ int command_train(const Args& args) {
     Json s = Json::object();
     s.set("step", done_steps);
     s.set("epochs", f.epochs);
+    s.set("device", device_name(kind));
+    s.set("graph", f.graph);
     s.set("epoch_loss_sum", loss_sum);
     s.set("best_dice", best_dice);
     s.set("best_epoch", best_epoch);
@@ -338,8 +345,11 @@ int command_train(const Args& args) {
       const StepLosses losses = trainer.step();
       if (!std::isfinite(losses.total)) {
         progress.finish();
-        throw Error("the loss became " + std::to_string(losses.total) + " at step " + std::to_string(step + 1) +
-                    "; stopped. The last good checkpoint is " + last.string() + ". Try a lower --lr.");
+        std::error_code exists_error;
+        const std::string kept = fs::exists(last, exists_error) ? "the last good checkpoint is " + last.string()
+                                                                 : "no checkpoint was written";
+        throw Error(std::string("the loss is not finite (") + (std::isnan(losses.total) ? "nan" : "inf") + ") at step " +
+                    std::to_string(step + 1) + "; stopped, " + kept + " (check --init, or lower --lr)");
       }
       ++step;
       epoch_loss_sum += losses.total;

@@ -14,6 +14,9 @@ int command_init(const Args& args);
 int command_step(const Args& args);
 int command_bench(const Args& args);
 int command_report(const Args& args);
+int command_train(const Args& args);
+int command_eval(const Args& args);
+int command_predict(const Args& args);
 int command_dataset(const Args& args);
 int command_synth(const Args& args);
 

@@ -2,9 +2,9 @@
 
 namespace unet {
 
-void add_data_options(Options& options, DataOptions* data, bool with_zscore) {
-  options.add("data", &data->data, "DIR", "dataset folder: kaggle_3m layout (patient folders) or images/ + masks/")
-      .required();
+void add_data_options(Options& options, DataOptions* data, bool with_zscore, bool data_required) {
+  options.add("data", &data->data, "DIR", "dataset folder: kaggle_3m layout (patient folders) or images/ + masks/");
+  if (data_required) options.required();
   options.add("image-size", &data->image_size, "N", "resize slices to N x N (bilinear images, nearest masks)")
       .at_least(1);
   options.add("patient-pattern", &data->patient_pattern, "REGEX",

@@ -23,7 +23,7 @@ struct DataOptions {
 };
 
 // --data, --image-size, --patient-pattern, --skip-bad; and --zscore when `with_zscore`.
-void add_data_options(Options& options, DataOptions* data, bool with_zscore);
+void add_data_options(Options& options, DataOptions* data, bool with_zscore, bool data_required = true);
 
 // Symmetric ranges, as flags: --flip-h P, --flip-v P, --rotate DEGREES (uniform in [-D, D]),
 // --zoom F (scale uniform in [1 - F, 1 + F]), --shift F (of the size), --no-augment.

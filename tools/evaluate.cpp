@@ -25,7 +25,7 @@ Evaluator::~Evaluator() {
   device_.destroy_stream(stream_);
 }
 
-Evaluation Evaluator::run(const std::vector<int32_t>& unordered, bool largest_component) {
+Evaluation Evaluator::run(const std::vector<int32_t>& unordered, bool largest_component, float logit_threshold) {
   // In dataset order, each volume's slices are contiguous and in slice order.
   std::vector<int32_t> slices = unordered;
   std::sort(slices.begin(), slices.end());
@@ -48,7 +48,7 @@ Evaluation Evaluator::run(const std::vector<int32_t>& unordered, bool largest_co
       const float* slice_logits = logits.data() + i * plane;
       const uint8_t* truth = data_.masks.data() + chunk[i] * plane;
       for (int64_t p = 0; p < plane; ++p) {
-        result.predicted[at * plane + p] = slice_logits[p] > 0.0f;
+        result.predicted[at * plane + p] = slice_logits[p] > logit_threshold;
         mask[p] = truth[p];
       }
       bce[at] = bce_sum(slice_logits, mask.data(), plane);

@@ -28,7 +28,8 @@ class Evaluator {
   Evaluator(const Evaluator&) = delete;
   Evaluator& operator=(const Evaluator&) = delete;
 
-  Evaluation run(const std::vector<int32_t>& slices, bool largest_component);
+  // Tumour where logit > logit_threshold (0: probability 0.5).
+  Evaluation run(const std::vector<int32_t>& slices, bool largest_component, float logit_threshold = 0.0f);
 
  private:
   const UNet& model_;

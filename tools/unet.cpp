@@ -19,13 +19,16 @@ struct Command {
 };
 
 const Command commands[] = {
-    {"info", "build configuration, devices, CUDA and cuDNN versions", unet::command_info},
-    {"init", "write a freshly initialised model (safetensors weights)", unet::command_init},
-    {"step", "K Adam steps on one fixed batch (debugging, parity with PyTorch)", unet::command_step},
+    {"train", "train the U-Net on a folder of MRI slices; writes a run folder", unet::command_train},
+    {"eval", "score weights on a dataset, per patient and in summary", unet::command_eval},
+    {"predict", "masks and overlay pictures for MRI slices", unet::command_predict},
     {"report", "one self-contained HTML page for a run folder", unet::command_report},
-    {"bench", "speed of a training step or of inference (images/s, memory, FLOP/s)", unet::command_bench},
     {"dataset", "what a dataset folder holds, and how long loading it takes", unet::command_dataset},
     {"synth", "write phantom MRI data in the kaggle_3m layout", unet::command_synth},
+    {"init", "write a freshly initialised model (safetensors weights)", unet::command_init},
+    {"step", "K Adam steps on one fixed batch (debugging, parity with PyTorch)", unet::command_step},
+    {"bench", "speed of a training step or of inference (images/s, memory, FLOP/s)", unet::command_bench},
+    {"info", "build configuration, devices, CUDA and cuDNN versions", unet::command_info},
 };
 
 void print_usage(std::FILE* out) {
