@@ -1,14 +1,15 @@
 # The two commands the README promises, and the steps they are made of.
 #   make test   installs dependencies, builds (Release), runs every test, then the sim tests again
 #               under AddressSanitizer + UndefinedBehaviorSanitizer, and the symbol check.
-#   make demo   (see README) trains on phantom data and writes a report.
+#   make demo   installs and builds, then trains on phantom data, evaluates on held-out phantom
+#               patients and writes the report and overlays (tools/demo.sh).
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all setup build test unit-tests asan-tests symbols clean
+.PHONY: all setup build test unit-tests asan-tests symbols demo clean
 
 all: build
 
@@ -41,6 +42,9 @@ test: setup
 	$(MAKE) --no-print-directory asan-tests && t2=$$(date +%s) && \
 	$(MAKE) --no-print-directory symbols && t3=$$(date +%s) && \
 	echo "make test: passed; build and tests $$((t1 - start)) s, sanitizer build and tests $$((t2 - t1)) s, symbols $$((t3 - t2)) s"
+
+demo: setup build
+	BUILD=$(BUILD) tools/demo.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -7,6 +7,11 @@ and optimizer, so that weights move both ways and a training step can be compare
         K Adam steps on one fixed batch: what `unet step` does (the parity test compares the two).
     python3 bench/pytorch_unet.py batch --out B.safetensors --n N --height H --width W [--seed S]
         a random batch (images in [0, 1], masks of random discs) in the layout `unet step` reads.
+    python3 bench/pytorch_unet.py bench --batch 16 --image-size 256 --steps 20 [--configs ...] [--json F]
+        images/s of the same training step (BCE, Adam) on synthetic data already on the device, in
+        the configurations a PyTorch user would pick: eager-fp32 (TF32 off), eager-tf32,
+        channels-last-bf16 (channels_last + bf16 autocast + cudnn.benchmark) and compile (torch.compile
+        of the last). One JSON line per configuration with --json (docs/performance.md).
 
 In a program:  model, config = load_unet("run/best.safetensors")   # a torch.nn.Module, eval mode
 
@@ -139,6 +144,78 @@ def command_batch(args):
     safetensors_io.save(args.out, {"image": image.clamp(0, 1), "mask": mask})
 
 
+BENCH_CONFIGS = ["eager-fp32", "eager-tf32", "channels-last-bf16", "compile"]
+
+
+def bench_one(config, args, device):
+    """Median seconds per training step of one configuration, or the reason it cannot run."""
+    if config == "compile" and not hasattr(torch, "compile"):
+        return None, f"torch {torch.__version__} has no torch.compile"
+    if config == "eager-tf32" and device.type != "cuda":
+        return None, "TF32 exists only on CUDA devices"
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = config == "eager-tf32"
+        torch.backends.cudnn.allow_tf32 = config == "eager-tf32"
+        torch.backends.cudnn.benchmark = config in ("channels-last-bf16", "compile")
+    torch.manual_seed(0)
+    model = UNet(base_width=args.base_width, depth=args.depth).to(device)
+    image = torch.rand(args.batch, 3, args.image_size, args.image_size, device=device)
+    mask = (torch.rand(args.batch, 1, args.image_size, args.image_size, device=device) < 0.01).float()
+    mixed = config in ("channels-last-bf16", "compile")
+    if mixed:
+        model = model.to(memory_format=torch.channels_last)
+        image = image.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=mixed):
+            logits = model(image)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), mask)
+        loss.backward()
+        optimizer.step()
+
+    run = torch.compile(step) if config == "compile" else step
+    import time
+    times = []
+    for k in range(args.warmup + args.steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if k >= args.warmup:
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2], None
+
+
+def command_bench(args):
+    device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "host CPU"
+    for config in args.configs.split(","):
+        if config not in BENCH_CONFIGS:
+            sys.exit(f"error: unknown configuration {config} (known: {', '.join(BENCH_CONFIGS)})")
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        seconds, why = bench_one(config, args, device)
+        record = {"name": f"pytorch_train_{config}", "framework": f"torch {torch.__version__}", "card": card,
+                  "device": device.type, "batch": args.batch, "image_size": args.image_size,
+                  "model": f"base width {args.base_width}, depth {args.depth}"}
+        if seconds is None:
+            record["skipped"] = why
+            print(f"{config:20s} skipped: {why}")
+        else:
+            record.update({"images_per_s": args.batch / seconds, "ms_per_step": 1e3 * seconds})
+            if device.type == "cuda":
+                record["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+            print(f"{config:20s} {args.batch / seconds:9.1f} images/s  {1e3 * seconds:8.2f} ms per step")
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +235,17 @@ def main():
     batch.add_argument("--width", type=int, default=48)
     batch.add_argument("--seed", type=int, default=0)
     batch.set_defaults(run=command_batch)
+    bench = commands.add_parser("bench", help="images/s of the training step in several configurations")
+    bench.add_argument("--batch", type=int, default=16)
+    bench.add_argument("--image-size", type=int, default=256)
+    bench.add_argument("--steps", type=int, default=20)
+    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--base-width", type=int, default=64)
+    bench.add_argument("--depth", type=int, default=3)
+    bench.add_argument("--configs", default=",".join(BENCH_CONFIGS))
+    bench.add_argument("--device", choices=["auto", "cpu"], default="auto")
+    bench.add_argument("--json")
+    bench.set_defaults(run=command_bench)
     args = parser.parse_args()
     torch.manual_seed(0)
     args.run(args)

@@ -85,6 +85,12 @@ int command_eval(const Args& args) {
   std::printf("slice Dice       %.4f (IoU %.4f) over the %d slices with tumour\n", s.slice_dice_mean, s.slice_iou_mean, s.tumour_slices);
   std::printf("global Dice      %.4f (IoU %.4f)\n", s.global_dice, s.global_iou);
   std::printf("BCE              %.5f\n", s.bce);
+  // What predicting no tumour anywhere scores here: 1 for each patient without tumour, 0 for the rest.
+  int without_tumour = 0;
+  for (const VolumeMetrics& v : s.volumes) without_tumour += v.confusion.truth() == 0;
+  std::printf("no-tumour baseline: per-volume Dice mean %.4f (%d of %zu patients have no tumour), slice and global Dice 0\n",
+              s.volumes.empty() ? 0.0 : static_cast<double>(without_tumour) / static_cast<double>(s.volumes.size()),
+              without_tumour, s.volumes.size());
   if (!csv.empty()) {
     table += csv_line({"(summary: per-volume mean)", std::to_string(slices.size()), fixed(s.volume_dice_mean, 6),
                        fixed(s.volume_iou_mean, 6), "", ""}) + "\n";

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
+#include <tuple>
 
 #include "engine/files.h"
 #include "engine/json.h"
@@ -142,10 +143,11 @@ std::string bar_chart(std::vector<PatientScore> patients) {
   const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
 
   constexpr double left = 56, top = 30, bottom = 110, plot_height = 220, bar = 18, gap = 4;
-  const double width = left + 16 + static_cast<double>(n) * (bar + gap), height = top + plot_height + bottom;
+  const double width = std::max(420.0, left + 16 + static_cast<double>(n) * (bar + gap));
+  const double height = top + plot_height + bottom;
   const auto py = [&](double y) { return top + (1 - y) * plot_height; };
   std::ostringstream svg;
-  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << std::max(width, 360.0) << "' height='" << height << "' role='img'>"
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << width << "' height='" << height << "' role='img'>"
       << "<text x='" << left << "' y='18' class='title'>Per-volume Dice by patient (sorted)</text>";
   for (double y = 0; y <= 1.0001; y += 0.2) {
     svg << "<line x1='" << left << "' x2='" << width - 16 << "' y1='" << py(y) << "' y2='" << py(y) << "' class='grid'/>"
@@ -158,11 +160,13 @@ std::string bar_chart(std::vector<PatientScore> patients) {
         << "<text transform='translate(" << x + bar / 2 + 4 << "," << top + plot_height + 6 << ") rotate(60)' class='tick'>"
         << escape(patients[i].name) << "</text>";
   }
-  for (auto [value, colour, label] : {std::tuple{mean, "#d04a4a", "mean"}, std::tuple{median, "#2a9d4a", "median"}}) {
+  // The higher line's label above it, the lower one's below, so close values stay readable.
+  for (auto [value, colour, label, above] : {std::tuple{mean, "#d04a4a", "mean", mean >= median},
+                                             std::tuple{median, "#2a9d4a", "median", median > mean}}) {
     svg << "<line x1='" << left << "' x2='" << width - 16 << "' y1='" << py(value) << "' y2='" << py(value) << "' stroke='" << colour
         << "' stroke-dasharray='6 3' stroke-width='2'/>"
-        << "<text x='" << width - 18 << "' y='" << py(value) - 4 << "' class='tick' text-anchor='end' fill='" << colour << "'>" << label
-        << " " << number(value) << "</text>";
+        << "<text x='" << width - 18 << "' y='" << py(value) + (above ? -4 : 13) << "' class='tick' text-anchor='end' fill='" << colour
+        << "'>" << label << " " << number(value) << "</text>";
   }
   svg << "</svg>";
   return svg.str();
@@ -222,7 +226,13 @@ int command_report(const Args& args) {
     }
     if (const Json* flags = start.find("flags"); flags && flags->is_object()) {
       std::string text;
-      for (const auto& [key, value] : flags->members()) text += "--" + key + " " + (value.is_string() ? value.as_string() : value.dump()) + " ";
+      for (const auto& [key, value] : flags->members()) {
+        if (value.type() == Json::Type::boolean) {
+          if (value.as_bool()) text += "--" + key + " ";  // a switch: shown when on
+        } else if (!(value.is_string() && value.as_string().empty())) {
+          text += "--" + key + " " + (value.is_string() ? value.as_string() : value.dump()) + " ";
+        }
+      }
       header_rows += "<tr><th>flags</th><td><code>" + escape(text) + "</code></td></tr>";
     }
   }

@@ -134,9 +134,20 @@ PY
   # bench_kernels stops starting benchmarks after --budget_s (skipping the rest visibly), so its
   # JSON is complete and the whole run stays within 5 minutes on an H100.
   for binary in "$pack_dir"/bin/bench_*; do
-    [[ -x $binary ]] && step "$(basename "$binary")" 150 "$binary" --budget_s=100 \
+    [[ -x $binary ]] && step "$(basename "$binary")" 130 "$binary" --budget_s=90 \
       --benchmark_out="$out/$(basename "$binary").json" --benchmark_out_format=json
   done
+
+  # End to end: our training step (graph and eager) and inference, then the PyTorch twin of the
+  # same model in the configurations a PyTorch user would pick (JSON lines for bench_summary).
+  local shape=(--device cuda --batch 16 --image-size 256 --steps 20)
+  step "unet bench train (graph)" 90 "$pack_dir/bin/unet" bench train "${shape[@]}" --graph on --json "$out/unet_bench.jsonl"
+  step "unet bench train (eager)" 90 "$pack_dir/bin/unet" bench train "${shape[@]}" --graph off --json "$out/unet_bench.jsonl"
+  step "unet bench infer" 60 "$pack_dir/bin/unet" bench infer "${shape[@]}" --json "$out/unet_bench.jsonl"
+  [[ -x $pack_dir/bin/test_cuda_augment ]] && step "augmentation kernel (batch 64, 256x256)" 60 \
+    "$pack_dir/bin/test_cuda_augment" "[.benchmark]" -s
+  step "PyTorch twin" 150 python3 "$pack_dir/bin/pytorch_unet.py" bench --batch 16 --image-size 256 --steps 10 \
+    --warmup 3 --json "$out/pytorch_bench.jsonl"
 
   # The tables: every JSON the steps above left in $out (kernels, and end-to-end where present).
   step "bench_summary" 60 python3 "$pack_dir/bin/bench_summary.py" "$out" --out "$out/bench_summary.md"

@@ -9,6 +9,8 @@
 #include <filesystem>
 
 #include "data/dataset.h"
+#include "data/resident.h"
+#include "models/trainer.h"
 #include "tests/data/data_test_util.h"
 
 using namespace unet;
@@ -81,4 +83,43 @@ TEST_CASE("lgg subset: the per-volume z-score table is sane", "[lgg]") {
     CHECK(table.stddev[i] > 0.01f);
     CHECK(table.stddev[i] < 0.5f);
   }
+}
+
+TEST_CASE("lgg subset: a small model overfits four real slices on cpu (training Dice > 0.9)", "[lgg]") {
+  require_subset();
+  const Dataset data = load_dataset(subset, {}, {64, false});
+  std::vector<int32_t> chosen;  // four slices with tumour, from four patients
+  for (int32_t s = 0; s < static_cast<int32_t>(data.slices()) && chosen.size() < 4; ++s) {
+    if (data.tumour[s] && (chosen.empty() || data.volume[chosen.back()] != data.volume[s])) chosen.push_back(s);
+  }
+  REQUIRE(chosen.size() == 4);
+  Device& cpu = device(DeviceKind::cpu);
+  ResidentDataset resident(cpu, data, false);
+  UNet model(UNetConfig{3, 8, 3}, cpu);
+  model.parameters().initialize(1);
+  AdamConfig adam;
+  adam.lr = 3e-3;
+  Trainer trainer(model, adam, LossConfig{1, 1}, {4, 64, 64, 3}, false);
+  resident.eval_batch(chosen, {trainer.image().data(), 3, trainer.mask().data(), 1});
+  const std::vector<float> mask = trainer.mask().to_host();
+
+  const auto start = std::chrono::steady_clock::now();
+  double dice = 0;
+  int step = 0;
+  std::vector<float> logits;
+  for (; step < 300 && dice <= 0.9; ++step) {
+    trainer.step(&logits);
+    double intersection = 0, predicted = 0, truth = 0;
+    for (size_t i = 0; i < mask.size(); ++i) {
+      const double p = logits[i] > 0 ? 1 : 0;
+      intersection += p * mask[i];
+      predicted += p;
+      truth += mask[i];
+    }
+    dice = 2 * intersection / (predicted + truth);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("overfit: Dice %.3f after %d steps, %.1f s\n", dice, step, seconds);
+  CHECK(dice > 0.9);
+  CHECK(seconds < 60);
 }
