@@ -112,8 +112,6 @@ namespace {
 
 constexpr int block_threads = 256;
 
-dim3 grid_for(int64_t threads) { return dim3(static_cast<unsigned>(ceil_div(threads, block_threads))); }
-
 bool aligned16(const float* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
 
 }  // namespace
@@ -123,11 +121,12 @@ void Adam<D>::step(int64_t n, float* param, const float* grad, float* m, float* 
                    const int64_t* step, Stream stream, int version) {
   if (n == 0) return;
   if (version != 1 && aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v)) {
-    launch(KERNEL(adam_kernel2), grid_for(n / 4 + n % 4), dim3(block_threads), 0, stream, n, param, grad, m, v,
-           config, step);
+    launch(KERNEL(adam_kernel2), blocks_for(n / 4 + n % 4, block_threads), dim3(block_threads), 0, stream, n, param,
+           grad, m, v, config, step);
     return;
   }
-  launch(KERNEL(adam_kernel1), grid_for(n), dim3(block_threads), 0, stream, n, param, grad, m, v, config, step);
+  launch(KERNEL(adam_kernel1), blocks_for(n, block_threads), dim3(block_threads), 0, stream, n, param, grad, m, v,
+         config, step);
 }
 
 template struct Adam<KERNEL_DEVICE>;

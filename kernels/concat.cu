@@ -56,8 +56,6 @@ namespace {
 
 constexpr int block_threads = 256;
 
-dim3 grid_for(int64_t threads) { return dim3(static_cast<unsigned>(ceil_div(threads, block_threads))); }
-
 }  // namespace
 
 template <DeviceKind D>
@@ -65,8 +63,8 @@ void Concat<D>::forward(int64_t pixels, const float* a, int a_channels, int a_st
                         int b_stride, float* y, int y_stride, Stream stream, int /*version: only 1*/) {
   const int64_t elements = pixels * (a_channels + b_channels);
   if (elements == 0) return;
-  launch(KERNEL(concat_forward_kernel1), grid_for(elements), dim3(block_threads), 0, stream, pixels, a, a_channels,
-         a_stride, b, b_channels, b_stride, y, y_stride);
+  launch(KERNEL(concat_forward_kernel1), blocks_for(elements, block_threads), dim3(block_threads), 0, stream, pixels,
+         a, a_channels, a_stride, b, b_channels, b_stride, y, y_stride);
 }
 
 template <DeviceKind D>
@@ -74,8 +72,8 @@ void Concat<D>::backward(int64_t pixels, const float* dy, int dy_stride, int a_c
                          float* da, int da_stride, float* db, int db_stride, Stream stream, int /*version: only 1*/) {
   const int64_t elements = pixels * (a_channels + b_channels);
   if (elements == 0) return;
-  launch(KERNEL(concat_backward_kernel1), grid_for(elements), dim3(block_threads), 0, stream, pixels, dy, dy_stride,
-         a_channels, b_channels, beta, da, da_stride, db, db_stride);
+  launch(KERNEL(concat_backward_kernel1), blocks_for(elements, block_threads), dim3(block_threads), 0, stream, pixels,
+         dy, dy_stride, a_channels, b_channels, beta, da, da_stride, db, db_stride);
 }
 
 template struct Concat<KERNEL_DEVICE>;

@@ -87,6 +87,9 @@ void copy_to_constant(T& symbol, const T& value, Stream stream) {
 
 namespace unet::KERNEL_BACKEND {
 
+// Enough blocks of `block` threads to give `threads` threads: the grid of a one-dimensional launch.
+inline dim3 blocks_for(int64_t threads, int block) { return dim3(static_cast<unsigned>(ceil_div(threads, block))); }
+
 // Lets `kernel` take up to `bytes` of dynamic shared memory (cudaFuncSetAttribute on cuda).
 template <class... Params>
 void allow_dynamic_shared(KernelRef<Params...> kernel, size_t bytes) {

@@ -161,8 +161,6 @@ namespace {
 
 constexpr int block_threads = 256;
 
-dim3 grid_for(int64_t threads) { return dim3(static_cast<unsigned>(ceil_div(threads, block_threads))); }
-
 // Version 2 needs whole float4s and whole 4-byte argmax groups.
 bool quads_fit(int channels, const uint8_t* argmax, std::initializer_list<std::pair<const float*, int>> operands) {
   if (channels % 4 != 0 || reinterpret_cast<uintptr_t>(argmax) % 4 != 0) return false;
@@ -180,12 +178,12 @@ void MaxPool2d<D>::forward(const PoolShape& shape, const float* x, int x_stride,
   const int64_t outputs = int64_t{shape.n} * (shape.h / 2) * (shape.w / 2) * shape.c;
   if (outputs == 0) return;
   if (version != 1 && quads_fit(shape.c, argmax, {{x, x_stride}, {y, y_stride}})) {
-    launch(KERNEL(max_pool2d_forward_kernel2), grid_for(outputs / 4), dim3(block_threads), 0, stream, shape, outputs,
-           x, x_stride, y, y_stride, argmax);
+    launch(KERNEL(max_pool2d_forward_kernel2), blocks_for(outputs / 4, block_threads), dim3(block_threads), 0, stream,
+           shape, outputs, x, x_stride, y, y_stride, argmax);
     return;
   }
-  launch(KERNEL(max_pool2d_forward_kernel1), grid_for(outputs), dim3(block_threads), 0, stream, shape, outputs, x,
-         x_stride, y, y_stride, argmax);
+  launch(KERNEL(max_pool2d_forward_kernel1), blocks_for(outputs, block_threads), dim3(block_threads), 0, stream,
+         shape, outputs, x, x_stride, y, y_stride, argmax);
 }
 
 template <DeviceKind D>
@@ -194,12 +192,12 @@ void MaxPool2d<D>::backward(const PoolShape& shape, const float* dy, int dy_stri
   const int64_t inputs = int64_t{shape.n} * shape.h * shape.w * shape.c;
   if (inputs == 0) return;
   if (version != 1 && quads_fit(shape.c, argmax, {{dy, dy_stride}, {dx, dx_stride}})) {
-    launch(KERNEL(max_pool2d_backward_kernel2), grid_for(inputs / 4), dim3(block_threads), 0, stream, shape, inputs,
-           dy, dy_stride, argmax, beta, dx, dx_stride);
+    launch(KERNEL(max_pool2d_backward_kernel2), blocks_for(inputs / 4, block_threads), dim3(block_threads), 0, stream,
+           shape, inputs, dy, dy_stride, argmax, beta, dx, dx_stride);
     return;
   }
-  launch(KERNEL(max_pool2d_backward_kernel1), grid_for(inputs), dim3(block_threads), 0, stream, shape, inputs, dy,
-         dy_stride, argmax, beta, dx, dx_stride);
+  launch(KERNEL(max_pool2d_backward_kernel1), blocks_for(inputs, block_threads), dim3(block_threads), 0, stream,
+         shape, inputs, dy, dy_stride, argmax, beta, dx, dx_stride);
 }
 
 template struct MaxPool2d<KERNEL_DEVICE>;

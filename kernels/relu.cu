@@ -90,8 +90,6 @@ namespace {
 
 constexpr int block_threads = 256;
 
-dim3 grid_for(int64_t threads) { return dim3(static_cast<unsigned>(ceil_div(threads, block_threads))); }
-
 // Version 2 needs whole float4s: channels and strides multiples of 4 and 16-byte-aligned bases.
 bool quads_fit(int channels, std::initializer_list<std::pair<const float*, int>> operands) {
   if (channels % 4 != 0) return false;
@@ -109,12 +107,12 @@ void Relu<D>::forward(int64_t pixels, int channels, const float* x, int x_stride
   if (pixels * channels == 0) return;
   if (version != 1 && quads_fit(channels, {{x, x_stride}, {y, y_stride}})) {
     const int quads = channels / 4;
-    launch(KERNEL(relu_forward_kernel2), grid_for(pixels * quads), dim3(block_threads), 0, stream, pixels, quads, x,
-           x_stride, y, y_stride);
+    launch(KERNEL(relu_forward_kernel2), blocks_for(pixels * quads, block_threads), dim3(block_threads), 0, stream,
+           pixels, quads, x, x_stride, y, y_stride);
     return;
   }
-  launch(KERNEL(relu_forward_kernel1), grid_for(pixels * channels), dim3(block_threads), 0, stream, pixels, channels,
-         x, x_stride, y, y_stride);
+  launch(KERNEL(relu_forward_kernel1), blocks_for(pixels * channels, block_threads), dim3(block_threads), 0, stream,
+         pixels, channels, x, x_stride, y, y_stride);
 }
 
 template <DeviceKind D>
@@ -123,12 +121,12 @@ void Relu<D>::backward(int64_t pixels, int channels, const float* dy, int dy_str
   if (pixels * channels == 0) return;
   if (version != 1 && quads_fit(channels, {{dy, dy_stride}, {y, y_stride}, {dx, dx_stride}})) {
     const int quads = channels / 4;
-    launch(KERNEL(relu_backward_kernel2), grid_for(pixels * quads), dim3(block_threads), 0, stream, pixels, quads, dy,
-           dy_stride, y, y_stride, beta, dx, dx_stride);
+    launch(KERNEL(relu_backward_kernel2), blocks_for(pixels * quads, block_threads), dim3(block_threads), 0, stream,
+           pixels, quads, dy, dy_stride, y, y_stride, beta, dx, dx_stride);
     return;
   }
-  launch(KERNEL(relu_backward_kernel1), grid_for(pixels * channels), dim3(block_threads), 0, stream, pixels, channels,
-         dy, dy_stride, y, y_stride, beta, dx, dx_stride);
+  launch(KERNEL(relu_backward_kernel1), blocks_for(pixels * channels, block_threads), dim3(block_threads), 0, stream,
+         pixels, channels, dy, dy_stride, y, y_stride, beta, dx, dx_stride);
 }
 
 template struct Relu<KERNEL_DEVICE>;

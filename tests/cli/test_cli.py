@@ -214,6 +214,13 @@ class BadInput(unittest.TestCase):
         self.expect(["report", os.path.join(WORK, "nowhere")], 1, "no such run folder")
         self.expect(["train", "--out", os.path.join(WORK, "nothing-here"), "--resume"], 1, "nothing to resume")
 
+    def test_asking_for_cuda_where_there_is_none(self):
+        info = unet("info")
+        if "cuda              not available" not in info.stdout:
+            self.skipTest("this machine has a usable GPU")
+        self.expect(["bench", "train", "--device", "cuda", "--batch", "1", "--image-size", "32", "--steps", "1"], 1,
+                    "the cuda device is not available")
+
     def test_a_file_that_is_not_weights(self):
         bogus = os.path.join(WORK, "bogus.safetensors")
         with open(bogus, "wb") as f:
