@@ -47,7 +47,7 @@ struct Inputs {
 
 // The slices to predict: a dataset folder (kaggle_3m, or images/ + masks/) with its masks, or
 // image files (a file, or a folder's image files) with a <stem>_mask file beside them where there
-// is one. One volume per patient folder (for --zscore); a loose image is its own volume.
+// is one. A folder of images is one volume (one patient's slices, for --zscore).
 Inputs gather(const std::string& input, int size) {
   std::error_code error;
   if (!fs::exists(input, error)) throw Error(input + ": no such file or folder");
@@ -74,6 +74,7 @@ Inputs gather(const std::string& input, int size) {
   Inputs inputs;
   Dataset& data = inputs.data;
   data.root = input;
+  data.patients.push_back(fs::path(input).filename().string());
   data.height = data.width = size;
   const int64_t plane = int64_t{size} * size;
   for (const fs::path& path : images) {
@@ -96,8 +97,7 @@ Inputs gather(const std::string& input, int size) {
     data.images.insert(data.images.end(), rgb.begin(), rgb.end());
     data.tumour.push_back(std::any_of(mask.begin(), mask.end(), [](uint8_t m) { return m != 0; }));
     data.masks.insert(data.masks.end(), mask.begin(), mask.end());
-    data.volume.push_back(static_cast<int32_t>(data.patients.size()));
-    data.patients.push_back(path.stem().string());
+    data.volume.push_back(0);
     data.files.push_back(path.string());
     data.file_sizes.emplace_back(image.width, image.height);
   }
@@ -159,8 +159,8 @@ int command_predict(const Args& args) {
   }
   std::printf("wrote %zu masks and overlays to %s", result.slices.size(), out.c_str());
   if (with_truth == static_cast<int>(result.slices.size())) {
-    std::printf(" (%d with ground truth: global Dice %.4f, per-volume Dice mean %.4f)", with_truth,
-                result.summary.global_dice, result.summary.volume_dice_mean);
+    std::printf(" (all with ground truth: global Dice %.4f, slice Dice %.4f over the %d slices with tumour)",
+                result.summary.global_dice, result.summary.slice_dice_mean, result.summary.tumour_slices);
   }
   std::printf("\n");
   return 0;

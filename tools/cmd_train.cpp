@@ -164,7 +164,10 @@ void write_overlays(const fs::path& folder, const Dataset& data, const Evaluatio
   std::sort(ranked.begin(), ranked.end());
   fs::create_directories(folder);
   const std::pair<const char*, size_t> picks[] = {{"1-best", ranked.size() - 1}, {"2-median", ranked.size() / 2}, {"3-worst", 0}};
+  std::vector<size_t> drawn;  // with fewer than three patients, each is drawn once
   for (const auto& [label, index] : picks) {
+    if (std::find(drawn.begin(), drawn.end(), index) != drawn.end()) continue;
+    drawn.push_back(index);
     const std::string& patient = ranked[index].second;
     const auto volume = static_cast<int>(std::find(data.patients.begin(), data.patients.end(), patient) - data.patients.begin());
     write_overlay(folder / (std::string(label) + "_" + patient + ".png"), data, evaluation, volume);
