@@ -64,6 +64,11 @@ Options& Options::choices(std::vector<std::string> allowed) {
   options_.back().allowed = std::move(allowed);
   return *this;
 }
+Options& Options::shown_default(const std::string& text) {
+  options_.back().default_text = text;
+  return *this;
+}
+
 Options& Options::at_least(double minimum) {
   options_.back().has_minimum = true;
   options_.back().minimum = minimum;

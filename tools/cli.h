@@ -31,6 +31,8 @@ class Options {
   Options& required();
   Options& choices(std::vector<std::string> allowed);
   Options& at_least(double minimum);
+  // What --help shows as the default, where the stored value is a sentinel.
+  Options& shown_default(const std::string& text);
 
   // False if --help was asked for (the help is then printed); throws UsageError on bad input.
   bool parse(const std::vector<std::string>& args);

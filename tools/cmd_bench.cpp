@@ -127,10 +127,12 @@ int command_bench(const Args& args) {
   const double tflops = 2 * macs * batch / step_seconds / 1e12;
   const DeviceInfo info = dev.info();
 
-  std::printf("%s: %s, batch %d, %dx%d, %s%s: %.1f images/s, %.2f ms per step (median of %d), peak memory %.0f MiB, %.2f TFLOP/s\n",
+  char rate[32];
+  std::snprintf(rate, sizeof rate, tflops >= 1 ? "%.2f TFLOP/s" : "%.1f GFLOP/s", tflops >= 1 ? tflops : 1e3 * tflops);
+  std::printf("%s: %s, batch %d, %dx%d, %s%s: %.1f images/s, %.2f ms per step (median of %d), peak memory %.0f MiB, %s\n",
               mode.c_str(), info.name.c_str(), batch, size, size, config.describe().c_str(),
               train ? (trainer->graph_captured() ? ", graph" : ", eager") : "", batch / step_seconds, 1e3 * step_seconds, steps,
-              static_cast<double>(dev.peak_bytes()) / (1 << 20), tflops);
+              static_cast<double>(dev.peak_bytes()) / (1 << 20), rate);
   if (!json_path.empty()) {
     Json record = Json::object();
     record.set("name", "unet_" + mode);

@@ -189,6 +189,7 @@ int command_train(const Args& args) {
   add_data_options(options, &f.data, true, /*data_required=*/false);
   options.add("val-frac", &f.val_frac, "F", "fraction of patients for validation (split by patient)").at_least(0)
       .add("val-patients", &f.val_patients, "N", "number of validation patients (instead of --val-frac)").at_least(0)
+      .shown_default("from --val-frac")
       .add("test-patients", &f.test_patients, "N", "patients held out for `unet eval --split` only").at_least(0)
       .add("epochs", &f.epochs, "E", "passes over the training slices").at_least(1)
       .add("batch", &f.batch, "B", "slices per step").at_least(1)
@@ -206,7 +207,8 @@ int command_train(const Args& args) {
       .add("seed", &f.seed, "S", "seed of the split, the initialisation, the shuffling and the augmentation").at_least(0)
       .add("out", &f.out, "RUN_DIR", "run folder to write").required()
       .flag("resume", &f.resume, "continue the run in RUN_DIR from its last checkpoint")
-      .add("stop-after-steps", &f.stop_after_steps, "N", "stop as if interrupted after N steps (for testing resume)").at_least(0);
+      .add("stop-after-steps", &f.stop_after_steps, "N", "stop as if interrupted after N steps (for testing resume)").at_least(0)
+      .shown_default("never");
   add_augment_options(options, &f.augment);
   if (!options.parse(args)) return 0;
   if (!f.resume && f.data.data.empty()) throw UsageError("train: --data is required (unless resuming with --resume)");
