@@ -183,6 +183,26 @@ class Resume(unittest.TestCase):
         self.assertIn("resuming at step", resumed.stdout)
 
 
+class Bench(unittest.TestCase):
+    def test_bench_train_and_infer_write_json_records(self):
+        import json
+        records = os.path.join(WORK, "bench.jsonl")
+        tiny = ["--batch", "1", "--image-size", "16", "--base-width", "4", "--depth", "2", "--steps", "2",
+                "--warmup", "2", "--json", records]
+        train = unet("bench", "train", "--device", "sim", *tiny)
+        self.assertIn("images/s", train.stdout)
+        self.assertIn(", graph:", train.stdout)  # sim replays the step as a graph
+        unet("bench", "infer", "--device", "cpu", *tiny)
+        with open(records) as f:
+            lines = [json.loads(line) for line in f]
+        self.assertEqual([r["name"] for r in lines], ["unet_train", "unet_infer"])
+        for r in lines:
+            for key in ["card", "commit", "date", "images_per_s", "ms_per_step", "peak_memory_bytes", "tflops"]:
+                self.assertIn(key, r)
+            self.assertGreater(r["images_per_s"], 0)
+        self.assertTrue(lines[0]["graph"])
+
+
 class BadInput(unittest.TestCase):
     """Each mistake is one `error:` line and a non-zero exit; no traceback, no core dump."""
 
