@@ -51,14 +51,16 @@ class CudaDevice final : public Device {
     CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, native(stream)));
   }
 
+  // Blocking streams: the synchronous copies (cudaMemcpy on the legacy default stream) then order
+  // themselves after, and before, the work on every stream, as the host-side code assumes. (A
+  // non-blocking stream would race a pageable host-to-device copy whose DMA is still running.)
   Stream create_stream() override {
     cudaStream_t stream = nullptr;
-    CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreate(&stream));
     return {stream};
   }
   void destroy_stream(Stream stream) override { CUDA_CHECK(cudaStreamDestroy(native(stream))); }
-  // The default stream means the whole device: the engine's streams do not synchronise with the
-  // legacy default stream (they are created non-blocking).
+  // The default stream means the whole device.
   void synchronize(Stream stream) override {
     if (stream.handle == nullptr) {
       CUDA_CHECK(cudaDeviceSynchronize());
