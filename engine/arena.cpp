@@ -10,7 +10,7 @@ constexpr size_t alignment = 256;
 size_t round_up(size_t bytes) { return (bytes + alignment - 1) / alignment * alignment; }
 }  // namespace
 
-Arena::Arena(Device& device, size_t initial_bytes) : device_(device) {
+Arena::Arena(Device& device, Stream stream, size_t initial_bytes) : device_(device), stream_(stream) {
   const char* poison = std::getenv("UNET_POISON_ARENA");
   poison_ = poison != nullptr && std::string(poison) == "1";
   if (initial_bytes > 0) {
@@ -33,7 +33,7 @@ void* Arena::allocate(size_t bytes) {
     pointer = device_.allocate(bytes);
     overflow_.push_back(pointer);
   }
-  if (poison_) device_.fill_bytes(pointer, 0xff, bytes);
+  if (poison_) device_.fill_bytes(pointer, 0xff, bytes, stream_);
   used_ += bytes;
   if (used_ > high_water_) high_water_ = used_;
   return pointer;

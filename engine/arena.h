@@ -17,7 +17,9 @@ namespace unet {
 
 class Arena {
  public:
-  explicit Arena(Device& device, size_t initial_bytes = 0);
+  // `stream` orders the poison fills (set_poison) with the work that uses the memory, and puts
+  // them in a graph captured on it: the legacy default stream may not be used during a capture.
+  explicit Arena(Device& device, Stream stream = {}, size_t initial_bytes = 0);
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
@@ -36,6 +38,7 @@ class Arena {
 
  private:
   Device& device_;
+  Stream stream_;
   char* block_ = nullptr;
   size_t capacity_ = 0;
   size_t used_ = 0;          // bytes handed out this step, overflow included

@@ -25,7 +25,7 @@ Var Var::channels(int offset, int count) const {
   return Var(view);
 }
 
-Context::Context(Device& device, Stream stream) : device_(device), stream_(stream), arena_(device) {}
+Context::Context(Device& device, Stream stream) : device_(device), stream_(stream), arena_(device, stream) {}
 
 Var Context::input(const Tensor& value) {
   auto state = std::make_shared<VarState>();

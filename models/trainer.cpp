@@ -49,7 +49,16 @@ StepLosses Trainer::step(std::vector<float>* logits) {
   } else if (use_graph_ && eager_steps_ >= 1 && logits == nullptr) {
     // The first step sized the arena; this one is captured, then replayed from now on.
     device_.begin_capture(stream_);
-    run_step();
+    try {
+      run_step();
+    } catch (...) {
+      // Leave capture mode, or the stream (and on sim every later launch) stays unusable.
+      try {
+        device_.end_capture(stream_);
+      } catch (...) {  // an invalidated capture: its own error says less than the first one
+      }
+      throw;
+    }
     graph_ = device_.end_capture(stream_);
     graph_->replay(stream_);
   } else {
