@@ -98,11 +98,26 @@ class SimGraphExec final : public Graph {
 };
 
 // Device-side work goes through the sim runtime's streams, so that it can be captured in a graph.
+// While a stream is being captured it refuses what the cuda device's calls would be refused
+// (cudaMalloc, cudaFree, synchronous copies on the legacy stream, waiting for the capture), so a
+// step that a GPU cannot capture fails on sim too.
 class SimDevice final : public HostDevice {
  public:
   SimDevice() : HostDevice(DeviceKind::sim) {}
   DeviceInfo info() const override { return {"sim (CUDA kernels on the CPU)", 0, 0, 0}; }
 
+  void copy_to_device(void* dst, const void* src, size_t bytes) override {
+    refuse_during_capture("a synchronous copy to the device");
+    HostDevice::copy_to_device(dst, src, bytes);
+  }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    refuse_during_capture("a synchronous copy to the host");
+    HostDevice::copy_to_host(dst, src, bytes);
+  }
+  void synchronize(Stream stream) override {
+    const auto* sim_stream = static_cast<const sim::SimStream*>(stream.handle);
+    if (sim_stream == nullptr || sim_stream->capturing != nullptr) refuse_during_capture("waiting for the device");
+  }
   void copy(void* dst, const void* src, size_t bytes, Stream stream) override {
     sim::enqueue(stream, [=] { copy_bytes(dst, src, bytes); });
   }
@@ -118,6 +133,23 @@ class SimDevice final : public HostDevice {
   void begin_capture(Stream stream) override { sim::begin_capture(stream); }
   std::unique_ptr<Graph> end_capture(Stream stream) override {
     return std::make_unique<SimGraphExec>(sim::end_capture(stream));
+  }
+
+ protected:
+  void* raw_allocate(size_t bytes) override {
+    refuse_during_capture("an allocation");
+    return HostDevice::raw_allocate(bytes);
+  }
+  void raw_release(void* pointer) override {
+    refuse_during_capture("a release");
+    HostDevice::raw_release(pointer);
+  }
+
+ private:
+  static void refuse_during_capture(const char* what) {
+    if (sim::capture_active()) {
+      throw Error(std::string("sim: ") + what + " while a stream is being captured (a GPU refuses it during capture)");
+    }
   }
 };
 

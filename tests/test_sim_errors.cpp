@@ -53,3 +53,28 @@ TEST_CASE("a captured stream records launches and replays them", "[sim][graphs]"
   for (float v : dy.download()) REQUIRE(v == 4.0f);
   sim.destroy_stream(stream);
 }
+
+TEST_CASE("during a capture, sim refuses what a GPU refuses", "[sim][graphs]") {
+  Device& sim = device(DeviceKind::sim);
+  Stream stream = sim.create_stream(), other = sim.create_stream();
+  std::vector<float> x(100, 1.0f), y(100, 0.0f), host(100);
+  test::DeviceBuffer<float> dx(sim, x), dy(sim, y);
+  sim.begin_capture(stream);
+  CHECK_THROWS_WITH(sim.allocate(16), Catch::Contains("allocation while a stream is being captured"));
+  CHECK_THROWS_WITH(sim.copy_to_device(dy.data(), x.data(), 400), Catch::Contains("synchronous copy"));
+  CHECK_THROWS_WITH(sim.copy_to_host(host.data(), dy.data(), 400), Catch::Contains("synchronous copy"));
+  CHECK_THROWS_WITH(sim.synchronize(), Catch::Contains("waiting for the device"));
+  CHECK_THROWS_WITH(sim.synchronize(stream), Catch::Contains("waiting for the device"));
+  CHECK_THROWS_WITH(sim.fill_bytes(dy.data(), 0, 400), Catch::Contains("cudaErrorStreamCaptureImplicit"));
+  CHECK_THROWS_WITH(Kernels::saxpy(100, 2.0f, dx.data(), dy.data(), {}), Catch::Contains("default stream"));
+  // Another stream is not captured: its work runs, and waiting for it is allowed.
+  Kernels::saxpy(100, 2.0f, dx.data(), dy.data(), other);
+  sim.synchronize(other);
+  Kernels::saxpy(100, 2.0f, dx.data(), dy.data(), stream);
+  auto graph = sim.end_capture(stream);
+  for (float v : dy.download()) REQUIRE(v == 2.0f);  // only the other stream's launch ran
+  graph->replay(stream);
+  for (float v : dy.download()) REQUIRE(v == 4.0f);
+  sim.destroy_stream(stream);
+  sim.destroy_stream(other);
+}

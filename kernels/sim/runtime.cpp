@@ -2,6 +2,7 @@
 // fibers, and turns every barrier misuse into an error that names the kernel and the source lines.
 #include "kernels/sim/runtime.h"
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -358,8 +359,18 @@ void run_grid(const char* name, const void* kernel, dim3 grid, dim3 block, size_
   rt.block.running = nullptr;
 }
 
+namespace {
+std::atomic<int> capturing_streams{0};
+}  // namespace
+
+bool capture_active() { return capturing_streams.load() > 0; }
+
 void enqueue(Stream stream, std::function<void()> work) {
   auto* sim_stream = static_cast<SimStream*>(stream.handle);
+  if (sim_stream == nullptr && capture_active()) {
+    throw KernelError("sim: work on the default stream while a stream is being captured (on a GPU the legacy "
+                      "stream would synchronise with the capturing stream: cudaErrorStreamCaptureImplicit)");
+  }
   if (sim_stream != nullptr && sim_stream->capturing != nullptr) {
     sim_stream->capturing->nodes.push_back(std::move(work));
   } else {
@@ -372,6 +383,7 @@ void begin_capture(Stream stream) {
   if (sim_stream == nullptr) throw KernelError("sim: the default stream cannot be captured (as in CUDA)");
   if (sim_stream->capturing != nullptr) throw KernelError("sim: the stream is already being captured");
   sim_stream->capturing = new SimGraph;
+  ++capturing_streams;
 }
 
 SimGraph* end_capture(Stream stream) {
@@ -381,6 +393,7 @@ SimGraph* end_capture(Stream stream) {
   }
   SimGraph* graph = sim_stream->capturing;
   sim_stream->capturing = nullptr;
+  --capturing_streams;
   return graph;
 }
 

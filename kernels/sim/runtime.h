@@ -274,6 +274,10 @@ void enqueue(Stream stream, std::function<void()> work);
 void begin_capture(Stream stream);
 SimGraph* end_capture(Stream stream);
 void replay(const SimGraph& graph);
+// Whether some stream is being captured. A GPU then refuses work on the default (legacy) stream,
+// which would synchronise with the capturing stream (cudaErrorStreamCaptureImplicit): enqueue
+// throws for it, and the sim device refuses its synchronous calls, as cuda does.
+bool capture_active();
 
 // Launch counts by kernel name, for tests that assert what a step launches.
 std::map<std::string, int64_t>& launch_counts();
