@@ -69,22 +69,28 @@ run() {
   local log=$out/gpu_check.log summary=$out/summary.md
   : > "$log"
 
-  # cuDNN and cuBLAS for the baselines: the toolkit's, or those in PyTorch's wheels.
+  # cuDNN and cuBLAS for the baselines: those in PyTorch's wheels (nvidia/<name>/lib, or
+  # nvidia/cu13/lib, beside torch wherever it is installed: a venv, the user's site), else the
+  # toolkit's.
   local extra
   extra=$(python3 - 2>/dev/null <<'PY'
-import glob, os
+import glob, os, site
+sites = list(site.getsitepackages())
 dirs = []
 try:
     import torch
     dirs.append(os.path.join(os.path.dirname(torch.__file__), "lib"))
+    sites.insert(0, os.path.dirname(os.path.dirname(torch.__file__)))
 except Exception:
     pass
-for site in __import__("site").getsitepackages():
-    dirs += glob.glob(os.path.join(site, "nvidia", "*", "lib"))
-print(":".join(d for d in dirs if os.path.isdir(d)))
+for folder in sites:
+    dirs += sorted(glob.glob(os.path.join(folder, "nvidia", "*", "lib")))
+print(":".join(dict.fromkeys(d for d in dirs if os.path.isdir(d))))
 PY
   )
-  export LD_LIBRARY_PATH="$pack_dir/lib:${extra:+$extra:}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  # Only our programs get the packed libraries (libstdc++, libz, ...): Python and PyTorch keep the
+  # machine's own, which the packed copies could shadow with older versions.
+  local ours=(env "LD_LIBRARY_PATH=$pack_dir/lib:${extra:+$extra:}/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
   export UNET_GPU_CHECK_OUT=$out
 
   local card driver
@@ -120,32 +126,36 @@ PY
     echo "=== $name: $result" >> "$log"
   }
 
-  step "unet info" 60 "$pack_dir/bin/unet" info
+  step "unet info" 60 "${ours[@]}" "$pack_dir/bin/unet" info
   local binary
   for binary in "$pack_dir"/bin/test_cuda_* "$pack_dir"/bin/test_*_cuda; do
-    [[ -x $binary ]] && step "$(basename "$binary")" 240 "$binary"
+    [[ -x $binary ]] && step "$(basename "$binary")" 240 "${ours[@]}" "$binary"
   done
-  if command -v compute-sanitizer >/dev/null; then
+  local sanitizer
+  sanitizer=$(command -v compute-sanitizer || command -v /usr/local/cuda/bin/compute-sanitizer)
+  if [[ -n $sanitizer ]]; then
     step "compute-sanitizer memcheck: test_cuda_features" 120 \
-      compute-sanitizer --tool memcheck --error-exitcode 1 "$pack_dir/bin/test_cuda_features"
+      "${ours[@]}" "$sanitizer" --tool memcheck --error-exitcode 1 "$pack_dir/bin/test_cuda_features"
   else
     echo "| compute-sanitizer memcheck | skipped (not installed) | 0 |" >> "$summary"
   fi
   # bench_kernels stops starting benchmarks after --budget_s (skipping the rest visibly), so its
   # JSON is complete and the whole run stays within 5 minutes on an H100.
   for binary in "$pack_dir"/bin/bench_*; do
-    [[ -x $binary ]] && step "$(basename "$binary")" 130 "$binary" --budget_s=90 \
+    [[ -x $binary ]] && step "$(basename "$binary")" 130 "${ours[@]}" "$binary" --budget_s=90 \
       --benchmark_out="$out/$(basename "$binary").json" --benchmark_out_format=json
   done
 
   # End to end: our training step (graph and eager) and inference, then the PyTorch twin of the
   # same model in the configurations a PyTorch user would pick (JSON lines for bench_summary).
   local shape=(--device cuda --batch 16 --image-size 256 --steps 20)
-  step "unet bench train (graph)" 90 "$pack_dir/bin/unet" bench train "${shape[@]}" --graph on --json "$out/unet_bench.jsonl"
-  step "unet bench train (eager)" 90 "$pack_dir/bin/unet" bench train "${shape[@]}" --graph off --json "$out/unet_bench.jsonl"
-  step "unet bench infer" 60 "$pack_dir/bin/unet" bench infer "${shape[@]}" --json "$out/unet_bench.jsonl"
+  step "unet bench train (graph)" 90 "${ours[@]}" "$pack_dir/bin/unet" bench train "${shape[@]}" --graph on \
+    --json "$out/unet_bench.jsonl"
+  step "unet bench train (eager)" 90 "${ours[@]}" "$pack_dir/bin/unet" bench train "${shape[@]}" --graph off \
+    --json "$out/unet_bench.jsonl"
+  step "unet bench infer" 60 "${ours[@]}" "$pack_dir/bin/unet" bench infer "${shape[@]}" --json "$out/unet_bench.jsonl"
   [[ -x $pack_dir/bin/test_cuda_augment ]] && step "augmentation kernel (batch 64, 256x256)" 60 \
-    "$pack_dir/bin/test_cuda_augment" "[.benchmark]" -s
+    "${ours[@]}" "$pack_dir/bin/test_cuda_augment" "[.benchmark]" -s
   step "PyTorch twin" 150 python3 "$pack_dir/bin/pytorch_unet.py" bench --batch 16 --image-size 256 --steps 10 \
     --warmup 3 --json "$out/pytorch_bench.jsonl"
 
