@@ -29,7 +29,12 @@ TEST_CASE("grid-stride loop covers more elements than threads", "[features]") {
     DeviceBuffer<float> dx(dev(), x), dy(dev(), y0);
     Kernels::saxpy(n, 2.5f, dx.data(), dy.data(), {});
     const auto y = dy.download();
-    for (int i = 0; i < n; ++i) REQUIRE(y[i] == 2.5f * x[i] + y0[i]);
+    // nvcc contracts a * x + y into one fused multiply-add, rounded once; the host compiler rounds
+    // the product first. Both are right, and they differ in about a fifth of these elements.
+    for (int i = 0; i < n; ++i) {
+      INFO("element " << i);
+      REQUIRE((y[i] == 2.5f * x[i] + y0[i] || y[i] == std::fma(2.5f, x[i], y0[i])));
+    }
   }
 }
 
