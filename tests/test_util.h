@@ -1,6 +1,8 @@
 // Helpers shared by the tests: device buffers, random inputs, norm-wise comparison.
 #pragma once
 
+#include <catch2/catch.hpp>
+
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -138,6 +140,31 @@ inline double dot(const std::vector<double>& a, const std::vector<double>& b) {
   double sum = 0;
   for (size_t i = 0; i < a.size(); ++i) sum += a[i] * b[i];
   return sum;
+}
+
+// Scratch of `bytes` for a kernel's workspace, poisoned: a kernel that reads scratch it did not
+// write then fails.
+struct Workspace : DeviceBuffer<float> {
+  Workspace(Device& device, size_t bytes)
+      : DeviceBuffer<float>(device, bytes == 0 ? 1 : (bytes + sizeof(float) - 1) / sizeof(float)) {
+    poison();
+  }
+};
+
+inline std::vector<float> to_float(const std::vector<double>& values) { return {values.begin(), values.end()}; }
+
+// Bit for bit for small-integer inputs, where fp32 is exact; to 1e-5 norm-wise relative error otherwise.
+inline void compare(const std::vector<float>& out, const std::vector<double>& expected, bool integers) {
+  if (integers) {
+    REQUIRE(out == to_float(expected));
+  } else {
+    CHECK(relative_error(out, expected) < 1e-5);
+  }
+}
+
+inline std::vector<double> plus(std::vector<double> a, const std::vector<float>& b) {
+  for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+  return a;
 }
 
 }  // namespace unet::test

@@ -27,29 +27,6 @@ struct Case {
   Slice mask{0, 0};           // relu_output's own slice, where it differs from dy's
 };
 
-std::vector<float> to_float(const std::vector<double>& values) { return {values.begin(), values.end()}; }
-
-// Bit for bit for small-integer inputs; to 1e-5 norm-wise relative error otherwise.
-void compare(const std::vector<float>& out, const std::vector<double>& expected, bool integers) {
-  if (integers) {
-    REQUIRE(out == to_float(expected));
-  } else {
-    CHECK(test::relative_error(out, expected) < 1e-5);
-  }
-}
-
-std::vector<double> plus(std::vector<double> a, const std::vector<float>& b) {
-  for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
-  return a;
-}
-
-// A workspace of `bytes`, poisoned: a kernel that reads scratch it did not write then fails.
-struct Workspace : DeviceBuffer<float> {
-  explicit Workspace(size_t bytes) : DeviceBuffer<float>(dev(), std::max<size_t>(1, ceil_div(bytes, sizeof(float)))) {
-    poison();
-  }
-};
-
 // Runs every pass of every version on one case and compares each with the reference.
 void check(const Case& c, uint64_t seed) {
   const Conv2dShape& s = c.shape;
@@ -74,7 +51,7 @@ void check(const Case& c, uint64_t seed) {
   std::vector<double> y_ref(p * s.c_out), dx_ref(p * s.c_in), dweight_ref(weights), dbias_ref(s.c_out);
   cpu::conv2d_forward(s, xd.data(), s.c_in, weightd.data(), c.bias ? biasd.data() : nullptr, c.relu, y_ref.data(),
                       s.c_out);
-  const auto y_float = to_float(y_ref);
+  const auto y_float = test::to_float(y_ref);
   const auto maskd = test::to_double(y_float);
   const double* mask = c.relu ? maskd.data() : nullptr;
   cpu::conv2d_backward_data(s, dyd.data(), s.c_out, mask, s.c_out, weightd.data(), 0.0, dx_ref.data(), s.c_in);
@@ -99,7 +76,7 @@ void check(const Case& c, uint64_t seed) {
                     d_y.data() + out.offset, out.stride, {}, version);
       const auto wide = d_y.download();
       INFO("forward");
-      compare(test::narrow(wide, p, s.c_out, out), y_ref, c.integers);
+      test::compare(test::narrow(wide, p, s.c_out, out), y_ref, c.integers);
       CHECK(test::outside_untouched(wide, p, s.c_out, out, NAN));
     }
     for (float beta : {0.0f, 1.0f}) {
@@ -111,25 +88,25 @@ void check(const Case& c, uint64_t seed) {
                           d_dx.data() + in.offset, in.stride, {}, version);
       const auto wide = d_dx.download();
       INFO("backward_data");
-      compare(test::narrow(wide, p, s.c_in, in), beta == 0.0f ? dx_ref : plus(dx_ref, prior_dx), c.integers);
+      test::compare(test::narrow(wide, p, s.c_in, in), beta == 0.0f ? dx_ref : test::plus(dx_ref, prior_dx), c.integers);
       CHECK(test::outside_untouched(wide, p, s.c_in, in, -7.0f));
     }
     for (float beta : {0.0f, 1.0f}) {
       INFO("beta " << beta << ", backward_weight");
       DeviceBuffer<float> d_dweight(dev(), beta == 0.0f ? std::vector<float>(weights, NAN) : prior_dweight);
-      Workspace scratch(Conv::backward_weight_workspace(s, version));
+      test::Workspace scratch(dev(), Conv::backward_weight_workspace(s, version));
       Conv::backward_weight(s, x_slice, in.stride, dy_slice, out.stride, mask_slice, mask_layout.stride, beta,
                             d_dweight.data(), scratch.data(), {}, version);
-      compare(d_dweight.download(), beta == 0.0f ? dweight_ref : plus(dweight_ref, prior_dweight), c.integers);
+      test::compare(d_dweight.download(), beta == 0.0f ? dweight_ref : test::plus(dweight_ref, prior_dweight), c.integers);
     }
   }
   for (float beta : {0.0f, 1.0f}) {
     INFO("beta " << beta << ", backward_bias");
     DeviceBuffer<float> d_dbias(dev(), beta == 0.0f ? std::vector<float>(s.c_out, NAN) : prior_dbias);
-    Workspace scratch(Conv::backward_bias_workspace(s));
+    test::Workspace scratch(dev(), Conv::backward_bias_workspace(s));
     Conv::backward_bias(s, dy_slice, out.stride, mask_slice, mask_layout.stride, beta, d_dbias.data(), scratch.data(),
                         {});
-    compare(d_dbias.download(), beta == 0.0f ? dbias_ref : plus(dbias_ref, prior_dbias), c.integers);
+    test::compare(d_dbias.download(), beta == 0.0f ? dbias_ref : test::plus(dbias_ref, prior_dbias), c.integers);
   }
 }
 
@@ -210,8 +187,8 @@ TEST_CASE("conv2d kernels: the weight and bias gradients are the same bits on ev
   std::vector<float> first_weight, first_bias;
   for (int run = 0; run < 2; ++run) {
     DeviceBuffer<float> dweight(dev(), weights), dbias(dev(), s.c_out);
-    Workspace weight_scratch(Conv::backward_weight_workspace(s));
-    Workspace bias_scratch(Conv::backward_bias_workspace(s));
+    test::Workspace weight_scratch(dev(), Conv::backward_weight_workspace(s));
+    test::Workspace bias_scratch(dev(), Conv::backward_bias_workspace(s));
     Conv::backward_weight(s, x.data(), s.c_in, dy.data(), s.c_out, nullptr, 0, 0.0f, dweight.data(),
                           weight_scratch.data(), {});
     Conv::backward_bias(s, dy.data(), s.c_out, nullptr, 0, 0.0f, dbias.data(), bias_scratch.data(), {});

@@ -25,29 +25,6 @@ struct Case {
   bool integers = false;      // small integers: every result is exact and must match bit for bit
 };
 
-std::vector<float> to_float(const std::vector<double>& values) { return {values.begin(), values.end()}; }
-
-// Bit for bit for small-integer inputs; to 1e-5 norm-wise relative error otherwise.
-void compare(const std::vector<float>& out, const std::vector<double>& expected, bool integers) {
-  if (integers) {
-    REQUIRE(out == to_float(expected));
-  } else {
-    CHECK(test::relative_error(out, expected) < 1e-5);
-  }
-}
-
-std::vector<double> plus(std::vector<double> a, const std::vector<float>& b) {
-  for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
-  return a;
-}
-
-// A workspace of `bytes`, poisoned: a kernel that reads scratch it did not write then fails.
-struct Workspace : DeviceBuffer<float> {
-  explicit Workspace(size_t bytes) : DeviceBuffer<float>(dev(), std::max<size_t>(1, ceil_div(bytes, sizeof(float)))) {
-    poison();
-  }
-};
-
 // Runs every pass of every version on one case and compares each with the reference.
 void check(const Case& c, uint64_t seed) {
   const ConvTranspose2dShape& s = c.shape;
@@ -89,7 +66,7 @@ void check(const Case& c, uint64_t seed) {
                   out.stride, {}, version);
       const auto wide = d_y.download();
       INFO("forward");
-      compare(test::narrow(wide, q, s.c_out, out), y_ref, c.integers);
+      test::compare(test::narrow(wide, q, s.c_out, out), y_ref, c.integers);
       CHECK(test::outside_untouched(wide, q, s.c_out, out, NAN));
     }
     for (float beta : {0.0f, 1.0f}) {
@@ -101,24 +78,24 @@ void check(const Case& c, uint64_t seed) {
                         version);
       const auto wide = d_dx.download();
       INFO("backward_data");
-      compare(test::narrow(wide, p, s.c_in, in), beta == 0.0f ? dx_ref : plus(dx_ref, prior_dx), c.integers);
+      test::compare(test::narrow(wide, p, s.c_in, in), beta == 0.0f ? dx_ref : test::plus(dx_ref, prior_dx), c.integers);
       CHECK(test::outside_untouched(wide, p, s.c_in, in, -7.0f));
     }
     for (float beta : {0.0f, 1.0f}) {
       INFO("beta " << beta << ", backward_weight");
       DeviceBuffer<float> d_dweight(dev(), beta == 0.0f ? std::vector<float>(weights, NAN) : prior_dweight);
-      Workspace scratch(Up::backward_weight_workspace(s, version));
+      test::Workspace scratch(dev(), Up::backward_weight_workspace(s, version));
       Up::backward_weight(s, x_slice, in.stride, dy_slice, out.stride, beta, d_dweight.data(), scratch.data(), {},
                           version);
-      compare(d_dweight.download(), beta == 0.0f ? dweight_ref : plus(dweight_ref, prior_dweight), c.integers);
+      test::compare(d_dweight.download(), beta == 0.0f ? dweight_ref : test::plus(dweight_ref, prior_dweight), c.integers);
     }
   }
   for (float beta : {0.0f, 1.0f}) {
     INFO("beta " << beta << ", backward_bias");
     DeviceBuffer<float> d_dbias(dev(), beta == 0.0f ? std::vector<float>(s.c_out, NAN) : prior_dbias);
-    Workspace scratch(Up::backward_bias_workspace(s));
+    test::Workspace scratch(dev(), Up::backward_bias_workspace(s));
     Up::backward_bias(s, dy_slice, out.stride, beta, d_dbias.data(), scratch.data(), {});
-    compare(d_dbias.download(), beta == 0.0f ? dbias_ref : plus(dbias_ref, prior_dbias), c.integers);
+    test::compare(d_dbias.download(), beta == 0.0f ? dbias_ref : test::plus(dbias_ref, prior_dbias), c.integers);
   }
 }
 
@@ -183,8 +160,8 @@ TEST_CASE("conv_transpose2d kernels: the weight and bias gradients are the same 
   std::vector<float> first_weight, first_bias;
   for (int run = 0; run < 2; ++run) {
     DeviceBuffer<float> dweight(dev(), weights), dbias(dev(), s.c_out);
-    Workspace weight_scratch(Up::backward_weight_workspace(s));
-    Workspace bias_scratch(Up::backward_bias_workspace(s));
+    test::Workspace weight_scratch(dev(), Up::backward_weight_workspace(s));
+    test::Workspace bias_scratch(dev(), Up::backward_bias_workspace(s));
     Up::backward_weight(s, x.data(), s.c_in, dy.data(), s.c_out, 0.0f, dweight.data(), weight_scratch.data(), {});
     Up::backward_bias(s, dy.data(), s.c_out, 0.0f, dbias.data(), bias_scratch.data(), {});
     if (run == 0) {
