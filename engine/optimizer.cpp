@@ -35,18 +35,19 @@ void TrainingClock::set(int64_t step) {
   device_.copy_to_device(step_, &step, sizeof step);
 }
 
-void adam_update(ParameterStore& parameters, const AdamConfig& config, const TrainingClock& clock, Stream stream) {
+void adam_update(ParameterStore& parameters, const AdamConfig& config, const TrainingClock& clock, Stream stream,
+                 int32_t* non_finite) {
   const int64_t n = parameters.count();
   float* const param = parameters.values();
   const float* const grad = parameters.grads();
   float* const m = parameters.first_moments();
   float* const v = parameters.second_moments();
   switch (parameters.device().kind()) {
-    case DeviceKind::cpu: cpu::adam_step<float>(n, param, grad, m, v, config, *clock.step()); return;
-    case DeviceKind::sim: Adam<DeviceKind::sim>::step(n, param, grad, m, v, config, clock.step(), stream); return;
+    case DeviceKind::cpu: cpu::adam_step<float>(n, param, grad, m, v, config, *clock.step(), non_finite); return;
+    case DeviceKind::sim: Adam<DeviceKind::sim>::step(n, param, grad, m, v, config, clock.step(), stream, 0, non_finite); return;
     case DeviceKind::cuda:
 #if UNET_WITH_CUDA
-      Adam<DeviceKind::cuda>::step(n, param, grad, m, v, config, clock.step(), stream);
+      Adam<DeviceKind::cuda>::step(n, param, grad, m, v, config, clock.step(), stream, 0, non_finite);
 #endif
       return;
   }

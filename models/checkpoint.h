@@ -10,7 +10,8 @@
 // position in the epoch and whatever else resuming needs (JSON). Writes are atomic.
 //
 // Loading checks everything and throws one unet::Error naming the file: not safetensors, malformed,
-// another configuration, a tensor unknown or missing, a wrong shape or dtype.
+// another configuration, a tensor unknown or missing, a wrong shape or dtype, a parameter or moment
+// holding a NaN or an infinity (named, with the count).
 #pragma once
 
 #include <string>

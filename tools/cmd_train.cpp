@@ -12,7 +12,9 @@
 #include "data/split.h"
 #include "engine/build_info.h"
 #include "engine/files.h"
+#include "engine/paths.h"
 #include "models/checkpoint.h"
+#include "models/run_folder.h"
 #include "models/trainer.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
@@ -215,14 +217,16 @@ int command_train(const Args& args) {
   if (options.given("val-frac") && options.given("val-patients")) throw UsageError("give --val-frac or --val-patients, not both");
   if (f.val_patients < 0 && f.val_frac >= 1) throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
 
-  // The run folder: new, or the same run continued.
+  // The run folder: new, or the same run continued; locked until the command ends.
+  if (!f.data.data.empty()) f.data.data = canonical_path(f.data.data).string();  // resumable from anywhere
+  if (!f.resume) refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
+  const RunFolder folder(f.out, f.resume ? RunStart::resume : RunStart::fresh);
+  for (const std::string& note : folder.notes()) std::printf("note: %s\n", note.c_str());
   const fs::path run(f.out);
   const fs::path last = run / "last.safetensors", log = run / "log.jsonl";
-  std::error_code error;
   std::optional<SafeTensors> checkpoint;
   Json state = Json::object();
   if (f.resume) {
-    if (!fs::is_regular_file(last, error)) throw Error(f.out + ": nothing to resume (no last.safetensors)");
     checkpoint = SafeTensors::load(last.string());
     UNet probe(read_config(*checkpoint), device(DeviceKind::cpu));
     state = load_training_checkpoint(*checkpoint, probe);
@@ -239,13 +243,10 @@ int command_train(const Args& args) {
     // bit for bit (cpu and sim agree to rounding, not to the bit).
     if (!options.given("device")) f.device = state.at("device").as_string();
     if (!options.given("graph")) f.graph = state.at("graph").as_string();
-  } else if (fs::exists(log, error) || fs::exists(last, error)) {
-    throw Error(f.out + " already holds a run (use --resume to continue it, or another --out)");
+    refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
   }
   const LossConfig loss = parse_loss(f.loss);
   const AugmentRanges ranges = f.augment.ranges();
-  fs::create_directories(run, error);
-  if (error) throw Error(f.out + ": cannot create the run folder (" + error.message() + ")");
   check_writable((run / "x").string());
 
   const DeviceKind kind = resolve_device(f.device, true);
@@ -302,6 +303,12 @@ int command_train(const Args& args) {
   double epoch_loss_sum = f.resume ? state.at("epoch_loss_sum").as_number() : 0.0;
   double best_dice = f.resume ? state.at("best_dice").as_number() : -1.0;
   int best_epoch = f.resume ? static_cast<int>(state.at("best_epoch").as_integer()) : -1;
+  if (best_epoch > 0 && !folder.check_best_weights(f.model)) {
+    std::printf("note: %s is gone; the best weights are chosen among the epochs still to come\n",
+                (run / "best.safetensors").c_str());
+    best_dice = -1.0;
+    best_epoch = -1;
+  }
   trainer.clock().set(step);
 
   const auto save_last = [&](int64_t done_steps, double loss_sum) {
@@ -315,6 +322,16 @@ int command_train(const Args& args) {
     s.set("best_epoch", best_epoch);
     s.set("identity", f.identity());
     save_training_checkpoint(last.string(), model, s);
+  };
+  const auto kept_checkpoint = [&] {
+    std::error_code exists_error;
+    return fs::exists(last, exists_error) ? "the last good checkpoint is " + last.string() : "no checkpoint was written";
+  };
+  // Adam's flag (kernels/adam.h): read before anything is saved, as often as the loss guard cannot.
+  const auto check_parameters = [&] {
+    if (trainer.parameters_finite()) return;
+    throw Error("a parameter is not finite (nan or inf) after step " + std::to_string(step) + "; stopped, " +
+                kept_checkpoint() + " (check --init, or lower --lr)");
   };
 
   {
@@ -350,11 +367,8 @@ int command_train(const Args& args) {
       const StepLosses losses = trainer.step();
       if (!std::isfinite(losses.total)) {
         progress.finish();
-        std::error_code exists_error;
-        const std::string kept = fs::exists(last, exists_error) ? "the last good checkpoint is " + last.string()
-                                                                 : "no checkpoint was written";
         throw Error(std::string("the loss is not finite (") + (std::isnan(losses.total) ? "nan" : "inf") + ") at step " +
-                    std::to_string(step + 1) + "; stopped, " + kept + " (check --init, or lower --lr)");
+                    std::to_string(step + 1) + "; stopped, " + kept_checkpoint() + " (check --init, or lower --lr)");
       }
       ++step;
       epoch_loss_sum += losses.total;
@@ -364,6 +378,7 @@ int command_train(const Args& args) {
       const bool stop = interrupted != 0 || (f.stop_after_steps > 0 && step - session_start_step >= f.stop_after_steps);
       if (stop && step < total_steps) {
         progress.finish();
+        check_parameters();
         save_last(step, epoch_loss_sum);
         Json event = Json::object();
         event.set("event", "interrupted");
@@ -371,11 +386,12 @@ int command_train(const Args& args) {
         append_line(log.string(), event.dump());
         std::printf("stopped after step %lld (epoch %d, step %lld of %d); saved %s\ncontinue with: unet train --out %s --resume\n",
                     static_cast<long long>(step), epoch + 1, static_cast<long long>(k + 1), steps_per_epoch, last.c_str(),
-                    f.out.c_str());
+                    canonical_path(f.out).c_str());
         return 130;
       }
     }
     progress.finish();
+    check_parameters();
     const double train_loss = epoch_loss_sum / steps_per_epoch;
     epoch_loss_sum = 0;
 
