@@ -30,7 +30,7 @@ void refuse_output_inside_input(const std::string& output, const std::string& ou
   if (!is_same_or_inside(output, input)) return;
   const bool same = canonical_path(output) == canonical_path(input);
   throw Error(output_flag + " " + output + (same ? " is " : " is inside ") + input_flag + " " + input +
-              ": nothing is written into the data a command reads (choose an --out outside it)");
+              ": nothing is written into the data a command reads (choose another " + output_flag + ")");
 }
 
 void refuse_replacing_another_kind(const std::string& path, const std::string& kind,

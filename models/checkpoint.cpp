@@ -79,6 +79,14 @@ UNetConfig read_config(const SafeTensors& file) {
   return result;
 }
 
+bool is_unet_weights_file(const std::string& path) {
+  try {
+    return SafeTensors::load(path).metadata.count(config_key) != 0;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 SafeTensors weights_file(const UNet& model) {
   SafeTensors file;
   file.metadata[config_key] = config_json(model.config()).dump();

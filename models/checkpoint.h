@@ -26,6 +26,9 @@ Json config_json(const UNetConfig& config);
 // The configuration a weights or checkpoint file was saved with.
 UNetConfig read_config(const SafeTensors& file);
 
+// Whether `path` is a safetensors file with a unet.config: what `unet init --out` may replace.
+bool is_unet_weights_file(const std::string& path);
+
 SafeTensors weights_file(const UNet& model);
 void save_weights(const std::string& path, const UNet& model);
 // Loads into `model`, whose configuration must equal the file's.

@@ -9,6 +9,8 @@
 
 #include "engine/files.h"
 #include "engine/json.h"
+#include "engine/paths.h"
+#include "models/run_folder.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/csv.h"
@@ -172,6 +174,9 @@ std::string bar_chart(std::vector<PatientScore> patients) {
   return svg.str();
 }
 
+// How every page this command writes begins: what --out may replace without --force.
+constexpr const char* page_start = "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>unet run: ";
+
 std::string read_if_exists(const fs::path& path) {
   std::error_code error;
   return fs::is_regular_file(path, error) ? read_text_file(path.string()) : std::string();
@@ -182,8 +187,10 @@ std::string read_if_exists(const fs::path& path) {
 int command_report(const Args& args) {
   std::string out;
   std::string run;
+  bool force = false;
   Options options("report", "Writes RUN_DIR/report.html: loss and Dice curves, the per-patient Dice chart with its mean\nand median, and overlays of the best, median and worst patients. One file, no network needed.\nusage: unet report RUN_DIR [--out FILE]");
-  options.add("out", &out, "FILE", "where to write the page (default RUN_DIR/report.html)");
+  options.add("out", &out, "FILE", "where to write the page (default RUN_DIR/report.html)")
+      .flag("force", &force, "replace --out even if it is not a page unet report wrote");
   Args rest;
   for (const std::string& arg : args) {
     if (run.empty() && !arg.empty() && arg[0] != '-') {
@@ -200,6 +207,9 @@ int command_report(const Args& args) {
   const std::string metrics_text = read_if_exists(folder / "metrics.csv");
   if (metrics_text.empty()) throw Error(run + ": no metrics.csv (not a unet train run folder, or no epoch finished yet)");
   if (out.empty()) out = (folder / "report.html").string();
+  refuse_replacing_another_kind(out, "a page unet report wrote", [](const std::string& path) {
+    return file_starts_with(path, page_start);
+  }, force);
 
   const CsvTable metrics(metrics_text, (folder / "metrics.csv").string());
   Series train_loss{"train loss", "#4a7bd0", {}}, val_bce{"validation BCE", "#d04a4a", {}};
@@ -217,7 +227,13 @@ int command_report(const Args& args) {
 
   std::string header_rows;
   const std::string log = read_if_exists(folder / "log.jsonl");
-  if (!log.empty()) {
+  const std::vector<size_t> invalid_lines = invalid_json_lines(log);
+  for (size_t line : invalid_lines) {
+    const std::string warning = "log.jsonl line " + std::to_string(line) + " is not valid JSON (an interrupted write?)";
+    std::fprintf(stderr, "warning: %s: %s\n", run.c_str(), warning.c_str());
+    header_rows += "<tr><th>warning</th><td>" + escape(warning) + "</td></tr>";
+  }
+  if (!log.empty() && (invalid_lines.empty() || invalid_lines[0] != 1)) {
     const Json start = Json::parse(log.substr(0, log.find('\n')));
     for (const char* key : {"commit", "device", "device_name", "started"}) {
       if (const Json* value = start.find(key); value && value->is_string()) {
@@ -266,7 +282,7 @@ int command_report(const Args& args) {
   }
 
   std::ostringstream html;
-  html << "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>unet run: " << escape(folder.filename().string())
+  html << page_start << escape(folder.filename().string())
        << "</title><style>body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}"
           "h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collapse}"
           "td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}"

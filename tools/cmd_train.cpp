@@ -220,6 +220,13 @@ int command_train(const Args& args) {
   // The run folder: new, or the same run continued; locked until the command ends.
   if (!f.data.data.empty()) f.data.data = canonical_path(f.data.data).string();  // resumable from anywhere
   if (!f.resume) refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
+  std::optional<SafeTensors> init_weights;  // refused (another model, not finite) before the folder is touched
+  if (!f.resume && !f.init.empty()) {
+    check_readable_file(f.init, "--init");
+    init_weights = SafeTensors::load(f.init);
+    UNet probe(f.model, device(DeviceKind::cpu));
+    load_weights(*init_weights, probe);
+  }
   const RunFolder folder(f.out, f.resume ? RunStart::resume : RunStart::fresh);
   for (const std::string& note : folder.notes()) std::printf("note: %s\n", note.c_str());
   const fs::path run(f.out);
@@ -276,9 +283,8 @@ int command_train(const Args& args) {
   UNet model(f.model, dev);
   if (checkpoint) {
     load_training_checkpoint(*checkpoint, model);
-  } else if (!f.init.empty()) {
-    check_readable_file(f.init, "--init");
-    load_weights(SafeTensors::load(f.init), model);
+  } else if (init_weights) {
+    load_weights(*init_weights, model);
   } else {
     model.parameters().initialize(static_cast<uint64_t>(f.seed));
   }
