@@ -110,6 +110,11 @@ void load_weights(const SafeTensors& file, UNet& model) {
   parameters.import_tensors(file, "", parameters.values());
 }
 
+void check_weights_file(const std::string& path, const UNetConfig& config) {
+  UNet probe(config, device(DeviceKind::cpu));
+  load_weights(SafeTensors::load(path), probe);
+}
+
 void save_training_checkpoint(const std::string& path, const UNet& model, const Json& training_state) {
   SafeTensors file = weights_file(model);
   const ParameterStore& parameters = model.parameters();

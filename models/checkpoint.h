@@ -33,6 +33,8 @@ SafeTensors weights_file(const UNet& model);
 void save_weights(const std::string& path, const UNet& model);
 // Loads into `model`, whose configuration must equal the file's.
 void load_weights(const SafeTensors& file, UNet& model);
+// Throws what load_weights would if `path` were loaded into a model of `config` (checked on the cpu).
+void check_weights_file(const std::string& path, const UNetConfig& config);
 
 void save_training_checkpoint(const std::string& path, const UNet& model, const Json& training_state);
 // Loads the weights and Adam's moments into `model`; returns the "unet.training" state.

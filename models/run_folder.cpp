@@ -58,7 +58,7 @@ std::string plural(size_t count, const std::string& noun) {
 RunFolder::RunFolder(const std::string& path, RunStart start) : path_(path), shown_(path) {
   std::error_code error;
   if (start == RunStart::resume) {
-    if (!fs::is_directory(path_, error)) throw Error(shown_ + ": nothing to resume (no such run folder)");
+    if (!fs::is_directory(path_, error)) throw Error(shown_ + ": nothing to resume (no last.safetensors)");
   } else {
     fs::create_directories(path_, error);
     if (error) throw Error(shown_ + ": cannot create the run folder (" + error.message() + ")");
@@ -138,8 +138,7 @@ bool RunFolder::check_best_weights(const UNetConfig& config) const {
   std::error_code error;
   if (!fs::exists(best, error)) return false;
   try {
-    UNet probe(config, device(DeviceKind::cpu));
-    load_weights(SafeTensors::load(best.string()), probe);
+    check_weights_file(best.string(), config);
   } catch (const Error& failure) {
     throw Error(std::string(failure.what()) + "; to resume, remove " + best.string() +
                 " (the best weights are then chosen among the epochs still to come)");

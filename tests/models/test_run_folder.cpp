@@ -64,7 +64,7 @@ TEST_CASE("run folder: a second writer is refused with the holder's PID and chan
 
 TEST_CASE("run folder: resuming needs a checkpoint and says what to do without one", "[run_folder]") {
   test::TempDir dir;
-  CHECK(error_of(dir.path() / "absent", RunStart::resume) == dir / "absent" + ": nothing to resume (no such run folder)");
+  CHECK(error_of(dir.path() / "absent", RunStart::resume) == dir / "absent" + ": nothing to resume (no last.safetensors)");
   CHECK_FALSE(fs::exists(dir.path() / "absent"));
   write(dir.path() / "failed" / "log.jsonl", "{}\n");
   CHECK(error_of(dir.path() / "failed", RunStart::resume) ==
