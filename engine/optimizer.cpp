@@ -44,7 +44,9 @@ void adam_update(ParameterStore& parameters, const AdamConfig& config, const Tra
   float* const v = parameters.second_moments();
   switch (parameters.device().kind()) {
     case DeviceKind::cpu: cpu::adam_step<float>(n, param, grad, m, v, config, *clock.step(), non_finite); return;
-    case DeviceKind::sim: Adam<DeviceKind::sim>::step(n, param, grad, m, v, config, clock.step(), stream, 0, non_finite); return;
+    case DeviceKind::sim:
+      Adam<DeviceKind::sim>::step(n, param, grad, m, v, config, clock.step(), stream, 0, non_finite);
+      return;
     case DeviceKind::cuda:
 #if UNET_WITH_CUDA
       Adam<DeviceKind::cuda>::step(n, param, grad, m, v, config, clock.step(), stream, 0, non_finite);

@@ -70,7 +70,8 @@ uint64_t header_length(const std::vector<uint8_t>& file, const std::string& sour
   uint64_t header_bytes = 0;
   for (int k = 7; k >= 0; --k) header_bytes = (header_bytes << 8) | file[k];
   if (header_bytes > SafeTensors::max_header_bytes) {
-    throw Error(source + ": not a safetensors file (header length " + std::to_string(header_bytes) + " exceeds 100 MiB)");
+    throw Error(source + ": not a safetensors file (header length " + std::to_string(header_bytes) +
+                " exceeds 100 MiB)");
   }
   return header_bytes;
 }

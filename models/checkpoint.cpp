@@ -38,7 +38,8 @@ void check_finite(const SafeTensors& file, const UNet& model, const std::string&
     const auto bad = std::count_if(values.begin(), values.end(), [](float x) { return !std::isfinite(x); });
     if (bad > 0) {
       throw Error(file.source() + ": tensor '" + name + "' holds " + std::to_string(bad) + " non-finite value" +
-                  (bad > 1 ? "s" : "") + " (NaN or infinity) of " + std::to_string(values.size()) + "; refusing to load it");
+                  (bad > 1 ? "s" : "") + " (NaN or infinity) of " + std::to_string(values.size()) +
+                  "; refusing to load it");
     }
   }
 }

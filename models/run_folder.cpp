@@ -90,7 +90,8 @@ void RunFolder::lock() {
                 "); a run folder has one writer at a time");
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+  if (::ftruncate(lock_fd_, 0) != 0 ||
+      ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
     throw Error(lock_path + ": cannot record this process in the lock (" + std::strerror(errno) + ")");
   }
 }
@@ -124,12 +125,12 @@ void RunFolder::prepare_resume() {
   std::error_code error;
   if (!fs::is_regular_file(path_ / "last.safetensors", error)) {
     const bool started = fs::exists(path_ / "log.jsonl", error);
-    throw Error(shown_ + ": nothing to resume (no last.safetensors" +
-                (started ? std::string("; the run stopped before its first checkpoint: start it again without --resume)")
-                         : std::string(")")));
+    const char* why = started ? "; the run stopped before its first checkpoint: start it again without --resume)" : ")";
+    throw Error(shown_ + ": nothing to resume (no last.safetensors" + why);
   }
   if (const size_t cut = truncate_partial_last_line((path_ / "log.jsonl").string()); cut > 0) {
-    notes_.push_back("log.jsonl: removed a partial last line (" + plural(cut, "byte") + ") left by an interrupted write");
+    notes_.push_back("log.jsonl: removed a partial last line (" + plural(cut, "byte") +
+                     ") left by an interrupted write");
   }
 }
 

@@ -503,8 +503,8 @@ class Safety(unittest.TestCase):
         unet(*init, "--force")
         unet(*init)  # now a weights file: replaced without --force
         notes = os.path.join(WORK, "safety-notes.txt")
-        for command, kind in ((["eval", "--weights", image, "--data", self.data, "--image-size", "32", "--device", "cpu",
-                                "--csv", notes], "a table unet eval wrote"),
+        for command, kind in ((["eval", "--weights", image, "--data", self.data, "--image-size", "32",
+                                "--device", "cpu", "--csv", notes], "a table unet eval wrote"),
                               (["report", self.stopped_run("report-out"), "--out", notes], "a page unet report wrote")):
             with open(notes, "w") as f:
                 f.write("my notes\n")

@@ -123,8 +123,8 @@ TEST_CASE("checkpoint: weights or moments holding NaN or infinity are refused, n
   values[3] = std::nanf("");
   values[7] = -std::numeric_limits<float>::infinity();
   poisoned.add_floats("decoder.0.up.weight", poisoned.get("decoder.0.up.weight").shape, values);
-  CHECK(load_error(poisoned) == "safetensors: tensor 'decoder.0.up.weight' holds 2 non-finite values (NaN or infinity) of " +
-                                    std::to_string(values.size()) + "; refusing to load it");
+  CHECK(load_error(poisoned) == "safetensors: tensor 'decoder.0.up.weight' holds 2 non-finite values (NaN or "
+                                "infinity) of " + std::to_string(values.size()) + "; refusing to load it");
 
   const std::string path = temporary("poisoned-moments.safetensors");
   save_training_checkpoint(path, *model, Json::object());

@@ -64,7 +64,8 @@ TEST_CASE("run folder: a second writer is refused with the holder's PID and chan
 
 TEST_CASE("run folder: resuming needs a checkpoint and says what to do without one", "[run_folder]") {
   test::TempDir dir;
-  CHECK(error_of(dir.path() / "absent", RunStart::resume) == dir / "absent" + ": nothing to resume (no last.safetensors)");
+  CHECK(error_of(dir.path() / "absent", RunStart::resume) ==
+        dir / "absent" + ": nothing to resume (no last.safetensors)");
   CHECK_FALSE(fs::exists(dir.path() / "absent"));
   write(dir.path() / "failed" / "log.jsonl", "{}\n");
   CHECK(error_of(dir.path() / "failed", RunStart::resume) ==
@@ -75,17 +76,21 @@ TEST_CASE("run folder: resuming needs a checkpoint and says what to do without o
 TEST_CASE("run folder: a fresh start clears a start that left no checkpoint, and refuses a run", "[run_folder]") {
   test::TempDir dir;
   const fs::path run = dir.path() / "run";
-  for (const char* name : {"log.jsonl", "metrics.csv", "split.json", "best.safetensors", "mine.txt"}) write(run / name, "x");
+  const char* first_files[] = {"log.jsonl", "metrics.csv", "split.json", "best.safetensors"};
+  for (const char* name : first_files) write(run / name, "x");
+  write(run / "mine.txt", "x");
   {
     const RunFolder folder(run.string(), RunStart::fresh);
     REQUIRE(folder.notes().size() == 1);
-    CHECK(folder.notes()[0] == run.string() + " held a start that stopped before its first checkpoint; starting it again");
+    CHECK(folder.notes()[0] ==
+          run.string() + " held a start that stopped before its first checkpoint; starting it again");
   }
-  for (const char* name : {"log.jsonl", "metrics.csv", "split.json", "best.safetensors"}) CHECK_FALSE(fs::exists(run / name));
+  for (const char* name : first_files) CHECK_FALSE(fs::exists(run / name));
   CHECK(fs::exists(run / "mine.txt"));  // only what training writes
   CHECK(RunFolder(run.string(), RunStart::fresh).notes().empty());
   write(run / "last.safetensors", "x");
-  CHECK(error_of(run, RunStart::fresh) == run.string() + " already holds a run (use --resume to continue it, or another --out)");
+  CHECK(error_of(run, RunStart::fresh) ==
+        run.string() + " already holds a run (use --resume to continue it, or another --out)");
 }
 
 TEST_CASE("run folder: temporaries of writers no longer alive are removed when the folder is taken", "[run_folder]") {
@@ -143,8 +148,10 @@ TEST_CASE("run folder: best.safetensors is checked before resuming, with the way
   const std::string best = (run / "best.safetensors").string();
   save_weights(best, model);
   CHECK(folder.check_best_weights(small));
-  const std::string hint = "; to resume, remove " + best + " (the best weights are then chosen among the epochs still to come)";
-  CHECK_THROWS_WITH(folder.check_best_weights(UNetConfig{3, 8, 2}), Catch::Contains("another configuration") && Catch::EndsWith(hint));
+  const std::string hint =
+      "; to resume, remove " + best + " (the best weights are then chosen among the epochs still to come)";
+  CHECK_THROWS_WITH(folder.check_best_weights(UNetConfig{3, 8, 2}),
+                    Catch::Contains("another configuration") && Catch::EndsWith(hint));
 
   SafeTensors poisoned = weights_file(model);
   std::vector<float> bias = poisoned.floats("head.bias");
