@@ -104,7 +104,8 @@ std::map<std::string, fs::path> images_by_stem(const fs::path& folder, Problems&
   for (const auto& entry : entries(folder)) {
     if (is_folder(entry) || !image_extension(entry.path())) continue;
     std::error_code error;
-    if (!entry.is_regular_file(error)) {  // a FIFO would block the loader forever
+    const fs::file_status status = entry.status(error);  // a dangling link is left to fail as unreadable
+    if (fs::exists(status) && !fs::is_regular_file(status)) {  // a FIFO would block the loader forever
       problems.report(entry.path().string(), "not a regular file (a FIFO, socket or device)");
       continue;
     }
