@@ -168,6 +168,20 @@ class Resume(unittest.TestCase):
     def test_interrupted_mid_epoch_then_resumed_is_bit_identical_on_sim(self):
         self.check_resume("sim")
 
+    def test_resume_refuses_a_flag_that_makes_another_run(self):
+        run = os.path.join(WORK, "refuse-flags")
+        args = ["--data", self.data, *TINY, "--epochs", "2", "--device", "cpu", "--out", run]
+        self.assertEqual(unet("train", *args, "--stop-after-steps", "2", check=False).returncode, 130)
+        for flag, value, saved in [("--lr", "0.5", "0.003"), ("--zoom", "0.2", "0.1"), ("--image-size", "64", "32")]:
+            result = unet("train", "--out", run, "--resume", flag, value, check=False)
+            self.assertEqual(result.returncode, 1)
+            self.assertEqual(result.stderr.strip().splitlines(),
+                             [f"error: {flag} {value} differs from the run being resumed ({saved})"])
+        same = unet("train", "--out", run, "--resume", "--lr", "3e-3", "--epochs", "3", "--stop-after-steps", "1",
+                    check=False)
+        self.assertEqual(same.returncode, 130, same.stdout + same.stderr)
+        self.assertIn("3 epochs", same.stdout)  # --epochs may change on resume
+
     def test_ctrl_c_saves_a_resumable_checkpoint(self):
         run = os.path.join(WORK, "ctrl-c")
         process = subprocess.Popen([UNET, "train", "--data", self.data, *TINY, "--epochs", "200", "--device", "cpu",
