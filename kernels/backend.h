@@ -1,19 +1,12 @@
-// What the engine and the kernels agree on: which device runs an op, and on which stream.
+// What the engine and the kernels agree on: which device runs an op, on which stream, and the
+// error type (kernels/error.h).
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
+
+#include "kernels/error.h"
 
 namespace unet {
-
-// Every error the project reports to a user derives from this; tools print what() after "error: ".
-// Its destructor is defined out of line (kernels/backend.cpp), so its vtable exists once: a launcher
-// in kernels/*.cu may throw it without the sim and cuda libraries both defining it.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-  ~Error() override;
-};
 
 // cpu: the references in kernels/*_cpu.cpp. sim and cuda: the same kernels/*.cu sources, compiled
 // by the host compiler against kernels/sim/ and by nvcc respectively.
