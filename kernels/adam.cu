@@ -112,15 +112,13 @@ namespace {
 
 constexpr int block_threads = 256;
 
-bool aligned16(const float* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
-
 }  // namespace
 
 template <DeviceKind D>
 void Adam<D>::step(int64_t n, float* param, const float* grad, float* m, float* v, const AdamConfig& config,
                    const int64_t* step, Stream stream, int version) {
   if (n == 0) return;
-  if (version != 1 && aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v)) {
+  if (version != 1 && quads_fit({param, grad, m, v}, {})) {
     launch(KERNEL(adam_kernel2), blocks_for(n / 4 + n % 4, block_threads), dim3(block_threads), 0, stream, n, param,
            grad, m, v, config, step);
     return;

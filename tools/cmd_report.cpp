@@ -10,6 +10,7 @@
 
 #include "engine/files.h"
 #include "engine/json.h"
+#include "engine/text.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 
@@ -33,12 +34,7 @@ std::string escape(const std::string& text) {
   return out;
 }
 
-std::string number(double value, int decimals = 3) {
-  if (!std::isfinite(value)) return "–";
-  char text[32];
-  std::snprintf(text, sizeof text, "%.*f", decimals, value);
-  return text;
-}
+std::string number(double value, int decimals = 3) { return std::isfinite(value) ? fixed(value, decimals) : "–"; }
 
 std::string base64(const std::vector<uint8_t>& bytes) {
   static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
