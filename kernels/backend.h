@@ -33,7 +33,7 @@ constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Functions shared by a CPU reference and its kernels are marked UNET_HOST_DEVICE and given
 // internal linkage (static inline): each library then has its own copy, so the sim and cuda
-// compilations never define the same symbol (tools/check_symbols.sh).
+// compilations never define the same symbol (scripts/check_symbols.sh).
 #if defined(__CUDACC__)
 #define UNET_HOST_DEVICE __host__ __device__
 #else
