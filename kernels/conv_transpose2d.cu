@@ -346,8 +346,8 @@ void ConvTranspose2d<D>::forward(const ConvTranspose2dShape& shape, const float*
   if (pixel_count(shape) * shape.c_out == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch(KERNEL(conv_transpose2d_forward_kernel1), blocks_for(pixel_count(shape) * 4 * shape.c_out, 256), dim3(256),
-           0, stream, shape, x, x_stride, weight, bias, y, y_stride);
+    launch_flat(KERNEL(conv_transpose2d_forward_kernel1), pixel_count(shape) * 4 * shape.c_out, stream, shape, x,
+                x_stride, weight, bias, y, y_stride);
     return;
   }
   const bool vector_in = quads_fit({x, weight}, {shape.c_in, shape.c_out, x_stride});
@@ -365,8 +365,8 @@ void ConvTranspose2d<D>::backward_data(const ConvTranspose2dShape& shape, const 
   if (pixel_count(shape) * shape.c_in == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch(KERNEL(conv_transpose2d_backward_data_kernel1), blocks_for(pixel_count(shape) * shape.c_in, 256), dim3(256),
-           0, stream, shape, dy, dy_stride, weight, beta, dx, dx_stride);
+    launch_flat(KERNEL(conv_transpose2d_backward_data_kernel1), pixel_count(shape) * shape.c_in, stream, shape, dy,
+                dy_stride, weight, beta, dx, dx_stride);
     return;
   }
   const bool vector_in = quads_fit({dy, weight}, {shape.c_out, dy_stride});
@@ -392,8 +392,8 @@ void ConvTranspose2d<D>::backward_weight(const ConvTranspose2dShape& shape, cons
   check_shape(shape);
   assert((2 * int64_t{shape.w} + 2) * dy_stride <= INT_MAX);  // UpWeightTiles' column offsets are int
   if (version == 1) {
-    launch(KERNEL(conv_transpose2d_backward_weight_kernel1), blocks_for(weight_count(shape), 256), dim3(256), 0,
-           stream, shape, x, x_stride, dy, dy_stride, beta, dweight);
+    launch_flat(KERNEL(conv_transpose2d_backward_weight_kernel1), weight_count(shape), stream, shape, x, x_stride, dy,
+                dy_stride, beta, dweight);
     return;
   }
   const gemm::PixelSplit split = weight_split(shape);

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <utility>
 
 #include "kernels/backend.h"
 
@@ -92,6 +93,14 @@ namespace unet::KERNEL_BACKEND {
 
 // Enough blocks of `block` threads to give `threads` threads: the grid of a one-dimensional launch.
 inline dim3 blocks_for(int64_t threads, int block) { return dim3(static_cast<unsigned>(ceil_div(threads, block))); }
+
+// The launch of a kernel with one thread per element (per four, for float4 versions): `threads`
+// threads in blocks of flat_block, no dynamic shared memory.
+constexpr int flat_block = 256;
+template <class... Params, class... Args>
+void launch_flat(KernelRef<Params...> kernel, int64_t threads, Stream stream, Args&&... args) {
+  launch(kernel, blocks_for(threads, flat_block), dim3(flat_block), 0, stream, std::forward<Args>(args)...);
+}
 
 // Whether float4 accesses fit: every pointer 16-byte aligned and every count (channels, strides,
 // widths) a multiple of 4. The condition of every kernel version that moves four floats at once.
