@@ -4,6 +4,8 @@ report, interrupting and resuming, and every kind of bad input a user can give.
 
 usage: test_cli.py UNET_BINARY   (CTest passes the build's binary)
 """
+import csv
+import json
 import os
 import shutil
 import signal
@@ -34,6 +36,12 @@ def unet(*args, check=True, env=None):
 def metrics_without_time(run):
     with open(os.path.join(run, "metrics.csv")) as f:
         return [",".join(line.strip().split(",")[:-1]) for line in f]
+
+
+def rounding(text):
+    """The most a number written as `text` (fixed decimals) can differ from the value it was."""
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return 0.5 * 10 ** -decimals * (1 + 1e-9)
 
 
 def tensors_bytes(path):
@@ -79,6 +87,26 @@ class Phantom(unittest.TestCase):
             first = f.readline()
         for key in ['"commit"', '"device":"cpu"', '"flags"', '"base-width":8']:
             self.assertIn(key, first)
+
+    def test_log_holds_everything_metrics_csv_and_val_patients_csv_hold(self):
+        with open(os.path.join(self.run_dir, "log.jsonl")) as f:
+            records = [json.loads(line) for line in f]
+        epochs = [r for r in records if r["event"] == "epoch"]
+        with open(os.path.join(self.run_dir, "metrics.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual(len(epochs), len(rows))
+        for record, row in zip(epochs, rows):
+            for column, text in row.items():
+                self.assertIn(column, record)
+                self.assertAlmostEqual(float(record[column]), float(text), delta=rounding(text), msg=column)
+        [patients] = [r for r in records if r["event"] == "val_patients"]
+        with open(os.path.join(self.run_dir, "val_patients.csv")) as f:
+            table = list(csv.DictReader(f))
+        self.assertEqual([p["patient"] for p in patients["patients"]], [row["patient"] for row in table])
+        for patient, row in zip(patients["patients"], table):
+            for column, text in row.items():
+                if column != "patient":
+                    self.assertAlmostEqual(float(patient[column]), float(text), delta=rounding(text), msg=column)
 
     def test_nothing_is_written_into_the_dataset(self):
         self.assertEqual(listing(self.data), self.data_listing)
