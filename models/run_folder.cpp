@@ -5,14 +5,12 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "engine/files.h"
-#include "engine/json.h"
 #include "models/checkpoint.h"
 
 namespace unet {
@@ -156,24 +154,6 @@ size_t truncate_partial_last_line(const std::string& path) {
   fs::resize_file(path, keep, error);
   if (error) throw Error(path + ": cannot remove its partial last line (" + error.message() + ")");
   return text.size() - keep;
-}
-
-std::vector<size_t> invalid_json_lines(const std::string& text) {
-  std::vector<size_t> invalid;
-  size_t number = 0;
-  for (size_t begin = 0; begin < text.size();) {
-    const size_t end = std::min(text.find('\n', begin), text.size());
-    ++number;
-    if (end > begin) {
-      try {
-        Json::parse(std::string_view(text).substr(begin, end - begin));
-      } catch (const Error&) {
-        invalid.push_back(number);
-      }
-    }
-    begin = end + 1;
-  }
-  return invalid;
 }
 
 }  // namespace unet

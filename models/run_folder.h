@@ -53,7 +53,4 @@ class RunFolder {
 // Truncates the file after its last newline when it does not end in one; returns the bytes removed.
 size_t truncate_partial_last_line(const std::string& path);
 
-// The 1-based numbers of the non-empty lines of a JSON-lines text that are not valid JSON.
-std::vector<size_t> invalid_json_lines(const std::string& text);
-
 }  // namespace unet

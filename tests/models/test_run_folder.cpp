@@ -129,13 +129,6 @@ TEST_CASE("run folder: resuming truncates a partial last line of log.jsonl", "[r
   CHECK(truncate_partial_last_line(dir / "absent") == 0);
 }
 
-TEST_CASE("run folder: the lines of a log that are not valid JSON, by number", "[run_folder]") {
-  CHECK(invalid_json_lines("").empty());
-  CHECK(invalid_json_lines("{}\n[1]\n").empty());
-  CHECK(invalid_json_lines("{}\n{\"a\"\n\n[1]\n{\"event\":\"epo") == std::vector<size_t>{2, 5});
-  CHECK(invalid_json_lines("{}{}\n") == std::vector<size_t>{1});  // two records glued together
-}
-
 TEST_CASE("run folder: best.safetensors is checked before resuming, with the way to recover", "[run_folder]") {
   test::TempDir dir;
   const fs::path run = dir.path() / "run";
