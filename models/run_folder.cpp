@@ -105,8 +105,8 @@ void RunFolder::remove_stale_temporaries() {
   if (removed.empty()) return;
   std::string names;
   for (const std::string& name : removed) names += (names.empty() ? "" : ", ") + name;
-  notes_.push_back("removed " + plural(removed.size(), "stale temporary file") +
-                   " left by interrupted writes (" + names + ")");
+  notes_.push_back("removed " + plural(removed.size(), "stale temporary file") + " left by interrupted writes (" +
+                   names + ")");
 }
 
 void RunFolder::start_fresh() {

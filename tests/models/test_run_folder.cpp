@@ -69,8 +69,9 @@ TEST_CASE("run folder: resuming needs a checkpoint and says what to do without o
   CHECK_FALSE(fs::exists(dir.path() / "absent"));
   write(dir.path() / "failed" / "log.jsonl", "{}\n");
   CHECK(error_of(dir.path() / "failed", RunStart::resume) ==
-        dir / "failed" + ": nothing to resume (no last.safetensors; the run stopped before its first checkpoint: start "
-                         "it again without --resume)");
+        dir / "failed" +
+            ": nothing to resume (no last.safetensors; the run stopped before its first checkpoint: start "
+            "it again without --resume)");
 }
 
 TEST_CASE("run folder: a fresh start clears a start that left no checkpoint, and refuses a run", "[run_folder]") {
