@@ -9,10 +9,12 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "tests/data/data_test_util.h"
+#include "tests/test_util.h"
 #include "tools/data_options.h"
 
 using namespace unet;
 using test::TempDir;
+using test::error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -56,15 +58,6 @@ void make_kaggle(const fs::path& root) {
   write_text(root / ".hidden_image.tif", "junk");
   fs::create_directories(root / ".cache");
   write_text(root / ".cache" / "x.tif", "junk");
-}
-
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
 }
 
 std::vector<int> tags_of(const Dataset& data) {

@@ -10,12 +10,9 @@
 #include "tests/test_util.h"
 
 using namespace unet;
-using test::DeviceBuffer;
+using test::DeviceBuffer, test::dev, test::kDevice;
 
 namespace {
-
-constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
-Device& dev() { return device(kDevice); }
 
 AdamConfig make_config(float weight_decay, bool decoupled, LrSchedule schedule = LrSchedule::constant) {
   AdamConfig config;
