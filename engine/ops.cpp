@@ -52,7 +52,7 @@ Var conv2d(Context& ctx, const Var& x, const Var& weight, const Var& bias, bool 
   dispatch(
       ctx.kind(),
       [&] {
-        cpu::conv2d_forward<float>(shape, in.data(), in.pixel_stride(), weight.value().data(), b, relu, result.data(),
+        cpu::fast::conv2d_forward(shape, in.data(), in.pixel_stride(), weight.value().data(), b, relu, result.data(),
                                    result.pixel_stride());
       },
       [&]<DeviceKind D>() {
@@ -71,7 +71,7 @@ Var conv2d(Context& ctx, const Var& x, const Var& weight, const Var& bias, bool 
       dispatch(
           ctx.kind(),
           [&] {
-            cpu::conv2d_backward_data<float>(shape, dy.data(), dy.pixel_stride(), mask, mask_stride,
+            cpu::fast::conv2d_backward_data(shape, dy.data(), dy.pixel_stride(), mask, mask_stride,
                                              weight.value().data(), beta, dx.data(), dx.pixel_stride());
           },
           [&]<DeviceKind D>() {
@@ -83,7 +83,7 @@ Var conv2d(Context& ctx, const Var& x, const Var& weight, const Var& bias, bool 
       dispatch(
           ctx.kind(),
           [&] {
-            cpu::conv2d_backward_weight<float>(shape, in.data(), in.pixel_stride(), dy.data(), dy.pixel_stride(), mask,
+            cpu::fast::conv2d_backward_weight(shape, in.data(), in.pixel_stride(), dy.data(), dy.pixel_stride(), mask,
                                                mask_stride, beta, dw.data());
           },
           [&]<DeviceKind D>() {
@@ -97,7 +97,7 @@ Var conv2d(Context& ctx, const Var& x, const Var& weight, const Var& bias, bool 
       dispatch(
           ctx.kind(),
           [&] {
-            cpu::conv2d_backward_bias<float>(shape, dy.data(), dy.pixel_stride(), mask, mask_stride, beta, db.data());
+            cpu::fast::conv2d_backward_bias(shape, dy.data(), dy.pixel_stride(), mask, mask_stride, beta, db.data());
           },
           [&]<DeviceKind D>() {
             void* workspace = ctx.workspace(Conv2d<D>::backward_bias_workspace(shape));
@@ -120,7 +120,7 @@ Var conv_transpose2d(Context& ctx, const Var& x, const Var& weight, const Var& b
   dispatch(
       ctx.kind(),
       [&] {
-        cpu::conv_transpose2d_forward<float>(shape, in.data(), in.pixel_stride(), weight.value().data(), b,
+        cpu::fast::conv_transpose2d_forward(shape, in.data(), in.pixel_stride(), weight.value().data(), b,
                                              result.data(), result.pixel_stride());
       },
       [&]<DeviceKind D>() {
@@ -137,7 +137,7 @@ Var conv_transpose2d(Context& ctx, const Var& x, const Var& weight, const Var& b
       dispatch(
           ctx.kind(),
           [&] {
-            cpu::conv_transpose2d_backward_data<float>(shape, dy.data(), dy.pixel_stride(), weight.value().data(), beta,
+            cpu::fast::conv_transpose2d_backward_data(shape, dy.data(), dy.pixel_stride(), weight.value().data(), beta,
                                                        dx.data(), dx.pixel_stride());
           },
           [&]<DeviceKind D>() {
@@ -149,7 +149,7 @@ Var conv_transpose2d(Context& ctx, const Var& x, const Var& weight, const Var& b
       dispatch(
           ctx.kind(),
           [&] {
-            cpu::conv_transpose2d_backward_weight<float>(shape, in.data(), in.pixel_stride(), dy.data(),
+            cpu::fast::conv_transpose2d_backward_weight(shape, in.data(), in.pixel_stride(), dy.data(),
                                                          dy.pixel_stride(), beta, dw.data());
           },
           [&]<DeviceKind D>() {
@@ -162,7 +162,7 @@ Var conv_transpose2d(Context& ctx, const Var& x, const Var& weight, const Var& b
     if (const Tensor db = ctx.outgoing_grad(bias, &beta); db.defined()) {
       dispatch(
           ctx.kind(),
-          [&] { cpu::conv_transpose2d_backward_bias<float>(shape, dy.data(), dy.pixel_stride(), beta, db.data()); },
+          [&] { cpu::fast::conv_transpose2d_backward_bias(shape, dy.data(), dy.pixel_stride(), beta, db.data()); },
           [&]<DeviceKind D>() {
             void* workspace = ctx.workspace(ConvTranspose2d<D>::backward_bias_workspace(shape));
             ConvTranspose2d<D>::backward_bias(shape, dy.data(), dy.pixel_stride(), beta, db.data(), workspace,
