@@ -1,12 +1,14 @@
 // bench_cpu: the cpu device's convolution passes (cpu::fast) on every layer of a U-Net, in
 // GFLOP/s and in per cent of the machine's FMA peak, which it measures first (docs/performance.md).
 //
-//   bench_cpu [--batch B] [--image-size S] [--base-width W] [--depth D] [--repetitions R]
+//   bench_cpu [--batch B] [--image-size S] [--base-width W] [--depth D] [--repetitions R] [--clock wall|cpu]
 //
 // The peak is timed, not derived from a clock (under a hypervisor clock readings are not reliable):
 // 12 independent chains of 8-wide fused multiply-adds per thread, at 1 thread and at OpenMP's
 // thread count. Builds without CUDA; the instruction set is the cpu device's (UNET_CPU_KERNELS).
 #include <omp.h>
+
+#include <time.h>
 
 #include <chrono>
 #include <cstdio>
@@ -28,7 +30,16 @@
 namespace unet {
 namespace {
 
+// Wall time, or with --clock cpu the process's CPU time divided by the thread count: steadier on a
+// machine shared with other work, which takes cores away from a wall-clock measurement.
+bool cpu_clock = false;
+
 double now_ms() {
+  if (cpu_clock) {
+    timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (t.tv_sec * 1e3 + t.tv_nsec * 1e-6) / omp_get_max_threads();
+  }
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
@@ -96,7 +107,7 @@ int run(int argc, char** argv) {
   for (int i = 1; i < argc; i += 2) {
     const std::string option = argv[i];
     if (option != "--batch" && option != "--image-size" && option != "--base-width" && option != "--depth" &&
-        option != "--repetitions") {
+        option != "--repetitions" && option != "--clock") {
       std::fprintf(stderr, "error: unknown option %s (see the header of bench/bench_cpu.cpp)\n", option.c_str());
       return 2;
     }
@@ -107,8 +118,12 @@ int run(int argc, char** argv) {
   config.base_width = int_option(argc, argv, "--base-width", 16);
   config.depth = int_option(argc, argv, "--depth", 3);
 
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--clock") cpu_clock = std::string(argv[i + 1]) == "cpu";
+  }
   const int threads = omp_get_max_threads();
   const double peak_one = fma_peak(1), peak = fma_peak(threads);
+  std::printf("%s clock; ", cpu_clock ? "cpu" : "wall");
   std::printf("cpu kernels %s, %d threads; FMA peak %.1f GFLOP/s at 1 thread, %.1f at %d\n",
               cpu::fast::name(cpu::fast::cpu_kernels()), threads, peak_one, peak, threads);
   std::printf("U-Net %s, batch %d, %dx%d\n\n", config.describe().c_str(), batch, size, size);

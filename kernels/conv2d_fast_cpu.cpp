@@ -10,8 +10,11 @@
 //                                neighbour is inside the image
 //   backward_bias    column sums of g
 //
-// where g = dy, or dy * (y > 0) when the forward fused ReLU: g is formed once per pass into
-// scratch (P x Cout), so the micro-kernel reads plain values. The weights are packed into 16-column
+// where g = dy, or dy * (y > 0) when the forward fused ReLU. The taps of forward and backward_data
+// read a dense copy of x or g with a zero border of k/2 pixels (g masked on the way), so every A row
+// is at a fixed offset from its pixel's and the micro-kernel needs no bounds checks; the weight
+// gradient reads x in place, one run of pixels per image row and tap, and g masked into scratch.
+// The 1-channel head's forward is a dot product per pixel. The weights are packed into 16-column
 // panels per call (T*Cin*Cout values, against P times as many multiply-adds).
 #include <cstdint>
 #include <vector>
@@ -37,58 +40,120 @@ Gradient output_gradient(const Conv2dShape& s, const float* dy, int dy_stride, c
   g.resize(static_cast<size_t>(pixels) * s.c_out);
 #pragma omp parallel for schedule(static) if (worth_parallel(pixels * s.c_out * 64))
   for (int64_t p = 0; p < pixels; ++p) {
-    for (int o = 0; o < s.c_out; ++o) {
-      g[p * s.c_out + o] = relu_output[p * relu_output_stride + o] > 0.0f ? dy[p * dy_stride + o] : 0.0f;
+    for (int o = 0; o < s.c_out; o += 8) {
+      const int count = s.c_out - o;
+      const Vec8 value = load_first(dy + p * dy_stride + o, count);
+      store_first(g.data() + p * s.c_out + o,
+                  where_positive(load_first(relu_output + p * relu_output_stride + o, count), value), count);
     }
   }
   return {g.data(), s.c_out};
 }
 
-// Pixel p's neighbour at offset (dr, ds), or -1 where that is padding.
-int64_t neighbour(const Conv2dShape& s, int64_t p, int dr, int ds) {
-  const int h = static_cast<int>(p / s.w % s.h), w = static_cast<int>(p % s.w);
-  if (h + dr < 0 || h + dr >= s.h || w + ds < 0 || w + ds >= s.w) return -1;
-  return p + int64_t{dr} * s.w + ds;
+// An activation (N, H, W, C) as the taps read it: in a dense copy with a zero border of k/2 pixels
+// (masked by the fused ReLU's output where given), or in place where k = 1 and there is no mask.
+struct TapInput {
+  const float* values;
+  int64_t pixel_stride;
+  int64_t row_stride;  // from one (padded) row to the next
+  int64_t image_stride;
+  int pad;
+
+  const float* pixel(const Conv2dShape& s, int64_t p) const {
+    const int64_t n = p / (int64_t{s.h} * s.w), h = p / s.w % s.h, w = p % s.w;
+    return values + n * image_stride + (h + pad) * row_stride + (w + pad) * pixel_stride;
+  }
+  // Where tap (r, c) of pixel p reads, relative to pixel p, with taps flipped for backward_data.
+  int64_t tap_offset(int dr, int ds) const { return dr * row_stride + ds * pixel_stride; }
+};
+
+TapInput tap_input(const Conv2dShape& s, int channels, const float* in, int in_stride, const float* mask,
+                   int mask_stride, int slot) {
+  const int pad = s.k / 2;
+  if (pad == 0 && mask == nullptr) {
+    return {in, in_stride, int64_t{s.w} * in_stride, int64_t{s.h} * s.w * in_stride, 0};
+  }
+  const int64_t padded_w = s.w + 2 * pad, padded_h = s.h + 2 * pad;
+  const TapInput padded{nullptr, channels, padded_w * channels, padded_h * padded_w * channels, pad};
+  std::vector<float>& copy = scratch(slot);
+  copy.resize(static_cast<size_t>(s.n * padded.image_stride));
+  float* out = copy.data();
+#pragma omp parallel for schedule(static) if (worth_parallel(s.n * padded_h * padded_w * channels * 16))
+  for (int64_t row = 0; row < s.n * padded_h; ++row) {
+    const int64_t n = row / padded_h, h = row % padded_h - pad;
+    float* dst = out + row * padded.row_stride;
+    if (h < 0 || h >= s.h) {
+      std::fill(dst, dst + padded.row_stride, 0.0f);
+      continue;
+    }
+    std::fill(dst, dst + pad * channels, 0.0f);
+    std::fill(dst + (pad + s.w) * channels, dst + padded.row_stride, 0.0f);
+    for (int w = 0; w < s.w; ++w) {
+      const int64_t p = (n * s.h + h) * s.w + w;
+      float* pixel = dst + (pad + w) * channels;
+      for (int c = 0; c < channels; c += 8) {
+        const int count = channels - c;
+        const Vec8 value = load_first(in + p * in_stride + c, count);
+        store_first(pixel + c, mask ? where_positive(load_first(mask + p * mask_stride + c, count), value) : value,
+                    count);
+      }
+    }
+  }
+  TapInput result = padded;
+  result.values = out;
+  return result;
+}
+
+// The 1-channel head: y(p) = act(b + x(p, :) . W), one dot product per pixel.
+void forward_one_output(const Conv2dShape& s, const float* x, int x_stride, const float* weight, const float* bias,
+                        bool relu, float* y, int y_stride) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+#pragma omp parallel for schedule(static) if (worth_parallel(pixels * s.c_in * 16))
+  for (int64_t p = 0; p < pixels; ++p) {
+    Vec8 acc = zero();
+    for (int i = 0; i < s.c_in; i += 8) {
+      acc = fma(load_first(x + p * x_stride + i, s.c_in - i), load_first(weight + i, s.c_in - i), acc);
+    }
+    float lanes[8];
+    store(lanes, acc);
+    const float sum = (bias ? bias[0] : 0.0f) + ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                      ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    y[p * y_stride] = relu && !(sum > 0.0f) ? 0.0f : sum;
+  }
 }
 
 }  // namespace
 
 void conv2d_forward(const Conv2dShape& s, const float* x, int x_stride, const float* weight, const float* bias,
                     bool relu, float* y, int y_stride) {
+  if (s.c_out == 1 && s.k == 1) return forward_one_output(s, x, x_stride, weight, bias, relu, y, y_stride);
   const int pad = s.k / 2, taps = s.k * s.k;
   const int64_t depth = int64_t{taps} * s.c_in;  // one output channel's weights
   std::vector<float>& panels = scratch(0);
   pack_panels(depth, s.c_out, [&](int64_t k, int o) { return weight[o * depth + k]; }, panels);
+  const TapInput in = tap_input(s, s.c_in, x, x_stride, nullptr, 0, 1);
+  std::vector<int64_t> offsets(taps);
+  for (int t = 0; t < taps; ++t) offsets[t] = in.tap_offset(t / s.k - pad, t % s.k - pad);
   const TapGemm gemm{int64_t{s.n} * s.h * s.w, taps, s.c_in, s.c_out, panels.data(), bias, relu, 0.0f,
-                     zeros(s.c_in, 1)};
-  tap_gemm(
-      gemm,
-      [&](int64_t p, int t) -> const float* {
-        const int64_t q = neighbour(s, p, t / s.k - pad, t % s.k - pad);
-        return q < 0 ? nullptr : x + q * x_stride;
-      },
-      [&](int64_t p) { return y + p * y_stride; });
+                     offsets.data()};
+  tap_gemm(gemm, [&](int64_t p) { return in.pixel(s, p); }, [&](int64_t p) { return y + p * y_stride; });
 }
 
 void conv2d_backward_data(const Conv2dShape& s, const float* dy, int dy_stride, const float* relu_output,
                           int relu_output_stride, const float* weight, float beta, float* dx, int dx_stride) {
   const int pad = s.k / 2, taps = s.k * s.k;
   const int64_t weight_row = int64_t{taps} * s.c_in;
-  const Gradient g = output_gradient(s, dy, dy_stride, relu_output, relu_output_stride, 2);
   std::vector<float>& panels = scratch(0);
   pack_panels(
       int64_t{taps} * s.c_out, s.c_in,
       [&](int64_t k, int i) { return weight[k % s.c_out * weight_row + k / s.c_out * s.c_in + i]; }, panels);
-  const TapGemm gemm{int64_t{s.n} * s.h * s.w, taps, s.c_out, s.c_in, panels.data(), nullptr, false, beta,
-                     zeros(s.c_out, 1)};
+  const TapInput g = tap_input(s, s.c_out, dy, dy_stride, relu_output, relu_output_stride, 1);
   // Output pixel p - (r - pad, c - pad) saw input pixel p through tap (r, c).
-  tap_gemm(
-      gemm,
-      [&](int64_t p, int t) -> const float* {
-        const int64_t q = neighbour(s, p, pad - t / s.k, pad - t % s.k);
-        return q < 0 ? nullptr : g.values + q * g.stride;
-      },
-      [&](int64_t p) { return dx + p * dx_stride; });
+  std::vector<int64_t> offsets(taps);
+  for (int t = 0; t < taps; ++t) offsets[t] = g.tap_offset(pad - t / s.k, pad - t % s.k);
+  const TapGemm gemm{int64_t{s.n} * s.h * s.w, taps, s.c_out, s.c_in, panels.data(), nullptr, false, beta,
+                     offsets.data()};
+  tap_gemm(gemm, [&](int64_t p) { return g.pixel(s, p); }, [&](int64_t p) { return dx + p * dx_stride; });
 }
 
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, int x_stride, const float* dy, int dy_stride,
@@ -117,8 +182,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, int x_stride, 
 
 void conv2d_backward_bias(const Conv2dShape& s, const float* dy, int dy_stride, const float* relu_output,
                           int relu_output_stride, float beta, float* dbias) {
-  const Gradient g = output_gradient(s, dy, dy_stride, relu_output, relu_output_stride, 2);
-  column_sums(int64_t{s.n} * s.h * s.w, s.c_out, g.values, g.stride, beta, dbias);
+  column_sums(int64_t{s.n} * s.h * s.w, s.c_out, dy, dy_stride, relu_output, relu_output_stride, beta, dbias);
 }
 
 }  // namespace unet::cpu::fast::UNET_CPU_ISA

@@ -35,12 +35,12 @@ void conv_transpose2d_forward(const ConvTranspose2dShape& s, const float* x, int
         s.c_in, s.c_out, [&](int64_t i, int o) { return weight[(i * 4 + tap) * s.c_out + o]; }, scratch(2));
     std::copy(scratch(2).begin(), scratch(2).end(), panels.begin() + tap * panel_values);
   }
-  const float* zero_row = zeros(s.c_in, 1);
+  const int64_t no_offset = 0;
   for (int tap = 0; tap < 4; ++tap) {
     const TapGemm gemm{int64_t{s.n} * s.h * s.w, 1, s.c_in, s.c_out, panels.data() + tap * panel_values, bias,
-                       false, 0.0f, zero_row};
+                       false, 0.0f, &no_offset};
     tap_gemm(
-        gemm, [&](int64_t p, int) { return x + p * x_stride; },
+        gemm, [&](int64_t p) { return x + p * x_stride; },
         [&](int64_t p) { return y + output_pixel(s, p, tap) * y_stride; });
   }
 }
@@ -50,10 +50,11 @@ void conv_transpose2d_backward_data(const ConvTranspose2dShape& s, const float* 
   std::vector<float>& panels = scratch(0);
   pack_panels(
       int64_t{4} * s.c_out, s.c_in, [&](int64_t k, int i) { return weight[i * 4 * int64_t{s.c_out} + k]; }, panels);
-  const TapGemm gemm{int64_t{s.n} * s.h * s.w, 4, s.c_out, s.c_in, panels.data(), nullptr, false, beta,
-                     zeros(s.c_out, 1)};
+  // out(p, t) = out(p, 0) + r * 2W + s: the taps are fixed offsets from the first.
+  const int64_t offsets[4] = {0, dy_stride, 2 * int64_t{s.w} * dy_stride, (2 * int64_t{s.w} + 1) * dy_stride};
+  const TapGemm gemm{int64_t{s.n} * s.h * s.w, 4, s.c_out, s.c_in, panels.data(), nullptr, false, beta, offsets};
   tap_gemm(
-      gemm, [&](int64_t p, int tap) { return dy + output_pixel(s, p, tap) * dy_stride; },
+      gemm, [&](int64_t p) { return dy + output_pixel(s, p, 0) * dy_stride; },
       [&](int64_t p) { return dx + p * dx_stride; });
 }
 
@@ -71,7 +72,7 @@ void conv_transpose2d_backward_weight(const ConvTranspose2dShape& s, const float
 
 void conv_transpose2d_backward_bias(const ConvTranspose2dShape& s, const float* dy, int dy_stride, float beta,
                                     float* dbias) {
-  column_sums(int64_t{s.n} * 4 * s.h * s.w, s.c_out, dy, dy_stride, beta, dbias);
+  column_sums(int64_t{s.n} * 4 * s.h * s.w, s.c_out, dy, dy_stride, nullptr, 0, beta, dbias);
 }
 
 }  // namespace unet::cpu::fast::UNET_CPU_ISA

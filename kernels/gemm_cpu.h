@@ -3,8 +3,9 @@
 //
 //   tap_gemm     C(p, n) = epilogue(beta*C(p, n) + bias(n) + sum_{t, k} A_t(p, k) * B(t*K + k, n))
 //                  p: output pixels (M), n: output channels (N), t: taps, k: the K channels of one tap.
-//                  A_t(p, .) is a K-vector read in place (the input pixel tap t of pixel p sees, or
-//                  zeros where that falls in the padding): no im2col copy. B is packed (pack_panels).
+//                  A_t(p, .) is the K-vector at a_base(p) + tap_offsets[t], the input pixel tap t of
+//                  pixel p sees, read in place (from a zero-padded copy where taps reach past the
+//                  border): no im2col copy. B is packed (pack_panels).
 //                  Used by conv2d forward and backward_data, conv_transpose2d forward and backward_data.
 //   reduce_gemm  C(m, t, n) = beta*C(m, t, n) + sum_q A(q, m) * B_t(q, n)
 //                  q: pixels (the reduction), m and n: channels. A and B are read in place, one image
@@ -68,21 +69,31 @@ struct Vec8 {
 // Lanes [0, count) of a partial vector; the others are neither read nor written.
 struct Mask {
   __m256i lanes;
+  int count;
 };
 UNET_ALWAYS_INLINE Mask first_lanes(int count) {
-  return {_mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))};
+  return {_mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), count};
 }
 UNET_ALWAYS_INLINE Vec8 zero() { return {_mm256_setzero_ps()}; }
 UNET_ALWAYS_INLINE Vec8 broadcast(float x) { return {_mm256_set1_ps(x)}; }
 UNET_ALWAYS_INLINE Vec8 load(const float* p) { return {_mm256_loadu_ps(p)}; }
 UNET_ALWAYS_INLINE Vec8 load(const float* p, Mask m) { return {_mm256_maskload_ps(p, m.lanes)}; }
 UNET_ALWAYS_INLINE void store(float* p, Vec8 a) { _mm256_storeu_ps(p, a.v); }
-UNET_ALWAYS_INLINE void store(float* p, Vec8 a, Mask m) { _mm256_maskstore_ps(p, m.lanes, a.v); }
+// Through a scalar loop: vmaskmovps stores are microcoded, and slow, on AMD's Zen cores.
+UNET_ALWAYS_INLINE void store(float* p, Vec8 a, Mask m) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, a.v);
+  for (int j = 0; j < m.count && j < 8; ++j) p[j] = lanes[j];
+}
 UNET_ALWAYS_INLINE Vec8 fma(Vec8 a, Vec8 b, Vec8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
 UNET_ALWAYS_INLINE Vec8 add(Vec8 a, Vec8 b) { return {_mm256_add_ps(a.v, b.v)}; }
 UNET_ALWAYS_INLINE Vec8 mul(Vec8 a, Vec8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
 // max(a, 0) that maps NaN to 0 as the reference's `sum > 0 ? sum : 0` does.
 UNET_ALWAYS_INLINE Vec8 relu(Vec8 a) { return {_mm256_and_ps(a.v, _mm256_cmp_ps(a.v, _mm256_setzero_ps(), _CMP_GT_OQ))}; }
+// value where test > 0, else 0 (the fused ReLU's mask on a gradient).
+UNET_ALWAYS_INLINE Vec8 where_positive(Vec8 test, Vec8 value) {
+  return {_mm256_and_ps(value.v, _mm256_cmp_ps(test.v, _mm256_setzero_ps(), _CMP_GT_OQ))};
+}
 
 #else
 
@@ -131,8 +142,22 @@ UNET_ALWAYS_INLINE Vec8 relu(Vec8 a) {
   for (float& lane : a.v) lane = lane > 0.0f ? lane : 0.0f;
   return a;
 }
+UNET_ALWAYS_INLINE Vec8 where_positive(Vec8 test, Vec8 value) {
+  for (int j = 0; j < 8; ++j) value.v[j] = test.v[j] > 0.0f ? value.v[j] : 0.0f;
+  return value;
+}
 
 #endif
+
+// The first min(count, 8) lanes: a plain vector access when all eight are real.
+UNET_ALWAYS_INLINE Vec8 load_first(const float* p, int count) { return count >= 8 ? load(p) : load(p, first_lanes(count)); }
+UNET_ALWAYS_INLINE void store_first(float* p, Vec8 a, int count) {
+  if (count >= 8) {
+    store(p, a);
+  } else {
+    store(p, a, first_lanes(count));
+  }
+}
 
 // A 16-column slice of C: the first `columns` are real (both masks cover them), the rest padding.
 struct Columns {
@@ -204,13 +229,6 @@ inline std::vector<float>& scratch(int slot) {
   return buffers[slot];
 }
 
-// `count` zeros, the A row of a tap that falls in the padding.
-inline const float* zeros(int64_t count, int slot) {
-  std::vector<float>& buffer = scratch(slot);
-  buffer.assign(static_cast<size_t>(std::max<int64_t>(count, 1)), 0.0f);
-  return buffer.data();
-}
-
 // B (K, N), given as b(k, n), packed into ceil(N / 16) panels of K x 16 values, the columns past N
 // zero: the micro-kernel then reads whole, contiguous 16-value rows.
 template <class B>
@@ -229,40 +247,36 @@ void pack_panels(int64_t depth, int columns, B b, std::vector<float>& panels) {
 }
 
 struct TapGemm {
-  int64_t rows;           // M: output pixels
-  int taps;               // A_t for t < taps
-  int depth;              // K: channels of one tap's A row
-  int columns;            // N
-  const float* panels;    // B (taps * depth, columns) packed by pack_panels
-  const float* bias;      // (columns), or nullptr
+  int64_t rows;                // M: output pixels
+  int taps;                    // A_t for t < taps
+  int depth;                   // K: channels of one tap's A row
+  int columns;                 // N
+  const float* panels;         // B (taps * depth, columns) packed by pack_panels
+  const float* bias;           // (columns), or nullptr
   bool relu;
-  float beta;             // C = beta*C + ...; 0 overwrites
-  const float* zeros;     // (depth) zeros: the A row of a tap in the padding
+  float beta;                  // C = beta*C + ...; 0 overwrites
+  const int64_t* tap_offsets;  // (taps): A_t(p) = a_base(p) + tap_offsets[t]
 };
 
-// a_row(p, t): A_t(p, .), or nullptr in the padding. c_row(p): C(p, .), N values.
-template <class ARow, class CRow>
-void tap_gemm(const TapGemm& g, ARow a_row, CRow c_row) {
+// a_base(p): where pixel p's A rows start; c_row(p): C(p, .), N values. The callers make every A
+// row exist (a zero-padded copy of the input where taps reach past the border), so the micro-kernel
+// needs no bounds checks.
+template <class ABase, class CRow>
+void tap_gemm(const TapGemm& g, ABase a_base, CRow c_row) {
   const int panel_count = (g.columns + kTileColumns - 1) / kTileColumns;
   const int taps_per_block = std::max(1, kDepthBlock / std::max(g.depth, 1));
   const int64_t tiles = (g.rows + kRowBlock - 1) / kRowBlock;
   const int64_t panel_size = int64_t{g.taps} * g.depth * kTileColumns;
 #pragma omp parallel if (worth_parallel(g.rows * g.taps * g.depth * g.columns))
   {
-    // The tile's A rows, tap by tap, and its C rows: looked up once, used by every block and panel.
-    thread_local std::vector<const float*> a_rows;
-    thread_local std::vector<float*> c_rows;
-    a_rows.resize(static_cast<size_t>(kRowBlock) * g.taps);
-    c_rows.resize(kRowBlock);
+    const float* a_rows[kRowBlock];  // the tile's A and C rows, looked up once for every block and panel
+    float* c_rows[kRowBlock];
 #pragma omp for schedule(static)
     for (int64_t tile = 0; tile < tiles; ++tile) {
       const int64_t p0 = tile * kRowBlock;
       const int tile_rows = static_cast<int>(std::min<int64_t>(kRowBlock, g.rows - p0));
       for (int r = 0; r < tile_rows; ++r) {
-        for (int t = 0; t < g.taps; ++t) {
-          const float* row = a_row(p0 + r, t);
-          a_rows[r * g.taps + t] = row ? row : g.zeros;
-        }
+        a_rows[r] = a_base(p0 + r);
         c_rows[r] = c_row(p0 + r);
       }
       for (int t0 = 0; t0 < g.taps; t0 += taps_per_block) {
@@ -287,9 +301,12 @@ void tap_gemm(const TapGemm& g, ARow a_row, CRow c_row) {
                 }
               }
             }
+            // Rows past the tile's end repeat its first row: real memory, results never stored.
+            const float* base[kTileRows];
+            for (int m = 0; m < kTileRows; ++m) base[m] = a_rows[r0 + (m < rows ? m : 0)];
             for (int t = t0; t < t1; ++t) {
               const float* a[kTileRows];
-              for (int m = 0; m < kTileRows; ++m) a[m] = m < rows ? a_rows[(r0 + m) * g.taps + t] : g.zeros;
+              for (int m = 0; m < kTileRows; ++m) a[m] = base[m] + g.tap_offsets[t];
               multiply_accumulate<kTileRows, false>(tile_acc, g.depth, a, 1,
                                                     block + int64_t{t - t0} * g.depth * kTileColumns, kTileColumns,
                                                     columns);
@@ -388,19 +405,23 @@ void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
   }
 }
 
-// out(n) = beta*out(n) + sum_{q < rows} in[q * stride + n] for n < columns, each column summed by
-// one thread in pixel order.
-inline void column_sums(int64_t rows, int columns, const float* in, int64_t stride, float beta, float* out) {
+// out(n) = beta*out(n) + sum_{q < rows} in(q, n) * (mask(q, n) > 0 if mask) for n < columns, with
+// in(q, n) = in[q * stride + n] and mask likewise; each column summed by one thread in pixel order.
+inline void column_sums(int64_t rows, int columns, const float* in, int64_t stride, const float* mask,
+                        int64_t mask_stride, float beta, float* out) {
   const int groups = (columns + 7) / 8;
 #pragma omp parallel for schedule(static) if (worth_parallel(rows * columns * 4))
   for (int group = 0; group < groups; ++group) {
     const int n0 = group * 8;
-    const Mask lanes = first_lanes(std::min(8, columns - n0));
+    const int count = columns - n0;
     Vec8 sum = zero();
-    for (int64_t q = 0; q < rows; ++q) sum = add(sum, load(in + q * stride + n0, lanes));
+    for (int64_t q = 0; q < rows; ++q) {
+      const Vec8 value = load_first(in + q * stride + n0, count);
+      sum = add(sum, mask ? where_positive(load_first(mask + q * mask_stride + n0, count), value) : value);
+    }
     float total[8], prior[8] = {};
     store(total, sum);
-    if (beta != 0.0f) store(prior, load(out + n0, lanes), lanes);
+    if (beta != 0.0f) store_first(prior, load_first(out + n0, count), count);
     for (int n = 0; n < std::min(8, columns - n0); ++n) out[n0 + n] = beta == 0.0f ? total[n] : beta * prior[n] + total[n];
   }
 }
