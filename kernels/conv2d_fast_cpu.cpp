@@ -14,7 +14,8 @@
 // read a dense copy of x or g with a zero border of k/2 pixels (g masked on the way), so every A row
 // is at a fixed offset from its pixel's and the micro-kernel needs no bounds checks; the weight
 // gradient reads x in place, one run of pixels per image row and tap, and g masked into scratch.
-// The 1-channel head's forward is a dot product per pixel. The weights are packed into 16-column
+// The 1-channel head's forward is a dot product per pixel; the weight gradient of layers of fewer
+// than 8 input channels (the first) reads an im2col copy of x. The weights are packed into 16-column
 // panels per call (T*Cin*Cout values, against P times as many multiply-adds).
 #include <cstdint>
 #include <vector>
@@ -122,6 +123,29 @@ void forward_one_output(const Conv2dShape& s, const float* x, int x_stride, cons
   }
 }
 
+// Below this many input channels a tap's K is too short for the weight gradient's micro-kernel
+// to fill its 16 columns (the 3-channel first layer: 3), so it reads all T x Cin values of each
+// pixel's window at once from an im2col copy instead: one tap of K = T x Cin.
+constexpr int kFewChannels = 8;
+
+// The windows of x, (P, T x Cin) dense, copied row by row of the window from x's padded copy.
+const float* windows(const Conv2dShape& s, const float* x, int x_stride, int slot) {
+  const TapInput in = tap_input(s, s.c_in, x, x_stride, nullptr, 0, slot);
+  const int pad = s.k / 2;
+  const int64_t pixels = int64_t{s.n} * s.h * s.w, width = int64_t{s.k} * s.k * s.c_in;
+  const int64_t window_row = int64_t{s.k} * s.c_in;  // one row of a window: k pixels of the padded copy
+  std::vector<float>& copy = scratch(slot + 1);
+  copy.resize(static_cast<size_t>(pixels * width));
+#pragma omp parallel for schedule(static) if (worth_parallel(pixels * width * 16))
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* corner = in.pixel(s, p) - in.tap_offset(pad, pad);
+    for (int r = 0; r < s.k; ++r) {
+      std::copy(corner + r * in.row_stride, corner + r * in.row_stride + window_row, copy.data() + p * width + r * window_row);
+    }
+  }
+  return copy.data();
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2dShape& s, const float* x, int x_stride, const float* weight, const float* bias,
@@ -160,6 +184,18 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, int x_stride, 
                             const float* relu_output, int relu_output_stride, float beta, float* dweight) {
   const int pad = s.k / 2, taps = s.k * s.k;
   const Gradient g = output_gradient(s, dy, dy_stride, relu_output, relu_output_stride, 2);
+  if (s.c_in < kFewChannels) {
+    const int64_t width = int64_t{taps} * s.c_in;
+    const float* patches = windows(s, x, x_stride, 0);
+    const ReduceGemm gemm{s.c_out, 1, static_cast<int>(width), int64_t{s.n} * s.h, chunk_rows(s.w, width + s.c_out),
+                          beta, dweight, width};
+    auto segment_of = [&](int, int64_t row) {
+      const int64_t p = row * s.w;
+      return Segment{g.values + p * g.stride, g.stride, patches + p * width, width, s.w};
+    };
+    reduce_gemm(gemm, segment_of, conv2d_macs(s));
+    return;
+  }
   const ReduceGemm gemm{s.c_out, taps, s.c_in, int64_t{s.n} * s.h, chunk_rows(s.w, s.c_in + s.c_out), beta,
                         dweight, int64_t{taps} * s.c_in};
   // Row (n, h), tap (r, c): the pixels w whose neighbour (h + r - pad, w + c - pad) is inside.
