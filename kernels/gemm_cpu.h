@@ -30,11 +30,13 @@
 //
 // This header is compiled twice (kernels/CMakeLists.txt): with -mavx2 -mfma into namespace
 // fast::avx2, where Vec8 is an __m256, and with the baseline flags into fast::generic, where Vec8
-// is eight floats the compiler vectorises as it can (SSE2 on any x86-64, NEON on aarch64).
+// is two generic 4-float vectors the compiler lowers to what the target has (SSE2 on any x86-64,
+// NEON on aarch64).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include <omp.h>
@@ -97,55 +99,51 @@ UNET_ALWAYS_INLINE Vec8 where_positive(Vec8 test, Vec8 value) {
 
 #else
 
+// Two of GCC's and Clang's generic 4-float vectors: one SSE register each on baseline x86-64, one
+// NEON register on aarch64.
+typedef float Float4 __attribute__((vector_size(16)));
+typedef int32_t Int4 __attribute__((vector_size(16)));
+
 struct Vec8 {
-  float v[8];
+  Float4 low, high;
 };
 struct Mask {
   int count;
 };
 UNET_ALWAYS_INLINE Mask first_lanes(int count) { return {count}; }
-UNET_ALWAYS_INLINE Vec8 zero() { return {}; }
-UNET_ALWAYS_INLINE Vec8 broadcast(float x) {
-  Vec8 r;
-  for (float& lane : r.v) lane = x;
-  return r;
-}
+UNET_ALWAYS_INLINE Vec8 zero() { return {Float4{}, Float4{}}; }
+UNET_ALWAYS_INLINE Vec8 broadcast(float x) { return {Float4{} + x, Float4{} + x}; }
 UNET_ALWAYS_INLINE Vec8 load(const float* p) {
   Vec8 r;
-  for (int j = 0; j < 8; ++j) r.v[j] = p[j];
+  std::memcpy(&r.low, p, sizeof r.low);
+  std::memcpy(&r.high, p + 4, sizeof r.high);
   return r;
 }
 UNET_ALWAYS_INLINE Vec8 load(const float* p, Mask m) {
-  Vec8 r{};
-  for (int j = 0; j < m.count && j < 8; ++j) r.v[j] = p[j];
-  return r;
+  float lanes[8] = {};
+  for (int j = 0; j < m.count && j < 8; ++j) lanes[j] = p[j];
+  return load(lanes);
 }
 UNET_ALWAYS_INLINE void store(float* p, Vec8 a) {
-  for (int j = 0; j < 8; ++j) p[j] = a.v[j];
+  std::memcpy(p, &a.low, sizeof a.low);
+  std::memcpy(p + 4, &a.high, sizeof a.high);
 }
 UNET_ALWAYS_INLINE void store(float* p, Vec8 a, Mask m) {
-  for (int j = 0; j < m.count && j < 8; ++j) p[j] = a.v[j];
+  float lanes[8];
+  store(lanes, a);
+  for (int j = 0; j < m.count && j < 8; ++j) p[j] = lanes[j];
 }
-UNET_ALWAYS_INLINE Vec8 fma(Vec8 a, Vec8 b, Vec8 c) {
-  for (int j = 0; j < 8; ++j) c.v[j] += a.v[j] * b.v[j];
-  return c;
-}
-UNET_ALWAYS_INLINE Vec8 add(Vec8 a, Vec8 b) {
-  for (int j = 0; j < 8; ++j) a.v[j] += b.v[j];
-  return a;
-}
-UNET_ALWAYS_INLINE Vec8 mul(Vec8 a, Vec8 b) {
-  for (int j = 0; j < 8; ++j) a.v[j] *= b.v[j];
-  return a;
-}
-UNET_ALWAYS_INLINE Vec8 relu(Vec8 a) {
-  for (float& lane : a.v) lane = lane > 0.0f ? lane : 0.0f;
-  return a;
+UNET_ALWAYS_INLINE Vec8 fma(Vec8 a, Vec8 b, Vec8 c) { return {a.low * b.low + c.low, a.high * b.high + c.high}; }
+UNET_ALWAYS_INLINE Vec8 add(Vec8 a, Vec8 b) { return {a.low + b.low, a.high + b.high}; }
+UNET_ALWAYS_INLINE Vec8 mul(Vec8 a, Vec8 b) { return {a.low * b.low, a.high * b.high}; }
+// value where test > 0 (all-ones lanes; false for NaN), else 0.
+UNET_ALWAYS_INLINE Float4 where_positive(Float4 test, Float4 value) {
+  return reinterpret_cast<Float4>(reinterpret_cast<Int4>(value) & (test > 0.0f));
 }
 UNET_ALWAYS_INLINE Vec8 where_positive(Vec8 test, Vec8 value) {
-  for (int j = 0; j < 8; ++j) value.v[j] = test.v[j] > 0.0f ? value.v[j] : 0.0f;
-  return value;
+  return {where_positive(test.low, value.low), where_positive(test.high, value.high)};
 }
+UNET_ALWAYS_INLINE Vec8 relu(Vec8 a) { return where_positive(a, a); }
 
 #endif
 
