@@ -182,7 +182,7 @@ Var max_pool2d(Context& ctx, const Var& x) {
   const Tensor& result = y.value();
   dispatch(
       ctx.kind(),
-      [&] { cpu::max_pool2d_forward<float>(shape, in.data(), in.pixel_stride(), result.data(), result.pixel_stride(), argmax); },
+      [&] { cpu::fast::max_pool2d_forward(shape, in.data(), in.pixel_stride(), result.data(), result.pixel_stride(), argmax); },
       [&]<DeviceKind D>() {
         MaxPool2d<D>::forward(shape, in.data(), in.pixel_stride(), result.data(), result.pixel_stride(), argmax,
                               ctx.stream());
@@ -196,7 +196,7 @@ Var max_pool2d(Context& ctx, const Var& x) {
     if (!dx.defined()) return;
     dispatch(
         ctx.kind(),
-        [&] { cpu::max_pool2d_backward<float>(shape, dy.data(), dy.pixel_stride(), argmax, beta, dx.data(), dx.pixel_stride()); },
+        [&] { cpu::fast::max_pool2d_backward(shape, dy.data(), dy.pixel_stride(), argmax, beta, dx.data(), dx.pixel_stride()); },
         [&]<DeviceKind D>() {
           MaxPool2d<D>::backward(shape, dy.data(), dy.pixel_stride(), argmax, beta, dx.data(), dx.pixel_stride(),
                                  ctx.stream());
