@@ -146,6 +146,13 @@ const float* windows(const Conv2dShape& s, const float* x, int x_stride, int slo
   return copy.data();
 }
 
+// The taps' offsets, in a buffer of the calling thread that is reused (no allocation per step).
+std::vector<int64_t>& tap_offsets(int taps) {
+  thread_local std::vector<int64_t> offsets;
+  offsets.resize(taps);
+  return offsets;
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2dShape& s, const float* x, int x_stride, const float* weight, const float* bias,
@@ -156,7 +163,7 @@ void conv2d_forward(const Conv2dShape& s, const float* x, int x_stride, const fl
   std::vector<float>& panels = scratch(0);
   pack_panels(depth, s.c_out, [&](int64_t k, int o) { return weight[o * depth + k]; }, panels);
   const TapInput in = tap_input(s, s.c_in, x, x_stride, nullptr, 0, 1);
-  std::vector<int64_t> offsets(taps);
+  std::vector<int64_t>& offsets = tap_offsets(taps);
   for (int t = 0; t < taps; ++t) offsets[t] = in.tap_offset(t / s.k - pad, t % s.k - pad);
   const TapGemm gemm{int64_t{s.n} * s.h * s.w, taps, s.c_in, s.c_out, panels.data(), bias, relu, 0.0f,
                      offsets.data()};
@@ -173,7 +180,7 @@ void conv2d_backward_data(const Conv2dShape& s, const float* dy, int dy_stride, 
       [&](int64_t k, int i) { return weight[k % s.c_out * weight_row + k / s.c_out * s.c_in + i]; }, panels);
   const TapInput g = tap_input(s, s.c_out, dy, dy_stride, relu_output, relu_output_stride, 1);
   // Output pixel p - (r - pad, c - pad) saw input pixel p through tap (r, c).
-  std::vector<int64_t> offsets(taps);
+  std::vector<int64_t>& offsets = tap_offsets(taps);
   for (int t = 0; t < taps; ++t) offsets[t] = g.tap_offset(pad - t / s.k, pad - t % s.k);
   const TapGemm gemm{int64_t{s.n} * s.h * s.w, taps, s.c_out, s.c_in, panels.data(), nullptr, false, beta,
                      offsets.data()};
