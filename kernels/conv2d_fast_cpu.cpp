@@ -128,20 +128,28 @@ void forward_one_output(const Conv2dShape& s, const float* x, int x_stride, cons
 // pixel's window at once from an im2col copy instead: one tap of K = T x Cin.
 constexpr int kFewChannels = 8;
 
-// The windows of x, (P, T x Cin) dense, copied row by row of the window from x's padded copy.
+// The windows of x, (P, T x Cin) in rows of window_width(s) values (zeros past T x Cin), copied row
+// by row of the window from x's padded copy. The padding lets the micro-kernel read whole 16-value
+// rows of B.
+int64_t window_width(const Conv2dShape& s) {
+  return (int64_t{s.k} * s.k * s.c_in + kTileColumns - 1) / kTileColumns * kTileColumns;
+}
+
 const float* windows(const Conv2dShape& s, const float* x, int x_stride, int slot) {
   const TapInput in = tap_input(s, s.c_in, x, x_stride, nullptr, 0, slot);
   const int pad = s.k / 2;
-  const int64_t pixels = int64_t{s.n} * s.h * s.w, width = int64_t{s.k} * s.k * s.c_in;
+  const int64_t pixels = int64_t{s.n} * s.h * s.w, width = window_width(s);
   const int64_t window_row = int64_t{s.k} * s.c_in;  // one row of a window: k pixels of the padded copy
   std::vector<float>& copy = scratch(slot + 1);
   copy.resize(static_cast<size_t>(pixels * width));
 #pragma omp parallel for schedule(static) if (worth_parallel(pixels * width * 16))
   for (int64_t p = 0; p < pixels; ++p) {
     const float* corner = in.pixel(s, p) - in.tap_offset(pad, pad);
+    float* out = copy.data() + p * width;
     for (int r = 0; r < s.k; ++r) {
-      std::copy(corner + r * in.row_stride, corner + r * in.row_stride + window_row, copy.data() + p * width + r * window_row);
+      std::copy(corner + r * in.row_stride, corner + r * in.row_stride + window_row, out + r * window_row);
     }
+    std::fill(out + s.k * window_row, out + width, 0.0f);
   }
   return copy.data();
 }
@@ -192,10 +200,10 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, int x_stride, 
   const int pad = s.k / 2, taps = s.k * s.k;
   const Gradient g = output_gradient(s, dy, dy_stride, relu_output, relu_output_stride, 2);
   if (s.c_in < kFewChannels) {
-    const int64_t width = int64_t{taps} * s.c_in;
+    const int64_t width = window_width(s), columns = int64_t{taps} * s.c_in;
     const float* patches = windows(s, x, x_stride, 0);
-    const ReduceGemm gemm{s.c_out, 1, static_cast<int>(width), int64_t{s.n} * s.h, chunk_rows(s.w, width + s.c_out),
-                          beta, dweight, width};
+    const ReduceGemm gemm{s.c_out, 1, static_cast<int>(columns), int64_t{s.n} * s.h, chunk_rows(s.w, width + s.c_out),
+                          beta, dweight, columns, true};
     auto segment_of = [&](int, int64_t row) {
       const int64_t p = row * s.w;
       return Segment{g.values + p * g.stride, g.stride, patches + p * width, width, s.w};

@@ -342,6 +342,7 @@ struct ReduceGemm {
   float beta;
   float* c;               // C(m, t, n) = c[m * ldc + t * columns + n]
   int64_t ldc;
+  bool b_padded = false;  // B rows may be read past N, up to the last 16-column tile (no masked loads)
 };
 
 // Pixel rows per chunk of reduce_gemm: about kChunkBytes of the `floats_per_pixel` A and B values.
@@ -366,7 +367,7 @@ void reduce_tile(const ReduceGemm& g, int m0, int t, int n0, int64_t row0, int64
     if (s.count <= 0) continue;
     const float* a[Rows];
     for (int m = 0; m < Rows; ++m) a[m] = s.a + m0 + m;
-    if (columns.full()) {
+    if (columns.full() || g.b_padded) {
       multiply_accumulate<Rows, false>(tile, s.count, a, s.a_step, s.b + n0, s.b_step, columns);
     } else {
       multiply_accumulate<Rows, true>(tile, s.count, a, s.a_step, s.b + n0, s.b_step, columns);
