@@ -91,7 +91,9 @@ UNET_ALWAYS_INLINE Vec8 fma(Vec8 a, Vec8 b, Vec8 c) { return {_mm256_fmadd_ps(a.
 UNET_ALWAYS_INLINE Vec8 add(Vec8 a, Vec8 b) { return {_mm256_add_ps(a.v, b.v)}; }
 UNET_ALWAYS_INLINE Vec8 mul(Vec8 a, Vec8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
 // max(a, 0) that maps NaN to 0 as the reference's `sum > 0 ? sum : 0` does.
-UNET_ALWAYS_INLINE Vec8 relu(Vec8 a) { return {_mm256_and_ps(a.v, _mm256_cmp_ps(a.v, _mm256_setzero_ps(), _CMP_GT_OQ))}; }
+UNET_ALWAYS_INLINE Vec8 relu(Vec8 a) {
+  return {_mm256_and_ps(a.v, _mm256_cmp_ps(a.v, _mm256_setzero_ps(), _CMP_GT_OQ))};
+}
 // value where test > 0, else 0 (the fused ReLU's mask on a gradient).
 UNET_ALWAYS_INLINE Vec8 where_positive(Vec8 test, Vec8 value) {
   return {_mm256_and_ps(value.v, _mm256_cmp_ps(test.v, _mm256_setzero_ps(), _CMP_GT_OQ))};
@@ -148,7 +150,9 @@ UNET_ALWAYS_INLINE Vec8 relu(Vec8 a) { return where_positive(a, a); }
 #endif
 
 // The first min(count, 8) lanes: a plain vector access when all eight are real.
-UNET_ALWAYS_INLINE Vec8 load_first(const float* p, int count) { return count >= 8 ? load(p) : load(p, first_lanes(count)); }
+UNET_ALWAYS_INLINE Vec8 load_first(const float* p, int count) {
+  return count >= 8 ? load(p) : load(p, first_lanes(count));
+}
 UNET_ALWAYS_INLINE void store_first(float* p, Vec8 a, int count) {
   if (count >= 8) {
     store(p, a);
@@ -421,7 +425,9 @@ inline void column_sums(int64_t rows, int columns, const float* in, int64_t stri
     float total[8], prior[8] = {};
     store(total, sum);
     if (beta != 0.0f) store_first(prior, load_first(out + n0, count), count);
-    for (int n = 0; n < std::min(8, columns - n0); ++n) out[n0 + n] = beta == 0.0f ? total[n] : beta * prior[n] + total[n];
+    for (int n = 0; n < std::min(8, columns - n0); ++n) {
+      out[n0 + n] = beta == 0.0f ? total[n] : beta * prior[n] + total[n];
+    }
   }
 }
 
