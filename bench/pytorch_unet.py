@@ -193,6 +193,8 @@ def bench_one(config, args, device):
 
 def command_bench(args):
     device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    # Debian's torch starts with one thread: compare with the engine on the same cores.
+    torch.set_num_threads(args.threads)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "host CPU"
     for config in args.configs.split(","):
         if config not in BENCH_CONFIGS:
@@ -202,7 +204,7 @@ def command_bench(args):
         seconds, why = bench_one(config, args, device)
         record = {"name": f"pytorch_train_{config}", "framework": f"torch {torch.__version__}", "card": card,
                   "device": device.type, "batch": args.batch, "image_size": args.image_size,
-                  "model": f"base width {args.base_width}, depth {args.depth}"}
+                  "model": f"base width {args.base_width}, depth {args.depth}", "threads": args.threads}
         if seconds is None:
             record["skipped"] = why
             print(f"{config:20s} skipped: {why}")
@@ -244,6 +246,8 @@ def main():
     bench.add_argument("--depth", type=int, default=3)
     bench.add_argument("--configs", default=",".join(BENCH_CONFIGS))
     bench.add_argument("--device", choices=["auto", "cpu"], default="auto")
+    bench.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())),
+                       help="torch.set_num_threads (default: OMP_NUM_THREADS, else every core)")
     bench.add_argument("--json")
     bench.set_defaults(run=command_bench)
     args = parser.parse_args()

@@ -51,6 +51,20 @@ template <class T>
 void conv2d_backward_bias(const Conv2dShape& shape, const T* dy, int dy_stride, const T* relu_output,
                           int relu_output_stride, T beta, T* dbias);
 
+// The cpu device's kernels: the same passes and arguments, float only, as implicit GEMMs with
+// AVX2/FMA or generic micro-kernels (conv2d_fast_cpu.cpp, gemm_cpu.h, chosen by cpu_kernels.h). The
+// results are the same bits for any thread count.
+namespace fast {
+void conv2d_forward(const Conv2dShape& shape, const float* x, int x_stride, const float* weight, const float* bias,
+                    bool relu, float* y, int y_stride);
+void conv2d_backward_data(const Conv2dShape& shape, const float* dy, int dy_stride, const float* relu_output,
+                          int relu_output_stride, const float* weight, float beta, float* dx, int dx_stride);
+void conv2d_backward_weight(const Conv2dShape& shape, const float* x, int x_stride, const float* dy, int dy_stride,
+                            const float* relu_output, int relu_output_stride, float beta, float* dweight);
+void conv2d_backward_bias(const Conv2dShape& shape, const float* dy, int dy_stride, const float* relu_output,
+                          int relu_output_stride, float beta, float* dbias);
+}  // namespace fast
+
 }  // namespace cpu
 
 // The CUDA kernels' launchers, compiled from conv2d.cu for sim and for cuda. `version` 0 is the

@@ -52,6 +52,20 @@ void conv_transpose2d_backward_weight(const ConvTranspose2dShape& shape, const T
 template <class T>
 void conv_transpose2d_backward_bias(const ConvTranspose2dShape& shape, const T* dy, int dy_stride, T beta, T* dbias);
 
+// The cpu device's kernels: the same passes and arguments, float only, as GEMMs with AVX2/FMA or
+// generic micro-kernels (conv_transpose2d_fast_cpu.cpp, gemm_cpu.h, chosen by cpu_kernels.h). The
+// results are the same bits for any thread count.
+namespace fast {
+void conv_transpose2d_forward(const ConvTranspose2dShape& shape, const float* x, int x_stride, const float* weight,
+                              const float* bias, float* y, int y_stride);
+void conv_transpose2d_backward_data(const ConvTranspose2dShape& shape, const float* dy, int dy_stride,
+                                    const float* weight, float beta, float* dx, int dx_stride);
+void conv_transpose2d_backward_weight(const ConvTranspose2dShape& shape, const float* x, int x_stride,
+                                      const float* dy, int dy_stride, float beta, float* dweight);
+void conv_transpose2d_backward_bias(const ConvTranspose2dShape& shape, const float* dy, int dy_stride, float beta,
+                                    float* dbias);
+}  // namespace fast
+
 }  // namespace cpu
 
 template <DeviceKind D>

@@ -116,19 +116,28 @@ UNET_CONV_TRANSPOSE2D_REFERENCE(double)
 
 namespace unet {
 
-// The cpu device's launchers (conv_transpose2d.h): the reference above, in float.
+// The cpu device's launchers (conv_transpose2d.h): the fast path (conv_transpose2d_fast_cpu.cpp) by
+// default, version 1 the reference above in float.
 template <>
 void ConvTranspose2d<DeviceKind::cpu>::forward(const ConvTranspose2dShape& shape, const float* x, int x_stride,
                                                const float* weight, const float* bias, float* y, int y_stride, Stream,
-                                               int) {
-  cpu::conv_transpose2d_forward(shape, x, x_stride, weight, bias, y, y_stride);
+                                               int version) {
+  if (version == 1) {
+    cpu::conv_transpose2d_forward(shape, x, x_stride, weight, bias, y, y_stride);
+  } else {
+    cpu::fast::conv_transpose2d_forward(shape, x, x_stride, weight, bias, y, y_stride);
+  }
 }
 
 template <>
 void ConvTranspose2d<DeviceKind::cpu>::backward_data(const ConvTranspose2dShape& shape, const float* dy, int dy_stride,
                                                      const float* weight, float beta, float* dx, int dx_stride, Stream,
-                                                     int) {
-  cpu::conv_transpose2d_backward_data(shape, dy, dy_stride, weight, beta, dx, dx_stride);
+                                                     int version) {
+  if (version == 1) {
+    cpu::conv_transpose2d_backward_data(shape, dy, dy_stride, weight, beta, dx, dx_stride);
+  } else {
+    cpu::fast::conv_transpose2d_backward_data(shape, dy, dy_stride, weight, beta, dx, dx_stride);
+  }
 }
 
 template <>
@@ -139,8 +148,12 @@ size_t ConvTranspose2d<DeviceKind::cpu>::backward_weight_workspace(const ConvTra
 template <>
 void ConvTranspose2d<DeviceKind::cpu>::backward_weight(const ConvTranspose2dShape& shape, const float* x, int x_stride,
                                                        const float* dy, int dy_stride, float beta, float* dweight,
-                                                       void*, Stream, int) {
-  cpu::conv_transpose2d_backward_weight(shape, x, x_stride, dy, dy_stride, beta, dweight);
+                                                       void*, Stream, int version) {
+  if (version == 1) {
+    cpu::conv_transpose2d_backward_weight(shape, x, x_stride, dy, dy_stride, beta, dweight);
+  } else {
+    cpu::fast::conv_transpose2d_backward_weight(shape, x, x_stride, dy, dy_stride, beta, dweight);
+  }
 }
 
 template <>
@@ -151,7 +164,7 @@ size_t ConvTranspose2d<DeviceKind::cpu>::backward_bias_workspace(const ConvTrans
 template <>
 void ConvTranspose2d<DeviceKind::cpu>::backward_bias(const ConvTranspose2dShape& shape, const float* dy, int dy_stride,
                                                      float beta, float* dbias, void*, Stream) {
-  cpu::conv_transpose2d_backward_bias(shape, dy, dy_stride, beta, dbias);
+  cpu::fast::conv_transpose2d_backward_bias(shape, dy, dy_stride, beta, dbias);
 }
 
 }  // namespace unet

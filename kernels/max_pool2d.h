@@ -29,6 +29,15 @@ template <class T>
 void max_pool2d_backward(const PoolShape& shape, const T* dy, int dy_stride, const uint8_t* argmax, T beta, T* dx,
                          int dx_stride);
 
+// The cpu device's kernels: the same definitions and arguments, float only, written for the
+// compiler's vectoriser (max_pool2d_fast_cpu.cpp).
+namespace fast {
+void max_pool2d_forward(const PoolShape& shape, const float* x, int x_stride, float* y, int y_stride,
+                        uint8_t* argmax);
+void max_pool2d_backward(const PoolShape& shape, const float* dy, int dy_stride, const uint8_t* argmax, float beta,
+                         float* dx, int dx_stride);
+}  // namespace fast
+
 }  // namespace cpu
 
 template <DeviceKind D>

@@ -76,17 +76,26 @@ template void max_pool2d_backward(const PoolShape&, const double*, int, const ui
 
 namespace unet {
 
-// The cpu device's launchers (max_pool2d.h): the reference above, in float.
+// The cpu device's launchers (max_pool2d.h): the branch-free loops (max_pool2d_fast_cpu.cpp) by default,
+// version 1 the reference above in float.
 template <>
 void MaxPool2d<DeviceKind::cpu>::forward(const PoolShape& shape, const float* x, int x_stride, float* y, int y_stride,
-                                         uint8_t* argmax, Stream, int) {
-  cpu::max_pool2d_forward(shape, x, x_stride, y, y_stride, argmax);
+                                         uint8_t* argmax, Stream, int version) {
+  if (version == 1) {
+    cpu::max_pool2d_forward(shape, x, x_stride, y, y_stride, argmax);
+  } else {
+    cpu::fast::max_pool2d_forward(shape, x, x_stride, y, y_stride, argmax);
+  }
 }
 
 template <>
 void MaxPool2d<DeviceKind::cpu>::backward(const PoolShape& shape, const float* dy, int dy_stride, const uint8_t* argmax,
-                                          float beta, float* dx, int dx_stride, Stream, int) {
-  cpu::max_pool2d_backward(shape, dy, dy_stride, argmax, beta, dx, dx_stride);
+                                          float beta, float* dx, int dx_stride, Stream, int version) {
+  if (version == 1) {
+    cpu::max_pool2d_backward(shape, dy, dy_stride, argmax, beta, dx, dx_stride);
+  } else {
+    cpu::fast::max_pool2d_backward(shape, dy, dy_stride, argmax, beta, dx, dx_stride);
+  }
 }
 
 }  // namespace unet

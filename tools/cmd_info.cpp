@@ -3,8 +3,11 @@
 #include <string>
 #include <thread>
 
+#include <omp.h>
+
 #include "engine/build_info.h"
 #include "engine/device.h"
+#include "kernels/cpu_kernels.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 
@@ -40,7 +43,9 @@ int command_info(const Args& args) {
   std::printf("  sanitizers        %s\n", build.sanitizers ? "AddressSanitizer + UndefinedBehaviorSanitizer" : "none");
 
   std::printf("\ndevices\n");
-  std::printf("  cpu               %u hardware threads\n", std::thread::hardware_concurrency());
+  std::printf("  cpu               %u hardware threads, %d OpenMP threads (OMP_NUM_THREADS), %s kernels\n",
+              std::thread::hardware_concurrency(), omp_get_max_threads(),
+              cpu::fast::name(cpu::fast::cpu_kernels()));
   std::printf("  sim               CUDA kernels on the CPU, for testing and teaching\n");
   std::string why;
   if (cuda_available(&why)) {

@@ -1,0 +1,434 @@
+// gemm_cpu: the register-blocked fp32 GEMM core of the fast CPU convolutions (conv2d_fast_cpu.cpp,
+// conv_transpose2d_fast_cpu.cpp). Every pass of both families is one of two implicit GEMMs:
+//
+//   tap_gemm     C(p, n) = epilogue(beta*C(p, n) + bias(n) + sum_{t, k} A_t(p, k) * B(t*K + k, n))
+//                  p: output pixels (M), n: output channels (N), t: taps, k: the K channels of one tap.
+//                  A_t(p, .) is the K-vector at a_base(p) + tap_offsets[t], the input pixel tap t of
+//                  pixel p sees, read in place (from a zero-padded copy where taps reach past the
+//                  border): no im2col copy. B is packed (pack_panels).
+//                  Used by conv2d forward and backward_data, conv_transpose2d forward and backward_data.
+//   reduce_gemm  C(m, t, n) = beta*C(m, t, n) + sum_q A(q, m) * B_t(q, n)
+//                  q: pixels (the reduction), m and n: channels. A and B are read in place, one image
+//                  row of pixels at a time. Used by the weight gradients.
+//
+// The micro-kernel keeps a 6 x 16 tile of C in twelve 8-float registers (two for B, one for a
+// broadcast A value: 15 of AVX2's 16): per k it loads 16 values of B, broadcasts 6 of A, and does
+// 12 fused multiply-adds, so loads (8) stay below the FMA count and the FMA pipes stay busy.
+//
+// Blocking (for a core with 32 KiB L1d and >= 512 KiB L2, as on the AMD EPYC build machine: 32 KiB
+// L1d, 1 MiB L2 per core):
+//   - tap_gemm walks K in blocks of whole taps of about kDepthBlock = 256 values: one block of a
+//     16-column B panel is 256 x 16 x 4 B = 16 KiB, half of L1, and is reused by every 6-pixel
+//     micro-tile of a kRowBlock = 96 pixel tile; the tile's input rows (96 pixels plus the image
+//     rows the taps reach, x K channels) stay in L2 across the N panels.
+//   - reduce_gemm walks the pixels in chunks of whole image rows holding about kChunkBytes =
+//     256 KiB of A and B, which stay in L2 while every C tile of the thread sweeps them.
+//
+// Threads: tap_gemm splits the pixel tiles statically, reduce_gemm deals its C tiles round-robin;
+// each C element is summed by one thread in one fixed order (taps, then channels; chunks, then rows,
+// then pixels), so the results are the same bits for any thread count. No atomics.
+//
+// This header is compiled twice (kernels/CMakeLists.txt): with -mavx2 -mfma into namespace
+// fast::avx2, where Vec8 is an __m256, and with the baseline flags into fast::generic, where Vec8
+// is two generic 4-float vectors the compiler lowers to what the target has (SSE2 on any x86-64,
+// NEON on aarch64).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <omp.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+#ifndef UNET_CPU_ISA
+#error "gemm_cpu.h is compiled per instruction set: define UNET_CPU_ISA (avx2 or generic)"
+#endif
+
+#define UNET_ALWAYS_INLINE inline __attribute__((always_inline))
+
+namespace unet::cpu::fast::UNET_CPU_ISA {
+
+constexpr int kTileRows = 6;       // micro-tile: 6 rows (pixels, or channels in reduce_gemm)
+constexpr int kTileColumns = 16;   // by 16 columns: two 8-float vectors
+constexpr int kDepthBlock = 256;   // K values per block of tap_gemm (B block: 16 KiB)
+constexpr int kRowBlock = 96;      // pixels per tap_gemm tile: 16 micro-tiles share a B block
+constexpr int64_t kChunkBytes = 256 << 10;
+
+// Below this many multiply-adds a parallel region costs more than it saves (the gradient checks
+// run thousands of tiny convolutions).
+inline bool worth_parallel(int64_t macs) { return macs >= (int64_t{1} << 16); }
+
+#if defined(__AVX2__) && defined(__FMA__)
+
+struct Vec8 {
+  __m256 v;
+};
+// Lanes [0, count) of a partial vector; the others are neither read nor written.
+struct Mask {
+  __m256i lanes;
+  int count;
+};
+UNET_ALWAYS_INLINE Mask first_lanes(int count) {
+  return {_mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), count};
+}
+UNET_ALWAYS_INLINE Vec8 zero() { return {_mm256_setzero_ps()}; }
+UNET_ALWAYS_INLINE Vec8 broadcast(float x) { return {_mm256_set1_ps(x)}; }
+UNET_ALWAYS_INLINE Vec8 load(const float* p) { return {_mm256_loadu_ps(p)}; }
+UNET_ALWAYS_INLINE Vec8 load(const float* p, Mask m) { return {_mm256_maskload_ps(p, m.lanes)}; }
+UNET_ALWAYS_INLINE void store(float* p, Vec8 a) { _mm256_storeu_ps(p, a.v); }
+// Through a scalar loop: vmaskmovps stores are microcoded, and slow, on AMD's Zen cores.
+UNET_ALWAYS_INLINE void store(float* p, Vec8 a, Mask m) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, a.v);
+  for (int j = 0; j < m.count && j < 8; ++j) p[j] = lanes[j];
+}
+UNET_ALWAYS_INLINE Vec8 fma(Vec8 a, Vec8 b, Vec8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+UNET_ALWAYS_INLINE Vec8 add(Vec8 a, Vec8 b) { return {_mm256_add_ps(a.v, b.v)}; }
+UNET_ALWAYS_INLINE Vec8 mul(Vec8 a, Vec8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+// max(a, 0) that maps NaN to 0 as the reference's `sum > 0 ? sum : 0` does.
+UNET_ALWAYS_INLINE Vec8 relu(Vec8 a) {
+  return {_mm256_and_ps(a.v, _mm256_cmp_ps(a.v, _mm256_setzero_ps(), _CMP_GT_OQ))};
+}
+// value where test > 0, else 0 (the fused ReLU's mask on a gradient).
+UNET_ALWAYS_INLINE Vec8 where_positive(Vec8 test, Vec8 value) {
+  return {_mm256_and_ps(value.v, _mm256_cmp_ps(test.v, _mm256_setzero_ps(), _CMP_GT_OQ))};
+}
+
+#else
+
+// Two of GCC's and Clang's generic 4-float vectors: one SSE register each on baseline x86-64, one
+// NEON register on aarch64.
+typedef float Float4 __attribute__((vector_size(16)));
+typedef int32_t Int4 __attribute__((vector_size(16)));
+
+struct Vec8 {
+  Float4 low, high;
+};
+struct Mask {
+  int count;
+};
+UNET_ALWAYS_INLINE Mask first_lanes(int count) { return {count}; }
+UNET_ALWAYS_INLINE Vec8 zero() { return {Float4{}, Float4{}}; }
+UNET_ALWAYS_INLINE Vec8 broadcast(float x) { return {Float4{} + x, Float4{} + x}; }
+UNET_ALWAYS_INLINE Vec8 load(const float* p) {
+  Vec8 r;
+  std::memcpy(&r.low, p, sizeof r.low);
+  std::memcpy(&r.high, p + 4, sizeof r.high);
+  return r;
+}
+UNET_ALWAYS_INLINE Vec8 load(const float* p, Mask m) {
+  float lanes[8] = {};
+  for (int j = 0; j < m.count && j < 8; ++j) lanes[j] = p[j];
+  return load(lanes);
+}
+UNET_ALWAYS_INLINE void store(float* p, Vec8 a) {
+  std::memcpy(p, &a.low, sizeof a.low);
+  std::memcpy(p + 4, &a.high, sizeof a.high);
+}
+UNET_ALWAYS_INLINE void store(float* p, Vec8 a, Mask m) {
+  float lanes[8];
+  store(lanes, a);
+  for (int j = 0; j < m.count && j < 8; ++j) p[j] = lanes[j];
+}
+UNET_ALWAYS_INLINE Vec8 fma(Vec8 a, Vec8 b, Vec8 c) { return {a.low * b.low + c.low, a.high * b.high + c.high}; }
+UNET_ALWAYS_INLINE Vec8 add(Vec8 a, Vec8 b) { return {a.low + b.low, a.high + b.high}; }
+UNET_ALWAYS_INLINE Vec8 mul(Vec8 a, Vec8 b) { return {a.low * b.low, a.high * b.high}; }
+// value where test > 0 (all-ones lanes; false for NaN), else 0.
+UNET_ALWAYS_INLINE Float4 where_positive(Float4 test, Float4 value) {
+  return reinterpret_cast<Float4>(reinterpret_cast<Int4>(value) & (test > 0.0f));
+}
+UNET_ALWAYS_INLINE Vec8 where_positive(Vec8 test, Vec8 value) {
+  return {where_positive(test.low, value.low), where_positive(test.high, value.high)};
+}
+UNET_ALWAYS_INLINE Vec8 relu(Vec8 a) { return where_positive(a, a); }
+
+#endif
+
+// The first min(count, 8) lanes: a plain vector access when all eight are real.
+UNET_ALWAYS_INLINE Vec8 load_first(const float* p, int count) {
+  return count >= 8 ? load(p) : load(p, first_lanes(count));
+}
+UNET_ALWAYS_INLINE void store_first(float* p, Vec8 a, int count) {
+  if (count >= 8) {
+    store(p, a);
+  } else {
+    store(p, a, first_lanes(count));
+  }
+}
+
+// A 16-column slice of C: the first `columns` are real (both masks cover them), the rest padding.
+struct Columns {
+  int count;
+  Mask low, high;
+  explicit Columns(int columns)
+      : count(columns), low(first_lanes(std::min(columns, 8))), high(first_lanes(std::max(columns - 8, 0))) {}
+  bool full() const { return count == kTileColumns; }
+};
+
+template <int Rows>
+struct Tile {
+  Vec8 acc[Rows][2];
+};
+
+// The micro-kernel: acc(m, 0..15) += sum_{k < depth} a[m][k * a_step] * b[k * b_step + 0..15].
+// MaskB reads only the real columns of B (the last slice of an unpacked B may end the buffer).
+template <int Rows, bool MaskB>
+UNET_ALWAYS_INLINE void multiply_accumulate(Tile<Rows>& t, int64_t depth, const float* const* a, int64_t a_step,
+                                            const float* b, int64_t b_step, const Columns& columns) {
+  int64_t offset = 0;
+  for (int64_t k = 0; k < depth; ++k, offset += a_step, b += b_step) {
+    const Vec8 b0 = MaskB ? load(b, columns.low) : load(b);
+    const Vec8 b1 = MaskB ? load(b + 8, columns.high) : load(b + 8);
+#pragma GCC unroll 6
+    for (int m = 0; m < Rows; ++m) {
+      const Vec8 am = broadcast(a[m][offset]);
+      t.acc[m][0] = fma(am, b0, t.acc[m][0]);
+      t.acc[m][1] = fma(am, b1, t.acc[m][1]);
+    }
+  }
+}
+
+template <int Rows>
+UNET_ALWAYS_INLINE void load_row(Tile<Rows>& t, int m, const float* c, const Columns& columns) {
+  t.acc[m][0] = columns.full() ? load(c) : load(c, columns.low);
+  t.acc[m][1] = columns.full() ? load(c + 8) : load(c + 8, columns.high);
+}
+
+template <int Rows>
+UNET_ALWAYS_INLINE void store_row(const Tile<Rows>& t, int m, float* c, const Columns& columns) {
+  if (columns.full()) {
+    store(c, t.acc[m][0]);
+    store(c + 8, t.acc[m][1]);
+  } else {
+    store(c, t.acc[m][0], columns.low);
+    store(c + 8, t.acc[m][1], columns.high);
+  }
+}
+
+// acc = beta * C (beta = 0 reads nothing, so NaN in C is overwritten).
+template <int Rows>
+UNET_ALWAYS_INLINE void start_row(Tile<Rows>& t, int m, const float* c, float beta, const Columns& columns) {
+  if (beta == 0.0f) {
+    t.acc[m][0] = t.acc[m][1] = zero();
+    return;
+  }
+  load_row(t, m, c, columns);
+  if (beta != 1.0f) {
+    t.acc[m][0] = mul(broadcast(beta), t.acc[m][0]);
+    t.acc[m][1] = mul(broadcast(beta), t.acc[m][1]);
+  }
+}
+
+// Scratch owned by the calling thread, grown and never shrunk: after the first training step the
+// passes allocate nothing. `slot` tells apart the buffers one pass uses at the same time.
+inline std::vector<float>& scratch(int slot) {
+  thread_local std::vector<float> buffers[3];
+  return buffers[slot];
+}
+
+// B (K, N), given as b(k, n), packed into ceil(N / 16) panels of K x 16 values, the columns past N
+// zero: the micro-kernel then reads whole, contiguous 16-value rows.
+template <class B>
+void pack_panels(int64_t depth, int columns, B b, std::vector<float>& panels) {
+  const int count = (columns + kTileColumns - 1) / kTileColumns;
+  panels.resize(static_cast<size_t>(count) * depth * kTileColumns);
+  for (int j = 0; j < count; ++j) {
+    float* panel = panels.data() + static_cast<int64_t>(j) * depth * kTileColumns;
+    for (int64_t k = 0; k < depth; ++k) {
+      for (int n = 0; n < kTileColumns; ++n) {
+        const int column = j * kTileColumns + n;
+        panel[k * kTileColumns + n] = column < columns ? b(k, column) : 0.0f;
+      }
+    }
+  }
+}
+
+struct TapGemm {
+  int64_t rows;                // M: output pixels
+  int taps;                    // A_t for t < taps
+  int depth;                   // K: channels of one tap's A row
+  int columns;                 // N
+  const float* panels;         // B (taps * depth, columns) packed by pack_panels
+  const float* bias;           // (columns), or nullptr
+  bool relu;
+  float beta;                  // C = beta*C + ...; 0 overwrites
+  const int64_t* tap_offsets;  // (taps): A_t(p) = a_base(p) + tap_offsets[t]
+};
+
+// a_base(p): where pixel p's A rows start; c_row(p): C(p, .), N values. The callers make every A
+// row exist (a zero-padded copy of the input where taps reach past the border), so the micro-kernel
+// needs no bounds checks.
+template <class ABase, class CRow>
+void tap_gemm(const TapGemm& g, ABase a_base, CRow c_row) {
+  const int panel_count = (g.columns + kTileColumns - 1) / kTileColumns;
+  const int taps_per_block = std::max(1, kDepthBlock / std::max(g.depth, 1));
+  const int64_t tiles = (g.rows + kRowBlock - 1) / kRowBlock;
+  const int64_t panel_size = int64_t{g.taps} * g.depth * kTileColumns;
+#pragma omp parallel if (worth_parallel(g.rows * g.taps * g.depth * g.columns))
+  {
+    const float* a_rows[kRowBlock];  // the tile's A and C rows, looked up once for every block and panel
+    float* c_rows[kRowBlock];
+#pragma omp for schedule(static)
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      const int64_t p0 = tile * kRowBlock;
+      const int tile_rows = static_cast<int>(std::min<int64_t>(kRowBlock, g.rows - p0));
+      for (int r = 0; r < tile_rows; ++r) {
+        a_rows[r] = a_base(p0 + r);
+        c_rows[r] = c_row(p0 + r);
+      }
+      for (int t0 = 0; t0 < g.taps; t0 += taps_per_block) {
+        const int t1 = std::min(g.taps, t0 + taps_per_block);
+        for (int j = 0; j < panel_count; ++j) {
+          const int n0 = j * kTileColumns;
+          const Columns columns(std::min(kTileColumns, g.columns - n0));
+          const float* block = g.panels + j * panel_size + int64_t{t0} * g.depth * kTileColumns;
+          for (int r0 = 0; r0 < tile_rows; r0 += kTileRows) {
+            const int rows = std::min(kTileRows, tile_rows - r0);
+            Tile<kTileRows> tile_acc;
+            for (int m = 0; m < kTileRows; ++m) {
+              if (m >= rows) {
+                tile_acc.acc[m][0] = tile_acc.acc[m][1] = zero();
+              } else if (t0 > 0) {
+                load_row(tile_acc, m, c_rows[r0 + m] + n0, columns);
+              } else {
+                start_row(tile_acc, m, c_rows[r0 + m] + n0, g.beta, columns);
+                if (g.bias) {
+                  tile_acc.acc[m][0] = add(tile_acc.acc[m][0], load(g.bias + n0, columns.low));
+                  tile_acc.acc[m][1] = add(tile_acc.acc[m][1], load(g.bias + n0 + 8, columns.high));
+                }
+              }
+            }
+            // Rows past the tile's end repeat its first row: real memory, results never stored.
+            const float* base[kTileRows];
+            for (int m = 0; m < kTileRows; ++m) base[m] = a_rows[r0 + (m < rows ? m : 0)];
+            for (int t = t0; t < t1; ++t) {
+              const float* a[kTileRows];
+              for (int m = 0; m < kTileRows; ++m) a[m] = base[m] + g.tap_offsets[t];
+              multiply_accumulate<kTileRows, false>(tile_acc, g.depth, a, 1,
+                                                    block + int64_t{t - t0} * g.depth * kTileColumns, kTileColumns,
+                                                    columns);
+            }
+            for (int m = 0; m < rows; ++m) {
+              if (g.relu && t1 == g.taps) {
+                tile_acc.acc[m][0] = relu(tile_acc.acc[m][0]);
+                tile_acc.acc[m][1] = relu(tile_acc.acc[m][1]);
+              }
+              store_row(tile_acc, m, c_rows[r0 + m] + n0, columns);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// One run of pixels of reduce_gemm: A(q, m) = a[q * a_step + m], B_t(q, n) = b[q * b_step + n] for
+// q < count.
+struct Segment {
+  const float* a = nullptr;
+  int64_t a_step = 0;
+  const float* b = nullptr;
+  int64_t b_step = 0;
+  int64_t count = 0;
+};
+
+struct ReduceGemm {
+  int rows;               // M
+  int taps;
+  int columns;            // N of each tap
+  int64_t pixel_rows;     // the reduction walks these rows of pixels (one Segment per row and tap)
+  int64_t chunk_rows;     // pixel rows per chunk
+  float beta;
+  float* c;               // C(m, t, n) = c[m * ldc + t * columns + n]
+  int64_t ldc;
+  bool b_padded = false;  // B rows may be read past N, up to the last 16-column tile (no masked loads)
+};
+
+// Pixel rows per chunk of reduce_gemm: about kChunkBytes of the `floats_per_pixel` A and B values.
+inline int64_t chunk_rows(int width, int64_t floats_per_pixel) {
+  return std::max<int64_t>(1, kChunkBytes / (int64_t{width} * floats_per_pixel * 4));
+}
+
+template <int Rows, class SegmentOf>
+void reduce_tile(const ReduceGemm& g, int m0, int t, int n0, int64_t row0, int64_t row1, SegmentOf segment_of) {
+  const Columns columns(std::min(kTileColumns, g.columns - n0));
+  float* c = g.c + int64_t{m0} * g.ldc + int64_t{t} * g.columns + n0;
+  Tile<Rows> tile;
+  for (int m = 0; m < Rows; ++m) {
+    if (row0 == 0) {
+      start_row(tile, m, c + m * g.ldc, g.beta, columns);
+    } else {
+      load_row(tile, m, c + m * g.ldc, columns);
+    }
+  }
+  for (int64_t row = row0; row < row1; ++row) {
+    const Segment s = segment_of(t, row);
+    if (s.count <= 0) continue;
+    const float* a[Rows];
+    for (int m = 0; m < Rows; ++m) a[m] = s.a + m0 + m;
+    if (columns.full() || g.b_padded) {
+      multiply_accumulate<Rows, false>(tile, s.count, a, s.a_step, s.b + n0, s.b_step, columns);
+    } else {
+      multiply_accumulate<Rows, true>(tile, s.count, a, s.a_step, s.b + n0, s.b_step, columns);
+    }
+  }
+  for (int m = 0; m < Rows; ++m) store_row(tile, m, c + m * g.ldc, columns);
+}
+
+// segment_of(t, row): the Segment of pixel row `row` for tap t, at m = 0 and n = 0.
+template <class SegmentOf>
+void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
+  const int row_tiles = (g.rows + kTileRows - 1) / kTileRows;
+  const int column_tiles = (g.columns + kTileColumns - 1) / kTileColumns;
+  const int tiles = row_tiles * g.taps * column_tiles;
+#pragma omp parallel if (worth_parallel(macs))
+  {
+    const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
+    for (int64_t row0 = 0; row0 < g.pixel_rows; row0 += g.chunk_rows) {
+      const int64_t row1 = std::min(g.pixel_rows, row0 + g.chunk_rows);
+      for (int tile = thread; tile < tiles; tile += threads) {
+        const int m0 = tile / (g.taps * column_tiles) * kTileRows;
+        const int t = tile / column_tiles % g.taps;
+        const int n0 = tile % column_tiles * kTileColumns;
+        switch (std::min(kTileRows, g.rows - m0)) {
+          case 6: reduce_tile<6>(g, m0, t, n0, row0, row1, segment_of); break;
+          case 5: reduce_tile<5>(g, m0, t, n0, row0, row1, segment_of); break;
+          case 4: reduce_tile<4>(g, m0, t, n0, row0, row1, segment_of); break;
+          case 3: reduce_tile<3>(g, m0, t, n0, row0, row1, segment_of); break;
+          case 2: reduce_tile<2>(g, m0, t, n0, row0, row1, segment_of); break;
+          default: reduce_tile<1>(g, m0, t, n0, row0, row1, segment_of); break;
+        }
+      }
+    }
+  }
+}
+
+// out(n) = beta*out(n) + sum_{q < rows} in(q, n) * (mask(q, n) > 0 if mask) for n < columns, with
+// in(q, n) = in[q * stride + n] and mask likewise; each column summed by one thread in pixel order.
+inline void column_sums(int64_t rows, int columns, const float* in, int64_t stride, const float* mask,
+                        int64_t mask_stride, float beta, float* out) {
+  const int groups = (columns + 7) / 8;
+#pragma omp parallel for schedule(static) if (worth_parallel(rows * columns * 4))
+  for (int group = 0; group < groups; ++group) {
+    const int n0 = group * 8;
+    const int count = columns - n0;
+    Vec8 sum = zero();
+    for (int64_t q = 0; q < rows; ++q) {
+      const Vec8 value = load_first(in + q * stride + n0, count);
+      sum = add(sum, mask ? where_positive(load_first(mask + q * mask_stride + n0, count), value) : value);
+    }
+    float total[8], prior[8] = {};
+    store(total, sum);
+    if (beta != 0.0f) store_first(prior, load_first(out + n0, count), count);
+    for (int n = 0; n < std::min(8, columns - n0); ++n) {
+      out[n0 + n] = beta == 0.0f ? total[n] : beta * prior[n] + total[n];
+    }
+  }
+}
+
+}  // namespace unet::cpu::fast::UNET_CPU_ISA
