@@ -16,6 +16,12 @@
 //      most 8, such as the 1x1 output head) has its own forward and backward_weight, one thread per
 //      pixel or per weight column reading contiguous channels, since a GEMM tile would be mostly
 //      empty.
+//   3  forward only, so far: implicit GEMM on tensor cores in TF32 (kernels/conv_mma.h): the same
+//      M = pixels, N = Cout, K = (tap, Cin) as version 2, a 128 x 64 block tile of 4 warps on
+//      mma.sync m16n8k8, K-steps of 16 through a 3-stage cp.async pipeline, operands rounded with
+//      cvt.rna as they leave shared memory (fp32 storage), bias and ReLU fused into the epilogue.
+//      Compared with cpu::conv2d_forward_tf32, not with the fp32 reference. Not the default: version
+//      0 stays version 2, and the backward passes refuse version 3 until they have one.
 // backward_bias has one version: the deterministic two-pass column sum shared with
 // conv_transpose2d (column_sum.h), masked by the ReLU's output.
 #include "kernels/conv2d.h"
@@ -23,10 +29,12 @@
 #include <cassert>
 #include <climits>
 #include <cstdint>
+#include <string>
 
 #include "kernels/column_sum.h"
 #include "kernels/dialect.h"
 #include "kernels/conv_gemm.h"
+#include "kernels/conv_mma.h"
 
 namespace unet::KERNEL_BACKEND {
 
@@ -473,6 +481,75 @@ __global__ void conv2d_backward_weight_thin_kernel2(Conv2dShape shape, const flo
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// kernels: version 3, implicit GEMM on tensor cores in TF32 (kernels/conv_mma.h)
+
+// forward: A row = the pixel's channels k0 .. k0 + 15 at the tap's shifted pixel (null outside the
+// image), B row = the output channel's weights of the tap, the same channels.
+template <bool kVector>
+struct ForwardTiles3 {
+  Conv2dShape shape;
+  const float* x;
+  int x_stride;
+  const float* weight;
+  int block_pixel, block_channel;
+  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), channels k0 .. k0 + 15
+
+  __device__ int steps() const {
+    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_in, mma::kTileK));
+  }
+  __device__ void copy(float* a, float* b) const {
+    const int dr = r - shape.k / 2, ds = s - shape.k / 2;
+    const int pixels = shape.n * shape.h * shape.w;
+    const auto a_row = [&](int row) -> const float* {
+      const int pixel = block_pixel + row;
+      if (pixel >= pixels || !inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
+      return x + int64_t{pixel + dr * shape.w + ds} * x_stride;
+    };
+    mma::copy_slice<mma::kTileM, kVector>(a, a_row, x, k0, shape.c_in);
+    const int window = shape.k * shape.k * shape.c_in, tap = (r * shape.k + s) * shape.c_in;
+    const auto b_row = [&](int row) -> const float* {
+      const int o = block_channel + row;
+      return o < shape.c_out ? weight + int64_t{o} * window + tap : nullptr;
+    };
+    mma::copy_slice<mma::kTileN, kVector>(b, b_row, weight, k0, shape.c_in);
+  }
+  __device__ void advance() {
+    k0 += mma::kTileK;
+    if (k0 < shape.c_in) return;
+    k0 = 0;
+    if (++s < shape.k) return;
+    s = 0;
+    ++r;
+  }
+};
+
+template <bool kVector>
+__global__ __launch_bounds__(mma::kThreads, mma::kBlocksPerSm) void conv2d_forward_kernel3(
+    Conv2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ weight,
+    const float* __restrict__ bias, bool relu, float* __restrict__ y, int y_stride) {
+  DYNAMIC_SHARED(float, shared);
+  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  ForwardTiles3<kVector> tiles{shape, x, x_stride, weight, block_pixel, block_channel};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  const int pixels = shape.n * shape.h * shape.w;
+  UNET_UNROLL
+  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+      UNET_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int pixel = block_pixel + mma::accumulator_row(mi, i), o = block_channel + mma::accumulator_col(ni, i);
+        if (pixel >= pixels || o >= shape.c_out) continue;
+        const float value = acc[mi][ni][i] + (bias != nullptr ? bias[o] : 0.0f);
+        y[int64_t{pixel} * y_stride + o] = relu ? fmaxf(value, 0.0f) : value;
+      }
+    }
+  }
+}
+
 }  // namespace unet::KERNEL_BACKEND
 
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +568,13 @@ int64_t window(const Conv2dShape& shape) { return int64_t{shape.k} * shape.k * s
 // in a GPU's memory. (Asserted, not thrown: the kernel libraries define no exception types.)
 void check_shape([[maybe_unused]] const Conv2dShape& shape) {
   assert(pixel_count(shape) <= INT_MAX && int64_t{shape.c_out} * window(shape) <= INT_MAX);
+}
+
+// Version 3 exists for forward only so far; a gradient pass must not quietly run another version.
+void refuse_tensor_cores(int version, const char* pass) {
+  if (version == Conv2d<KERNEL_DEVICE>::tensor_core_version) {
+    throw Error(std::string("conv2d ") + pass + ": version 3 (tensor cores) is implemented for forward only");
+  }
 }
 
 dim3 flat_grid(int64_t threads, int block) { return dim3(static_cast<unsigned>(ceil_div(threads, block))); }
@@ -529,6 +613,18 @@ void Conv2d<D>::forward(const Conv2dShape& shape, const float* x, int x_stride, 
            shape, x, x_stride, weight, bias, relu, y, y_stride);
     return;
   }
+  if (version == tensor_core_version) {
+    const dim3 grid(static_cast<unsigned>(ceil_div(pixel_count(shape), mma::kTileM)),
+                    static_cast<unsigned>(ceil_div(shape.c_out, mma::kTileN)));
+    if (gemm::quads_fit({x, weight}, {shape.c_in, x_stride})) {
+      launch(KERNEL(conv2d_forward_kernel3<true>), grid, dim3(mma::kThreads), mma::kSharedBytes, stream, shape, x,
+             x_stride, weight, bias, relu, y, y_stride);
+    } else {
+      launch(KERNEL(conv2d_forward_kernel3<false>), grid, dim3(mma::kThreads), mma::kSharedBytes, stream, shape, x,
+             x_stride, weight, bias, relu, y, y_stride);
+    }
+    return;
+  }
   const bool vector_in = gemm::quads_fit({x, weight}, {shape.c_in, x_stride});
   if (shape.c_out <= kThinOutputs) {
     const dim3 grid = flat_grid(pixel_count(shape), 128);
@@ -560,6 +656,7 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
                               Stream stream, int version) {
   if (pixel_count(shape) * shape.c_in == 0) return;
   check_shape(shape);
+  refuse_tensor_cores(version, "backward_data");
   if (version == 1) {
     launch(KERNEL(conv2d_backward_data_kernel1), flat_grid(pixel_count(shape) * shape.c_in, 256), dim3(256), 0,
            stream, shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
@@ -577,6 +674,7 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
 
 template <DeviceKind D>
 size_t Conv2d<D>::backward_weight_workspace(const Conv2dShape& shape, int version) {
+  refuse_tensor_cores(version, "backward_weight");
   if (version == 1) return 0;
   return static_cast<size_t>(weight_plan(shape).split.splits * shape.c_out * window(shape)) * sizeof(float);
 }
@@ -588,6 +686,7 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const float* x, int x_
   const int64_t weights = shape.c_out * window(shape);
   if (weights == 0) return;
   check_shape(shape);
+  refuse_tensor_cores(version, "backward_weight");
   if (version == 1) {
     launch(KERNEL(conv2d_backward_weight_kernel1), flat_grid(weights, 256), dim3(256), 0, stream, shape, x, x_stride,
            dy, dy_stride, relu_output, relu_output_stride, beta, dweight);

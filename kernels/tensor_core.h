@@ -77,7 +77,8 @@ template <int kMatrices, bool kTranspose>
 __device__ __forceinline__ void ldmatrix(uint32_t (&d)[kMatrices], const void* row) {
   static_assert(kMatrices == 1 || kMatrices == 2 || kMatrices == 4, "ldmatrix loads 1, 2 or 4 matrices");
   if constexpr (kMatrices == 1 && kTranspose) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n" : "=r"(d[0]) : "r"(shared_address(row)));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n"
+                 : "=r"(d[0]) : "r"(shared_address(row)));
   } else if constexpr (kMatrices == 1) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(d[0]) : "r"(shared_address(row)));
   } else if constexpr (kMatrices == 2 && kTranspose) {

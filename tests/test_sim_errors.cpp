@@ -56,7 +56,8 @@ TEST_CASE("misaligned ldmatrix and cp.async addresses are reported", "[sim][erro
                         Catch::Contains("misaligned address"));
 }
 
-TEST_CASE("the scheduling seed exposes a missing __syncthreads after cp.async.wait_group", "[sim][errors][tensor-core]") {
+TEST_CASE("the scheduling seed exposes a missing __syncthreads after cp.async.wait_group",
+          "[sim][errors][tensor-core]") {
   // Thread t reads what thread t-1 copied. In thread order t-1 always runs (and waits) first, so
   // the bug hides; shuffled orders run some thread before its neighbour, which then reads NaN.
   std::vector<float> x(64);

@@ -51,7 +51,8 @@ TEST_CASE("mma.sync m16n8k8 tf32: distinct small integers give the exact product
 }
 
 TEST_CASE("mma.sync m16n8k16 bf16: distinct small integers give the exact product", "[features][tensor-core]") {
-  const auto a = distinct_integers(16 * 16, 2, 5), b = distinct_integers(16 * 8, 4, 7), c = distinct_integers(128, 6, 3);
+  const auto a = distinct_integers(16 * 16, 2, 5), b = distinct_integers(16 * 8, 4, 7);
+  const auto c = distinct_integers(128, 6, 3);
   DeviceBuffer<float> da(dev(), a), db(dev(), b), dc(dev(), c), dd(dev(), 128);
   dd.poison();
   Kernels::mma_bf16(da.data(), db.data(), dc.data(), dd.data(), {});

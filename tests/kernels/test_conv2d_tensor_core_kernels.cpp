@@ -1,0 +1,182 @@
+// conv2d's version 3 (TF32 tensor cores) against the reference at its rounding points,
+// cpu::conv2d_forward_tf32, on sim or cuda.
+//
+// Tolerance. The kernel's products of tf32 operands are exact in fp32; what remains is the order
+// and precision of the K + 1 additions (K = k*k*Cin products and the bias). Summing n terms in
+// fp32 is off by at most gamma_n * sum|term|, gamma_n = n u / (1 - n u); with u = 2^-23 (not 2^-24:
+// the ISA leaves the mma's internal rounding open, and hardware truncates partial sums, which
+// costs up to a whole unit) that bound holds for sim and GPU alike:
+//     |y - y_ref| <= (K + 1) 2^-23 / (1 - (K + 1) 2^-23) * (sum_k |x_k w_k| + |b|)   per element.
+// ReLU is 1-Lipschitz, so the bound survives it. Small integers are exact in tf32 and their sums
+// exact in fp32: those cases must match bit for bit.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "kernels/conv2d.h"
+#include "kernels/rounding.h"
+#include "models/unet_shapes.h"
+#include "tests/test_util.h"
+
+using namespace unet;
+using test::DeviceBuffer;
+using test::Slice;
+
+namespace {
+
+constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
+Device& dev() { return device(kDevice); }
+using Conv = Conv2d<kDevice>;
+
+enum class Values { uniform, integers, tf32_ties };
+
+struct Case {
+  Conv2dShape shape;
+  bool relu = false;
+  bool bias = true;
+  Slice in{0, 0}, out{0, 0};  // channel slices of x and y; stride 0 is dense
+  Values values = Values::uniform;
+};
+
+// tf32_ties: x = +-1 or +-2 times (1 + 2^-11), exactly halfway between two tf32 values, so
+// cvt.rna moves every one of them (away from zero); weights and bias small integers. Every sum is
+// then exact in fp32 both with and without the rounding, and the two differ.
+std::vector<float> inputs(Values kind, size_t count, uint64_t seed, bool activations) {
+  if (kind == Values::uniform) return test::random_uniform(count, seed);
+  auto values = test::random_integers(count, seed);
+  if (kind == Values::tf32_ties && activations) {
+    for (float& v : values) v = (v == 0.0f ? 1.0f : std::copysign(std::fabs(v) > 1.5f ? 2.0f : 1.0f, v)) *
+                                (1.0f + 1.0f / 2048);
+  }
+  return values;
+}
+
+std::vector<float> absolute(std::vector<float> values) {
+  for (float& v : values) v = std::fabs(v);
+  return values;
+}
+
+// The dense forward output of version 3.
+std::vector<float> run_forward(const Case& c, const std::vector<float>& x, const std::vector<float>& weight,
+                               const std::vector<float>& bias) {
+  const Conv2dShape& s = c.shape;
+  const int64_t p = int64_t{s.n} * s.h * s.w;
+  const Slice in = c.in.stride ? c.in : Slice{s.c_in, 0}, out = c.out.stride ? c.out : Slice{s.c_out, 0};
+  // Inputs in their slices, NaN around them: a kernel that reads another channel fails.
+  DeviceBuffer<float> d_x(dev(), test::widen(x, p, s.c_in, in, NAN));
+  DeviceBuffer<float> d_weight(dev(), weight), d_bias(dev(), bias), d_y(dev(), p * out.stride);
+  d_y.poison();
+  Conv::forward(s, d_x.data() + in.offset, in.stride, d_weight.data(), c.bias ? d_bias.data() : nullptr, c.relu,
+                d_y.data() + out.offset, out.stride, {}, Conv::tensor_core_version);
+  const auto wide = d_y.download();
+  CHECK(test::outside_untouched(wide, p, s.c_out, out, NAN));
+  return test::narrow(wide, p, s.c_out, out);
+}
+
+void check(const Case& c, uint64_t seed) {
+  const Conv2dShape& s = c.shape;
+  const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_out} * s.k * s.k * s.c_in;
+  INFO("k " << s.k << ", " << s.n << "x" << s.h << "x" << s.w << ", " << s.c_in << " -> " << s.c_out
+            << (c.relu ? ", relu" : "") << (c.bias ? "" : ", no bias") << ", in " << c.in.offset << "/" << c.in.stride
+            << ", out " << c.out.offset << "/" << c.out.stride << ", values " << static_cast<int>(c.values));
+  const auto x = inputs(c.values, p * s.c_in, seed + 1, true), weight = inputs(c.values, weights, seed + 2, false);
+  const auto bias = inputs(c.values, s.c_out, seed + 3, false);
+  const float* b = c.bias ? bias.data() : nullptr;
+  std::vector<double> y_ref(p * s.c_out), magnitude(p * s.c_out);
+  cpu::conv2d_forward_tf32(s, x.data(), s.c_in, weight.data(), b, c.relu, y_ref.data(), s.c_out);
+  const auto abs_bias = absolute(bias);
+  cpu::conv2d_forward_tf32(s, absolute(x).data(), s.c_in, absolute(weight).data(), c.bias ? abs_bias.data() : nullptr,
+                           false, magnitude.data(), s.c_out);
+
+  const auto y = run_forward(c, x, weight, bias);
+  if (c.values != Values::uniform) {
+    CHECK(y == test::to_float(y_ref));
+    return;
+  }
+  const double n = s.k * s.k * s.c_in + 1.0, unit = std::ldexp(1.0, -23);
+  const double gamma = n * unit / (1 - n * unit);
+  int outside = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    if (!(std::fabs(y[i] - y_ref[i]) <= gamma * magnitude[i])) {
+      if (outside++ < 5) UNSCOPED_INFO("element " << i << ": " << y[i] << " against " << y_ref[i]);
+    }
+  }
+  CHECK(outside == 0);
+}
+
+Conv2dShape shape(int n, int h, int w, int c_in, int c_out, int k) {
+  return {.n = n, .h = h, .w = w, .c_in = c_in, .c_out = c_out, .k = k};
+}
+
+}  // namespace
+
+TEST_CASE("conv2d v3 (tf32): odd sizes, channels not a multiple of the tile, N = 1 and 2", "[conv2d][tensor-core]") {
+  const std::vector<Case> cases = {
+      {shape(1, 5, 7, 3, 64, 3), true},         // the first layer: 3 channels, the 4-byte copy path
+      {shape(2, 3, 9, 5, 3, 3)},                // fewer output channels than one mma tile
+      {shape(2, 9, 11, 17, 33, 3), true},       // 198 pixels: a partial second block of pixels
+      {shape(1, 7, 5, 33, 17, 3), false, false},
+      {shape(2, 5, 6, 64, 64, 3), true},        // 16-byte copies, one full N tile
+      {shape(1, 4, 3, 64, 129, 3)},             // a partial third N tile
+      {shape(2, 1, 1, 20, 17, 3), true},        // 1x1 images: every tap but the centre is padding
+      {shape(1, 6, 6, 36, 68, 1)},              // k = 1; Cin = 36: a partial K-step of 16
+      {shape(2, 4, 5, 64, 1, 1)},               // the head's shape: one output channel
+      {shape(1, 6, 7, 8, 17, 5), true},         // k = 5
+      {shape(2, 17, 19, 16, 24, 3), true},      // 646 pixels: six blocks of pixels
+  };
+  uint64_t seed = 100;
+  for (const Case& c : cases) check(c, seed += 10);
+}
+
+TEST_CASE("conv2d v3 (tf32): inputs and outputs as channel slices of wider buffers", "[conv2d][tensor-core]") {
+  check({shape(2, 5, 7, 64, 64, 3), true, true, Slice{128, 64}, Slice{128, 0}}, 200);  // aligned: 16-byte copies
+  check({shape(1, 6, 5, 64, 68, 3), true, true, Slice{71, 3}, Slice{69, 1}}, 210);     // unaligned: 4-byte copies
+  check({shape(2, 3, 5, 17, 33, 3), false, true, Slice{20, 2}, Slice{40, 7}}, 220);
+}
+
+TEST_CASE("conv2d v3 (tf32): small integers and tf32 ties give exactly the reference", "[conv2d][tensor-core]") {
+  const std::vector<Case> cases = {
+      {shape(2, 5, 7, 3, 64, 3), true, true, {}, {}, Values::integers},
+      {shape(1, 7, 6, 64, 64, 3), true, true, {}, {}, Values::integers},
+      {shape(1, 4, 5, 33, 5, 3), true, true, Slice{40, 3}, Slice{9, 4}, Values::integers},
+      {shape(1, 3, 4, 64, 129, 3), false, false, {}, {}, Values::integers},
+      {shape(2, 5, 6, 32, 40, 3), false, true, {}, {}, Values::tf32_ties},
+      {shape(1, 4, 7, 5, 9, 3), true, true, {}, {}, Values::tf32_ties},
+  };
+  uint64_t seed = 300;
+  for (const Case& c : cases) check(c, seed += 10);
+}
+
+TEST_CASE("conv2d v3 (tf32): the operands really are rounded to tf32", "[conv2d][tensor-core]") {
+  // At tf32 ties every operand moves by 2^-11 relative: the exact fp32 convolution is not the result.
+  const Case c{shape(2, 5, 6, 32, 40, 3), false, true, {}, {}, Values::tf32_ties};
+  const Conv2dShape& s = c.shape;
+  const int64_t p = int64_t{s.n} * s.h * s.w;
+  const auto x = inputs(c.values, p * s.c_in, 1, true), weight = inputs(c.values, s.c_out * 9 * s.c_in, 2, false);
+  const auto bias = inputs(c.values, s.c_out, 3, false);
+  std::vector<float> y_fp32(p * s.c_out);
+  cpu::conv2d_forward(s, x.data(), s.c_in, weight.data(), bias.data(), false, y_fp32.data(), s.c_out);
+  const auto y = run_forward(c, x, weight, bias);
+  int differ = 0;
+  for (size_t i = 0; i < y.size(); ++i) differ += y[i] != y_fp32[i];
+  CHECK(differ > static_cast<int>(y.size()) / 2);
+}
+
+TEST_CASE("conv2d v3 (tf32): every conv layer of the default U-Net at 16x16", "[conv2d][tensor-core]") {
+  for (const LayerShape& layer : unet_layers(UNetConfig{}, 1, 16, 16)) {
+    if (layer.kind != LayerKind::conv3x3 && layer.kind != LayerKind::conv1x1) continue;
+    INFO(layer.name);
+    const bool head = layer.kind == LayerKind::conv1x1;
+    check({shape(1, layer.h, layer.w, layer.c_in, layer.c_out, head ? 1 : 3), !head}, 400 + layer.c_in);
+  }
+}
+
+TEST_CASE("conv2d v3: the gradient passes refuse version 3 until they have one", "[conv2d][tensor-core]") {
+  const Conv2dShape s = shape(1, 2, 2, 4, 4, 3);
+  CHECK_THROWS_WITH(Conv::backward_weight_workspace(s, Conv::tensor_core_version),
+                    Catch::Contains("version 3 (tensor cores) is implemented for forward only"));
+  DeviceBuffer<float> dy(dev(), 16), weight(dev(), 144), dx(dev(), 16);
+  CHECK_THROWS_WITH(Conv::backward_data(s, dy.data(), 4, nullptr, 0, weight.data(), 0.0f, dx.data(), 4, {},
+                                        Conv::tensor_core_version),
+                    Catch::Contains("backward_data"));
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""The static proof that the version-3 kernels use the tensor cores, without a GPU.
+
+Reads the sm_90 SASS and the resource usage of a CUDA kernel library (cuobjdump, from the PyPI
+wheel nvidia-cuda-cuobjdump that tools/setup.sh installs) and fails unless every kernel whose name
+matches --pattern (default: the version-3 kernels, `<op>_<pass>_kernel3`)
+
+  - contains HMMA (mma.sync) and LDGSTS (cp.async), and LDSM (ldmatrix) if its name says bf16;
+  - does not spill: no LDL/STL instructions, STACK 0 and LOCAL 0;
+  - fits, at the blocks per SM it is designed for (BUDGETS below, the same numbers as its launcher
+    and docs/kernels/convolution.md), in an H100/H200 multiprocessor: 64K registers, allocated per
+    warp in units of 256, and 228 KiB of shared memory (each block's SHARED count includes the
+    1 KiB the system reserves per block), at most 227 KiB + 1 KiB per block.
+
+Usage: check_sass.py LIBRARY [--pattern REGEX] [--budget NAME=THREADS,BLOCKS,DYNAMIC_BYTES ...]
+Prints one line per kernel checked; exits 1 with `error: ...` lines if any check fails, 2 on a
+usage error or a missing tool.
+"""
+import argparse
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+# The design point of every version-3 kernel family: threads per block, blocks per SM, and the
+# dynamic shared memory its launcher requests: kernels/conv_mma.h's kThreads, kBlocksPerSm (also
+# its __launch_bounds__) and kSharedBytes = 3 stages x (128 + 64) rows x 20 floats x 4 bytes.
+BUDGETS = {
+    "conv2d_forward_kernel3": (128, 4, 46080),
+}
+
+REGISTERS_PER_SM = 65536
+REGISTER_UNIT_PER_WARP = 256
+SHARED_PER_SM = 228 * 1024
+SHARED_PER_BLOCK = 227 * 1024 + 1024
+
+
+def find_cuobjdump():
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations if spec else []) or []:
+        for sub in ("cu13", "cuda_cuobjdump", "cu12"):
+            candidate = os.path.join(root, sub, "bin", "cuobjdump")
+            if os.access(candidate, os.X_OK):
+                return candidate
+    return None
+
+
+def run(tool, *args):
+    done = subprocess.run([tool, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"error: {os.path.basename(tool)} {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def family(mangled):
+    """The kernel's own identifier in an Itanium-mangled name: the last source name before the
+    template arguments or the parameters (`_ZN4unet4cuda22conv2d_forward_kernel3ILi64EEEv...`)."""
+    names, i = [], 0
+    while i < len(mangled):
+        match = re.match(r"\d+", mangled[i:])
+        if match and (i == 0 or not mangled[i - 1].isdigit()):
+            length = int(match.group())
+            start = i + len(match.group())
+            word = mangled[start:start + length]
+            if len(word) == length and re.fullmatch(r"[A-Za-z_]\w*", word):
+                names.append(word)
+                i = start + length
+                continue
+        i += 1
+    kernels = [n for n in names if re.search(r"_kernel\d*$", n)]
+    return kernels[0] if kernels else mangled
+
+
+def resource_usage(library):
+    """{mangled name: {REG, STACK, SHARED, LOCAL}} for sm_90."""
+    usage, name = {}, None
+    for line in run(CUOBJDUMP, "-res-usage", "-arch", "sm_90", library).splitlines():
+        match = re.match(r"\s*Function (\S+):", line)
+        if match:
+            name = match.group(1)
+            continue
+        if name and "REG:" in line:
+            usage[name] = {key: int(value) for key, value in re.findall(r"(\w+):(\d+)", line)}
+            name = None
+    return usage
+
+
+def opcodes(library):
+    """{mangled name: set of SASS opcodes (without modifiers)} for sm_90."""
+    result, name = {}, None
+    for line in run(CUOBJDUMP, "-sass", "-arch", "sm_90", library).splitlines():
+        match = re.match(r"\s*Function : (\S+)", line)
+        if match:
+            name = match.group(1)
+            result.setdefault(name, set())
+            continue
+        match = re.match(r"\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", line)
+        if name and match:
+            result[name].add(match.group(1))
+    return result
+
+
+def readable(mangled):
+    """The demangled name where c++filt is at hand (binutils), else the mangled one."""
+    tool = shutil.which("c++filt")
+    if not tool:
+        return mangled
+    return subprocess.run([tool, mangled], capture_output=True, text=True).stdout.strip() or mangled
+
+
+def check(name, ops, use, budget):
+    errors = []
+    kernel = family(name)
+    required = ["HMMA", "LDGSTS"] + (["LDSM"] if "bf16" in name else [])
+    for op in required:
+        if op not in ops:
+            errors.append(f"{kernel}: no {op} in its SASS")
+    for op in ("LDL", "STL"):
+        if op in ops:
+            errors.append(f"{kernel}: {op} in its SASS (register spills)")
+    for key in ("STACK", "LOCAL"):
+        if use.get(key, 0) != 0:
+            errors.append(f"{kernel}: {key} {use[key]} (must be 0)")
+    if budget is None:
+        errors.append(f"{kernel}: no design point (threads, blocks per SM, dynamic shared) in BUDGETS")
+        return errors, ""
+    threads, blocks, dynamic = budget
+    warps = -(-threads // 32)
+    per_warp = -(-use["REG"] * 32 // REGISTER_UNIT_PER_WARP) * REGISTER_UNIT_PER_WARP
+    registers = per_warp * warps * blocks
+    shared_block = use["SHARED"] + dynamic
+    if registers > REGISTERS_PER_SM:
+        errors.append(f"{kernel}: {use['REG']} registers x {threads} threads x {blocks} blocks = {registers} "
+                      f"> {REGISTERS_PER_SM}")
+    if shared_block > SHARED_PER_BLOCK or shared_block * blocks > SHARED_PER_SM:
+        errors.append(f"{kernel}: {shared_block} bytes of shared memory x {blocks} blocks > {SHARED_PER_SM}")
+    summary = (f"{readable(name)}: REG {use['REG']}, shared {shared_block} B/block, {blocks} blocks/SM of {threads} "
+               f"threads: {registers}/{REGISTERS_PER_SM} registers, {shared_block * blocks}/{SHARED_PER_SM} B")
+    return errors, summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("library")
+    parser.add_argument("--pattern", default=r"_kernel3$")
+    parser.add_argument("--budget", action="append", default=[], help="NAME=THREADS,BLOCKS,DYNAMIC_BYTES")
+    args = parser.parse_args()
+    budgets = dict(BUDGETS)
+    for text in args.budget:
+        name, _, numbers = text.partition("=")
+        budgets[name] = tuple(int(n) for n in numbers.split(","))
+    all_ops, usage = opcodes(args.library), resource_usage(args.library)
+    chosen = sorted(n for n in all_ops if re.search(args.pattern, family(n)))
+    if not chosen:
+        print(f"error: no kernel in {args.library} matches {args.pattern}", file=sys.stderr)
+        return 1
+    errors = []
+    for name in chosen:
+        found, summary = check(name, all_ops[name], usage.get(name, {}), budgets.get(family(name)))
+        errors += found
+        print(("FAIL " if found else "ok   ") + (summary or family(name)))
+    missing = [f for f in BUDGETS if re.search(args.pattern, f) and f not in {family(n) for n in chosen}]
+    errors += [f"{f}: listed in BUDGETS but not in the library" for f in missing]
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+CUOBJDUMP = find_cuobjdump()
+if __name__ == "__main__":
+    if CUOBJDUMP is None:
+        print("error: cuobjdump not found (tools/setup.sh installs the nvidia-cuda-cuobjdump wheel)", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main())
