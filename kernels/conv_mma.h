@@ -8,11 +8,12 @@
 //   - the block tile: 128 threads (4 warps) compute a kTileM x kTileN = 128 x 64 tile of C in
 //     K-steps of kTileK = 16. Warp w owns rows (w / 2) * 64 .. + 63 and columns (w % 2) * 32 .. + 31:
 //     4 x 4 mma tiles of 16 x 8, i.e. 64 fp32 accumulators per thread (Accumulator).
-//   - shared memory, kStages = 3 stages, each an A slice [kTileM][kRowFloats] and a B slice
-//     [kTileN][kRowFloats], K contiguous in a row (A row = one pixel, B row = one output channel),
-//     rows padded from 16 to kRowFloats = 20 floats. A fragment load reads row g, column t of an
-//     8 x 4 patch (g = lane / 4, t = lane % 4): bank (20 g + t) mod 32 is distinct for all 32
-//     lanes, so the 32-bit loads are conflict-free; every row stays 16-byte aligned for cp.async.
+//   - shared memory, kStages = 3 stages of slices whose layout each pass chooses (its Tiles class):
+//     K-contiguous rows [rows][kRowFloats] (a pixel's channels, a weight row), rows padded from 16
+//     to kRowFloats = 20 floats, or K-major [kTileK][cols + 8] (16 rows of N contiguous values).
+//     A fragment load reads element (row g, k t) of an 8 x 4 patch (g = lane / 4, t = lane % 4):
+//     bank (20 g + t) or (72 t + g) mod 32 is distinct for all 32 lanes in either layout, so the
+//     32-bit loads are conflict-free; every row stays 16-byte aligned for cp.async.
 //   - the pipeline (multiply): the gathers are cp.async copies straight from global to shared
 //     memory, zero-filled where A or B is padding or past an edge. kStages - 1 K-steps are in
 //     flight while one is multiplied: per step, wait for the oldest group, one __syncthreads (which
@@ -35,24 +36,19 @@
 namespace unet::KERNEL_BACKEND::mma {
 
 constexpr int kThreads = 128;
-constexpr int kBlocksPerSm = 4;  // 4 x 128 threads x <= 128 registers fill the register file
+constexpr int kMaxBlocksPerSm = 4;  // 4 x 128 threads x <= 128 registers fill the register file
 constexpr int kTileM = 128;
 constexpr int kTileN = 64;
 constexpr int kTileK = 16;
 constexpr int kStages = 3;
-constexpr int kRowFloats = kTileK + 4;
+constexpr int kRowFloats = kTileK + 4;          // a K-contiguous row
+constexpr int kColumnFloats = kTileN + 8;       // a K-major row of an N-wide slice
 constexpr int kWarpM = 64;
 constexpr int kWarpN = 32;
-constexpr int kStageFloats = (kTileM + kTileN) * kRowFloats;
-constexpr size_t kSharedBytes = size_t{kStages} * kStageFloats * sizeof(float);  // 46,080
 
 using Accumulator = float[kWarpM / 16][kWarpN / 8][4];  // [m16 tile][n8 tile][c fragment]
 
 __device__ __forceinline__ int thread_index() { return static_cast<int>(threadIdx.x); }
-__device__ __forceinline__ float* stage_a(float* shared, int stage) { return shared + stage * kStageFloats; }
-__device__ __forceinline__ float* stage_b(float* shared, int stage) {
-  return stage_a(shared, stage) + kTileM * kRowFloats;
-}
 
 // The C element that accumulator acc[mi][ni][i] of this thread holds, as (row, column) in the
 // block tile (the mma's C layout: c[i] at (g + 8 (i >= 2), 2t + (i & 1))).
@@ -65,54 +61,62 @@ __device__ __forceinline__ int accumulator_col(int ni, int i) {
   return (warp % 2) * kWarpN + ni * 8 + (lane & 3) * 2 + (i & 1);
 }
 
-// Copies a kRows x kTileK slice whose K-values are contiguous in each row into `tile`
-// ([kRows][kRowFloats]): row r's values k0 .. k0 + 15 of `width`, from row_source(r) (null: a row
+// Copies a kRows x kCols slice whose kCols values are contiguous in each source row into `tile`
+// ([kRows][kLd]): row r's values c0 .. c0 + kCols - 1 of `width`, from row_source(r) (null: a row
 // of zeros), zero past width. kVector: 16-byte copies (row_source's pointers, `fallback` and width
 // multiples of 4 floats and 16-byte aligned); else 4-byte copies. `fallback` is any valid address
 // of the tensor: a zero-filling copy reads nothing, but its source must still be a valid address.
-template <int kRows, bool kVector, class RowSource>
-__device__ __forceinline__ void copy_slice(float* tile, const RowSource& row_source, const float* fallback, int k0,
+template <int kRows, int kCols, int kLd, bool kVector, class RowSource>
+__device__ __forceinline__ void copy_slice(float* tile, const RowSource& row_source, const float* fallback, int c0,
                                            int width) {
   constexpr int kChunk = kVector ? 4 : 1;                    // floats per copy
-  constexpr int kChunksPerRow = kTileK / kChunk;
+  constexpr int kChunksPerRow = kCols / kChunk;
   constexpr int kRowStep = kThreads / kChunksPerRow;
   static_assert(kRows % kRowStep == 0, "every thread copies the same number of rows");
   const int first_row = thread_index() / kChunksPerRow, k = thread_index() % kChunksPerRow * kChunk;
   UNET_UNROLL
   for (int row = first_row; row < kRows; row += kRowStep) {
     const float* src = row_source(row);
-    const bool valid = src != nullptr && k0 + k < width;
-    float* dst = tile + row * kRowFloats + k;
+    const bool valid = src != nullptr && c0 + k < width;
+    float* dst = tile + row * kLd + k;
     if constexpr (kVector) {
-      cp_async<16>(dst, valid ? src + k0 + k : fallback, valid ? 16 : 0);
+      cp_async<16>(dst, valid ? src + c0 + k : fallback, valid ? 16 : 0);
     } else {
-      cp_async<4>(dst, valid ? src + k0 + k : fallback, valid ? 4 : 0);
+      cp_async<4>(dst, valid ? src + c0 + k : fallback, valid ? 4 : 0);
     }
   }
 }
 
-// One K-step on a stage: the warp's 64 x 32 tile, two mma k-steps of 8.
-__device__ __forceinline__ void multiply_stage(const float* a, const float* b, Accumulator& acc) {
+// The two slice layouts: element (row, k) of a K-contiguous [rows][kRowFloats] slice, and of a
+// K-major [kTileK][kColumnFloats] slice.
+__device__ __forceinline__ float k_contiguous(const float* slice, int row, int k) {
+  return slice[row * kRowFloats + k];
+}
+__device__ __forceinline__ float k_major(const float* slice, int row, int k) { return slice[k * kColumnFloats + row]; }
+
+// One K-step on a stage: the warp's 64 x 32 tile, two mma k-steps of 8. a(m, k) and b(n, k) read
+// the stage's A and B elements (m, n within the block tile).
+template <class ReadA, class ReadB>
+__device__ __forceinline__ void multiply_stage(const ReadA& a, const ReadB& b, Accumulator& acc) {
   const int lane = thread_index() % 32, warp = thread_index() / 32;
   const int g = lane >> 2, t = lane & 3;
-  const float* a_warp = a + (warp / 2) * kWarpM * kRowFloats;
-  const float* b_warp = b + (warp % 2) * kWarpN * kRowFloats;
+  const int m0 = (warp / 2) * kWarpM, n0 = (warp % 2) * kWarpN;
   UNET_UNROLL
   for (int kk = 0; kk < kTileK; kk += 8) {
     uint32_t a_frag[kWarpM / 16][4], b_frag[kWarpN / 8][2];
     UNET_UNROLL
     for (int mi = 0; mi < kWarpM / 16; ++mi) {
-      const float* p = a_warp + (mi * 16 + g) * kRowFloats + kk + t;
-      a_frag[mi][0] = tf32_from_float(p[0]);
-      a_frag[mi][1] = tf32_from_float(p[8 * kRowFloats]);
-      a_frag[mi][2] = tf32_from_float(p[4]);
-      a_frag[mi][3] = tf32_from_float(p[8 * kRowFloats + 4]);
+      const int m = m0 + mi * 16 + g, k = kk + t;
+      a_frag[mi][0] = tf32_from_float(a(m, k));
+      a_frag[mi][1] = tf32_from_float(a(m + 8, k));
+      a_frag[mi][2] = tf32_from_float(a(m, k + 4));
+      a_frag[mi][3] = tf32_from_float(a(m + 8, k + 4));
     }
     UNET_UNROLL
     for (int ni = 0; ni < kWarpN / 8; ++ni) {
-      const float* p = b_warp + (ni * 8 + g) * kRowFloats + kk + t;
-      b_frag[ni][0] = tf32_from_float(p[0]);
-      b_frag[ni][1] = tf32_from_float(p[4]);
+      const int n = n0 + ni * 8 + g, k = kk + t;
+      b_frag[ni][0] = tf32_from_float(b(n, k));
+      b_frag[ni][1] = tf32_from_float(b(n, k + 4));
     }
     UNET_UNROLL
     for (int mi = 0; mi < kWarpM / 16; ++mi) {
@@ -122,9 +126,10 @@ __device__ __forceinline__ void multiply_stage(const float* a, const float* b, A
   }
 }
 
-// The main loop. Tiles provides steps() (K-steps of this block), copy(a, b) (cp.async of the
-// current step's slices into one stage) and advance() (to the next step). `shared` is the
-// block's kSharedBytes of dynamic shared memory.
+// The main loop. Tiles provides kStageFloats (one stage's size), steps() (K-steps of this block),
+// copy(stage) (cp.async of the current step's slices into one stage), advance() (to the next
+// step) and multiply(stage, acc) (multiply_stage on a stage's slices). `shared` is the block's
+// kStages * Tiles::kStageFloats floats of dynamic shared memory.
 template <class Tiles>
 __device__ __forceinline__ void multiply(Tiles& tiles, float* shared, Accumulator& acc) {
   UNET_UNROLL
@@ -140,7 +145,7 @@ __device__ __forceinline__ void multiply(Tiles& tiles, float* shared, Accumulato
   // means "the group of this step has landed".
   for (int stage = 0; stage < kStages - 1; ++stage) {
     if (stage < steps) {
-      tiles.copy(stage_a(shared, stage), stage_b(shared, stage));
+      tiles.copy(shared + stage * Tiles::kStageFloats);
       tiles.advance();
     }
     cp_async_commit_group();
@@ -150,11 +155,11 @@ __device__ __forceinline__ void multiply(Tiles& tiles, float* shared, Accumulato
     __syncthreads();
     const int next = step + kStages - 1;
     if (next < steps) {
-      tiles.copy(stage_a(shared, next % kStages), stage_b(shared, next % kStages));
+      tiles.copy(shared + next % kStages * Tiles::kStageFloats);
       tiles.advance();
     }
     cp_async_commit_group();
-    multiply_stage(stage_a(shared, step % kStages), stage_b(shared, step % kStages), acc);
+    tiles.multiply(shared + step % kStages * Tiles::kStageFloats, acc);
   }
   cp_async_wait_group<0>();  // only empty groups remain: nothing in flight when the block ends
 }

@@ -1,12 +1,14 @@
 // conv2d's version 3 (TF32 tensor cores) against the reference at its rounding points,
-// cpu::conv2d_forward_tf32, on sim or cuda.
+// cpu::conv2d_forward_tf32 and cpu::conv2d_backward_data_tf32, on sim or cuda.
 //
 // Tolerance. The kernel's products of tf32 operands are exact in fp32; what remains is the order
-// and precision of the K + 1 additions (K = k*k*Cin products and the bias). Summing n terms in
+// and precision of the K + 1 additions (forward: K = k*k*Cin products and the bias; backward_data:
+// K = k*k*Cout products and beta times the prior dx). Summing n terms in
 // fp32 is off by at most gamma_n * sum|term|, gamma_n = n u / (1 - n u); with u = 2^-23 (not 2^-24:
 // the ISA leaves the mma's internal rounding open, and hardware truncates partial sums, which
 // costs up to a whole unit) that bound holds for sim and GPU alike:
-//     |y - y_ref| <= (K + 1) 2^-23 / (1 - (K + 1) 2^-23) * (sum_k |x_k w_k| + |b|)   per element.
+//     |y - y_ref| <= (K + 1) 2^-23 / (1 - (K + 1) 2^-23) * (sum_k |x_k w_k| + |b|)   per element
+// (for backward_data |g_k w_k| and |beta dx_prior| in their places).
 // ReLU is 1-Lipschitz, so the bound survives it. Small integers are exact in tf32 and their sums
 // exact in fp32: those cases must match bit for bit.
 #include <catch2/catch.hpp>
@@ -73,6 +75,57 @@ std::vector<float> run_forward(const Case& c, const std::vector<float>& x, const
   return test::narrow(wide, p, s.c_out, out);
 }
 
+// Every element of `out` within gamma_n * magnitude of `ref`, n the number of terms summed.
+void check_bound(const std::vector<float>& out, const std::vector<double>& ref, const std::vector<double>& magnitude,
+                 int n) {
+  const double unit = std::ldexp(1.0, -23), gamma = n * unit / (1 - n * unit);
+  int outside = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!(std::fabs(out[i] - ref[i]) <= gamma * magnitude[i])) {
+      if (outside++ < 5) UNSCOPED_INFO("element " << i << ": " << out[i] << " against " << ref[i]);
+    }
+  }
+  CHECK(outside == 0);
+}
+
+// backward_data of version 3 for beta 0 (over NaN) and 1, against the tf32 reference.
+void check_backward_data(const Case& c, uint64_t seed, const std::vector<float>& weight,
+                         const std::vector<float>& forward_output) {
+  const Conv2dShape& s = c.shape;
+  const int64_t p = int64_t{s.n} * s.h * s.w;
+  const Slice in = c.in.stride ? c.in : Slice{s.c_in, 0}, out = c.out.stride ? c.out : Slice{s.c_out, 0};
+  const auto dy = inputs(c.values, p * s.c_out, seed + 4, true), prior = inputs(c.values, p * s.c_in, seed + 5, false);
+  const float* mask = c.relu ? forward_output.data() : nullptr;
+  // The gradient and the mask in the output's slice, NaN around them; the weights dense.
+  DeviceBuffer<float> d_dy(dev(), test::widen(dy, p, s.c_out, out, NAN));
+  DeviceBuffer<float> d_mask(dev(), test::widen(forward_output, p, s.c_out, out, NAN)), d_weight(dev(), weight);
+  for (float beta : {0.0f, 1.0f}) {
+    INFO("backward_data, beta " << beta);
+    std::vector<double> dx_ref(p * s.c_in), magnitude(p * s.c_in);
+    for (int64_t i = 0; i < p * s.c_in; ++i) {
+      dx_ref[i] = prior[i];
+      magnitude[i] = std::fabs(prior[i]);
+    }
+    cpu::conv2d_backward_data_tf32<double>(s, dy.data(), s.c_out, mask, s.c_out, weight.data(), beta, dx_ref.data(),
+                                           s.c_in);
+    cpu::conv2d_backward_data_tf32<double>(s, absolute(dy).data(), s.c_out, mask, s.c_out, absolute(weight).data(),
+                                           beta, magnitude.data(), s.c_in);
+    DeviceBuffer<float> d_dx(dev(), test::widen(beta == 0.0f ? std::vector<float>(prior.size(), NAN) : prior, p,
+                                                s.c_in, in, -7.0f));
+    Conv::backward_data(s, d_dy.data() + out.offset, out.stride, c.relu ? d_mask.data() + out.offset : nullptr,
+                        out.stride, d_weight.data(), beta, d_dx.data() + in.offset, in.stride, {},
+                        Conv::tensor_core_version);
+    const auto wide = d_dx.download();
+    CHECK(test::outside_untouched(wide, p, s.c_in, in, -7.0f));
+    const auto dx = test::narrow(wide, p, s.c_in, in);
+    if (c.values != Values::uniform) {
+      CHECK(dx == test::to_float(dx_ref));
+    } else {
+      check_bound(dx, dx_ref, magnitude, s.k * s.k * s.c_out + 1);
+    }
+  }
+}
+
 void check(const Case& c, uint64_t seed) {
   const Conv2dShape& s = c.shape;
   const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_out} * s.k * s.k * s.c_in;
@@ -89,19 +142,16 @@ void check(const Case& c, uint64_t seed) {
                            false, magnitude.data(), s.c_out);
 
   const auto y = run_forward(c, x, weight, bias);
-  if (c.values != Values::uniform) {
-    CHECK(y == test::to_float(y_ref));
-    return;
-  }
-  const double n = s.k * s.k * s.c_in + 1.0, unit = std::ldexp(1.0, -23);
-  const double gamma = n * unit / (1 - n * unit);
-  int outside = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    if (!(std::fabs(y[i] - y_ref[i]) <= gamma * magnitude[i])) {
-      if (outside++ < 5) UNSCOPED_INFO("element " << i << ": " << y[i] << " against " << y_ref[i]);
+  {
+    INFO("forward");
+    if (c.values != Values::uniform) {
+      CHECK(y == test::to_float(y_ref));
+    } else {
+      check_bound(y, y_ref, magnitude, s.k * s.k * s.c_in + 1);
     }
   }
-  CHECK(outside == 0);
+  // The ReLU mask is the float forward output of the reference, as in the version-2 tests.
+  check_backward_data(c, seed, weight, test::to_float(y_ref));
 }
 
 Conv2dShape shape(int n, int h, int w, int c_in, int c_out, int k) {
@@ -171,12 +221,12 @@ TEST_CASE("conv2d v3 (tf32): every conv layer of the default U-Net at 16x16", "[
   }
 }
 
-TEST_CASE("conv2d v3: the gradient passes refuse version 3 until they have one", "[conv2d][tensor-core]") {
+TEST_CASE("conv2d v3: the weight gradient refuses version 3 until it has one", "[conv2d][tensor-core]") {
   const Conv2dShape s = shape(1, 2, 2, 4, 4, 3);
   CHECK_THROWS_WITH(Conv::backward_weight_workspace(s, Conv::tensor_core_version),
-                    Catch::Contains("version 3 (tensor cores) is implemented for forward only"));
-  DeviceBuffer<float> dy(dev(), 16), weight(dev(), 144), dx(dev(), 16);
-  CHECK_THROWS_WITH(Conv::backward_data(s, dy.data(), 4, nullptr, 0, weight.data(), 0.0f, dx.data(), 4, {},
-                                        Conv::tensor_core_version),
-                    Catch::Contains("backward_data"));
+                    Catch::Contains("version 3 (tensor cores) is implemented for forward and backward_data only"));
+  DeviceBuffer<float> x(dev(), 16), dy(dev(), 16), dweight(dev(), 144);
+  CHECK_THROWS_WITH(Conv::backward_weight(s, x.data(), 4, dy.data(), 4, nullptr, 0, 0.0f, dweight.data(), nullptr,
+                                          {}, Conv::tensor_core_version),
+                    Catch::Contains("backward_weight"));
 }
