@@ -16,13 +16,13 @@
 //      most 8, such as the 1x1 output head) has its own forward and backward_weight, one thread per
 //      pixel or per weight column reading contiguous channels, since a GEMM tile would be mostly
 //      empty.
-//   3  forward and backward_data, so far: implicit GEMM on tensor cores in TF32 (kernels/conv_mma.h):
-//      the same GEMMs as version 2, a 128 x 64 block tile of 4 warps on mma.sync m16n8k8, K-steps
-//      of 16 through a 3-stage cp.async pipeline, operands rounded with cvt.rna as they leave
-//      shared memory (fp32 storage); forward fuses bias and ReLU, backward_data the ReLU mask
-//      (copied beside g, applied as A leaves shared memory) and beta. Compared with
-//      cpu::conv2d_*_tf32, not with the fp32 reference. Not the default: version 0 stays version 2,
-//      and backward_weight refuses version 3 until it has one.
+//   3  implicit GEMM on tensor cores in TF32 (kernels/conv_mma.h): the same GEMMs as version 2, a
+//      128 x 64 block tile of 4 warps on mma.sync m16n8k8, K-steps of 16 through a 3-stage
+//      cp.async pipeline, operands rounded with cvt.rna as they leave shared memory (fp32
+//      storage); forward fuses bias and ReLU, the gradients the ReLU mask (copied beside g,
+//      applied as it leaves shared memory); backward_weight splits the pixels into fixed chunks
+//      and sums their partials in order, like version 2. Compared with cpu::conv2d_*_tf32, not
+//      with the fp32 reference. Not the default: version 0 stays version 2.
 // backward_bias has one version: the deterministic two-pass column sum shared with
 // conv_transpose2d (column_sum.h), masked by the ReLU's output.
 #include "kernels/conv2d.h"
@@ -30,7 +30,6 @@
 #include <cassert>
 #include <climits>
 #include <cstdint>
-#include <string>
 
 #include "kernels/column_sum.h"
 #include "kernels/dialect.h"
@@ -623,7 +622,7 @@ struct DataTiles3 {
       const float g = mma::k_contiguous(stage, m, k);
       return !kMasked || mma::k_contiguous(mask, m, k) > 0.0f ? g : 0.0f;
     };
-    mma::multiply_stage(a, [&](int n, int k) { return mma::k_major(b, n, k); }, acc);
+    mma::multiply_stage(a, [&](int n, int k) { return mma::k_major<mma::kColumnFloats>(b, n, k); }, acc);
   }
 };
 
@@ -649,6 +648,90 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_ba
         if (pixel >= pixels || c >= shape.c_in) continue;
         float& out = dx[int64_t{pixel} * dx_stride + c];
         out = beta == 0.0f ? acc[mi][ni][i] : beta * out + acc[mi][ni][i];  // beta = 0 overwrites, even NaN
+      }
+    }
+  }
+}
+
+// backward_weight, one chunk of pixels (blockIdx.z): A ((tap, Cin) x pixels) is x at each pixel
+// shifted by the row's tap, stored K-major (a pixel's 128 (tap, i) values in a row; with kVector
+// Cin is a multiple of 4, so a 4-float chunk never straddles two taps); B (pixels x Cout) is g,
+// K-major, with the ReLU's output beside it when kMasked.
+template <bool kVector, bool kMasked>
+struct WeightTiles3 {
+  static constexpr int kSliceA = mma::kTileK * mma::kWideColumnFloats;
+  static constexpr int kSliceB = mma::kTileK * mma::kColumnFloats;
+  static constexpr int kStageFloats = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
+  Conv2dShape shape;
+  const float* x;
+  int x_stride;
+  const float* dy;
+  int dy_stride;
+  const float* relu_output;
+  int relu_output_stride;
+  int block_row, block_channel;  // the tile's first (tap, i) row of dW and first output channel
+  int begin, end;                // this chunk's pixels
+  int p0 = 0;                    // the K-step: pixels begin + p0 .. + 15
+
+  __device__ int steps() const { return static_cast<int>(ceil_div(end - begin, mma::kTileK)); }
+  __device__ void copy(float* stage) const {
+    const int window = shape.k * shape.k * shape.c_in;
+    const auto a_chunk = [&](int k, int col) -> const float* {
+      const int pixel = begin + p0 + k, m = block_row + col;
+      if (pixel >= end || m >= window) return nullptr;
+      const int tap = m / shape.c_in, dr = tap / shape.k - shape.k / 2, ds = tap % shape.k - shape.k / 2;
+      if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
+      return x + int64_t{pixel + dr * shape.w + ds} * x_stride + m % shape.c_in;
+    };
+    mma::copy_chunks<mma::kTileK, mma::kTileM, mma::kWideColumnFloats, kVector>(stage, a_chunk, x);
+    const auto g_row = [&](int k) -> const float* {
+      return begin + p0 + k < end ? dy + int64_t{begin + p0 + k} * dy_stride : nullptr;
+    };
+    mma::copy_slice<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA, g_row, dy,
+                                                                            block_channel, shape.c_out);
+    if constexpr (kMasked) {
+      const auto mask_row = [&](int k) -> const float* {
+        return begin + p0 + k < end ? relu_output + int64_t{begin + p0 + k} * relu_output_stride : nullptr;
+      };
+      mma::copy_slice<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA + kSliceB, mask_row,
+                                                                              relu_output, block_channel, shape.c_out);
+    }
+  }
+  __device__ void advance() { p0 += mma::kTileK; }
+  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
+    const float* b = stage + kSliceA;
+    const float* mask = stage + kSliceA + kSliceB;
+    const auto g = [&](int n, int k) {
+      const float value = mma::k_major<mma::kColumnFloats>(b, n, k);
+      return !kMasked || mma::k_major<mma::kColumnFloats>(mask, n, k) > 0.0f ? value : 0.0f;
+    };
+    mma::multiply_stage([&](int m, int k) { return mma::k_major<mma::kWideColumnFloats>(stage, m, k); }, g, acc);
+  }
+};
+
+// Writes this chunk's partial dW, laid out as dW: partial[chunk][o][(tap, i)].
+template <bool kVector, bool kMasked>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_weight_kernel3(
+    Conv2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ dy, int dy_stride,
+    const float* __restrict__ relu_output, int relu_output_stride, int chunk, float* __restrict__ partial) {
+  DYNAMIC_SHARED(float, shared);
+  const int pixels = shape.n * shape.h * shape.w, window = shape.k * shape.k * shape.c_in;
+  const int begin = blockIdx.z * chunk, end = pixels < begin + chunk ? pixels : begin + chunk;
+  const int block_row = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  WeightTiles3<kVector, kMasked> tiles{shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride,
+                                       block_row, block_channel, begin, end};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  float* out = partial + int64_t{blockIdx.z} * shape.c_out * window;
+  UNET_UNROLL
+  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+      UNET_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int m = block_row + mma::accumulator_row(mi, i), o = block_channel + mma::accumulator_col(ni, i);
+        if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = acc[mi][ni][i];
       }
     }
   }
@@ -695,13 +778,24 @@ void launch_backward_data3(const Conv2dShape& shape, const float* dy, int dy_str
          relu_output, relu_output_stride, weight, beta, dx, dx_stride);
 }
 
-// Version 3 exists for forward and backward_data so far; the weight gradient must not quietly run
-// another version.
-void refuse_tensor_cores(int version, const char* pass) {
-  if (version == Conv2d<KERNEL_DEVICE>::tensor_core_version) {
-    throw Error(std::string("conv2d ") + pass + ": version 3 (tensor cores) is implemented for forward and "
-                "backward_data only");
-  }
+// How version 3 splits a weight gradient's pixels: enough chunks to fill the GPU (as version 2).
+gemm::PixelSplit weight_split3(const Conv2dShape& shape) {
+  const int64_t tiles = ceil_div(window(shape), mma::kTileM) * ceil_div(shape.c_out, mma::kTileN);
+  return gemm::split_pixels(pixel_count(shape), tiles);
+}
+
+template <bool kVector, bool kMasked>
+void launch_backward_weight3(const Conv2dShape& shape, const float* x, int x_stride, const float* dy,
+                             int dy_stride, const float* relu_output, int relu_output_stride, float* partial,
+                             Stream stream) {
+  const auto kernel = KERNEL(conv2d_backward_weight_kernel3<kVector, kMasked>);
+  constexpr size_t bytes = shared_bytes<WeightTiles3<kVector, kMasked>>();
+  allow_dynamic_shared(kernel, bytes);
+  const gemm::PixelSplit split = weight_split3(shape);
+  const dim3 grid(static_cast<unsigned>(ceil_div(window(shape), mma::kTileM)),
+                  static_cast<unsigned>(ceil_div(shape.c_out, mma::kTileN)), static_cast<unsigned>(split.splits));
+  launch(kernel, grid, dim3(mma::kThreads), bytes, stream, shape, x, x_stride, dy, dy_stride, relu_output,
+         relu_output_stride, static_cast<int>(split.chunk), partial);
 }
 
 dim3 flat_grid(int64_t threads, int block) { return dim3(static_cast<unsigned>(ceil_div(threads, block))); }
@@ -806,8 +900,10 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
 
 template <DeviceKind D>
 size_t Conv2d<D>::backward_weight_workspace(const Conv2dShape& shape, int version) {
-  refuse_tensor_cores(version, "backward_weight");
   if (version == 1) return 0;
+  if (version == tensor_core_version) {
+    return static_cast<size_t>(weight_split3(shape).splits * shape.c_out * window(shape)) * sizeof(float);
+  }
   return static_cast<size_t>(weight_plan(shape).split.splits * shape.c_out * window(shape)) * sizeof(float);
 }
 
@@ -818,14 +914,24 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const float* x, int x_
   const int64_t weights = shape.c_out * window(shape);
   if (weights == 0) return;
   check_shape(shape);
-  refuse_tensor_cores(version, "backward_weight");
   if (version == 1) {
     launch(KERNEL(conv2d_backward_weight_kernel1), flat_grid(weights, 256), dim3(256), 0, stream, shape, x, x_stride,
            dy, dy_stride, relu_output, relu_output_stride, beta, dweight);
     return;
   }
-  const WeightPlan plan = weight_plan(shape);
   auto* partial = static_cast<float*>(workspace);
+  if (version == tensor_core_version) {
+    const bool vector_in = gemm::quads_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride}) &&
+                           (relu_output == nullptr || gemm::quads_fit({relu_output}, {relu_output_stride}));
+    const bool masked = relu_output != nullptr;
+    auto* run = vector_in ? (masked ? &launch_backward_weight3<true, true> : &launch_backward_weight3<true, false>)
+                          : (masked ? &launch_backward_weight3<false, true> : &launch_backward_weight3<false, false>);
+    const int64_t splits = weight_split3(shape).splits;
+    if (splits > 0) run(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, partial, stream);
+    ColumnSum<D>::sum_partials(splits, weights, partial, beta, dweight, stream);
+    return;
+  }
+  const WeightPlan plan = weight_plan(shape);
   if (plan.split.splits > 0) {
     const int chunk = static_cast<int>(plan.split.chunk);
     const int64_t splits = plan.split.splits;

@@ -58,18 +58,23 @@ void conv2d_backward_bias(const Conv2dShape& shape, const T* dy, int dy_stride, 
 template <class T>
 void conv2d_forward_tf32(const Conv2dShape& shape, const float* x, int x_stride, const float* weight,
                          const float* bias, bool relu, T* y, int y_stride);
-// The same for backward_data: g (dy, masked) and the weights rounded to tf32, then the reference.
+// The same for backward_data (g = dy, masked, and the weights rounded) and backward_weight (x and g
+// rounded).
 template <class T>
 void conv2d_backward_data_tf32(const Conv2dShape& shape, const float* dy, int dy_stride, const float* relu_output,
                                int relu_output_stride, const float* weight, T beta, T* dx, int dx_stride);
+template <class T>
+void conv2d_backward_weight_tf32(const Conv2dShape& shape, const float* x, int x_stride, const float* dy,
+                                 int dy_stride, const float* relu_output, int relu_output_stride, T beta,
+                                 T* dweight);
 
 }  // namespace cpu
 
 // The CUDA kernels' launchers, compiled from conv2d.cu for sim and for cuda. `version` 0 is the
 // default (fastest); 1 is the first, simplest correct kernel, kept for teaching and testing. The
 // versions are listed in conv2d.cu's header. Versions 1 .. `versions` compute in fp32;
-// `tensor_core_version` (forward and backward_data, so far) in TF32, and is compared with
-// cpu::conv2d_forward_tf32 and cpu::conv2d_backward_data_tf32.
+// `tensor_core_version` in TF32 (backward_bias has one version for all), and is compared with
+// cpu::conv2d_*_tf32.
 template <DeviceKind D>
 struct Conv2d {
   static constexpr int versions = 2;

@@ -161,6 +161,20 @@ void conv2d_backward_data_tf32(const Conv2dShape& s, const float* dy, int dy_str
   conv2d_backward_data<T>(s, g_tf32.data(), s.c_out, nullptr, 0, weight_tf32.data(), beta, dx, dx_stride);
 }
 
+template <class T>
+void conv2d_backward_weight_tf32(const Conv2dShape& s, const float* x, int x_stride, const float* dy, int dy_stride,
+                                 const float* relu_output, int relu_output_stride, T beta, T* dweight) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  std::vector<T> x_tf32(static_cast<size_t>(pixels) * s.c_in), g_tf32(static_cast<size_t>(pixels) * s.c_out);
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int i = 0; i < s.c_in; ++i) x_tf32[p * s.c_in + i] = round_to_tf32(x[p * x_stride + i]);
+    for (int o = 0; o < s.c_out; ++o) {
+      g_tf32[p * s.c_out + o] = round_to_tf32(output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o));
+    }
+  }
+  conv2d_backward_weight<T>(s, x_tf32.data(), s.c_in, g_tf32.data(), s.c_out, nullptr, 0, beta, dweight);
+}
+
 #define UNET_CONV2D_REFERENCE(T)                                                                                  \
   template void conv2d_forward(const Conv2dShape&, const T*, int, const T*, const T*, bool, T*, int);             \
   template void conv2d_backward_data(const Conv2dShape&, const T*, int, const T*, int, const T*, T, T*, int);     \
@@ -168,7 +182,9 @@ void conv2d_backward_data_tf32(const Conv2dShape& s, const float* dy, int dy_str
   template void conv2d_backward_bias(const Conv2dShape&, const T*, int, const T*, int, T, T*);                  \
   template void conv2d_forward_tf32(const Conv2dShape&, const float*, int, const float*, const float*, bool, T*, int); \
   template void conv2d_backward_data_tf32(const Conv2dShape&, const float*, int, const float*, int, const float*, T,  \
-                                          T*, int);
+                                          T*, int);                                                                 \
+  template void conv2d_backward_weight_tf32(const Conv2dShape&, const float*, int, const float*, int, const float*,   \
+                                            int, T, T*);
 UNET_CONV2D_REFERENCE(float)
 UNET_CONV2D_REFERENCE(double)
 #undef UNET_CONV2D_REFERENCE

@@ -43,6 +43,7 @@ constexpr int kTileK = 16;
 constexpr int kStages = 3;
 constexpr int kRowFloats = kTileK + 4;          // a K-contiguous row
 constexpr int kColumnFloats = kTileN + 8;       // a K-major row of an N-wide slice
+constexpr int kWideColumnFloats = kTileM + 8;   // a K-major row of an M-wide slice
 constexpr int kWarpM = 64;
 constexpr int kWarpN = 32;
 
@@ -61,38 +62,51 @@ __device__ __forceinline__ int accumulator_col(int ni, int i) {
   return (warp % 2) * kWarpN + ni * 8 + (lane & 3) * 2 + (i & 1);
 }
 
-// Copies a kRows x kCols slice whose kCols values are contiguous in each source row into `tile`
-// ([kRows][kLd]): row r's values c0 .. c0 + kCols - 1 of `width`, from row_source(r) (null: a row
-// of zeros), zero past width. kVector: 16-byte copies (row_source's pointers, `fallback` and width
-// multiples of 4 floats and 16-byte aligned); else 4-byte copies. `fallback` is any valid address
-// of the tensor: a zero-filling copy reads nothing, but its source must still be a valid address.
-template <int kRows, int kCols, int kLd, bool kVector, class RowSource>
-__device__ __forceinline__ void copy_slice(float* tile, const RowSource& row_source, const float* fallback, int c0,
-                                           int width) {
-  constexpr int kChunk = kVector ? 4 : 1;                    // floats per copy
+// Fills a kRows x kCols slice of `tile` ([kRows][kLd]) with cp.async, one chunk of 4 floats
+// (kVector: 16-byte copies, source and `fallback` 16-byte aligned) or of 1 float per copy:
+// source(row, col) is where the chunk at (row, col) comes from, or null for zeros. `fallback` is
+// any valid address of the tensor: a zero-filling copy reads nothing, but its source must still be
+// a valid address. Each thread copies the same column of every kThreads / (kCols / chunk)-th row.
+template <int kRows, int kCols, int kLd, bool kVector, class Source>
+__device__ __forceinline__ void copy_chunks(float* tile, const Source& source, const float* fallback) {
+  constexpr int kChunk = kVector ? 4 : 1;  // floats per copy
   constexpr int kChunksPerRow = kCols / kChunk;
   constexpr int kRowStep = kThreads / kChunksPerRow;
   static_assert(kRows % kRowStep == 0, "every thread copies the same number of rows");
-  const int first_row = thread_index() / kChunksPerRow, k = thread_index() % kChunksPerRow * kChunk;
+  const int first_row = thread_index() / kChunksPerRow, col = thread_index() % kChunksPerRow * kChunk;
   UNET_UNROLL
   for (int row = first_row; row < kRows; row += kRowStep) {
-    const float* src = row_source(row);
-    const bool valid = src != nullptr && c0 + k < width;
-    float* dst = tile + row * kLd + k;
+    const float* src = source(row, col);
+    float* dst = tile + row * kLd + col;
     if constexpr (kVector) {
-      cp_async<16>(dst, valid ? src + c0 + k : fallback, valid ? 16 : 0);
+      cp_async<16>(dst, src != nullptr ? src : fallback, src != nullptr ? 16 : 0);
     } else {
-      cp_async<4>(dst, valid ? src + c0 + k : fallback, valid ? 4 : 0);
+      cp_async<4>(dst, src != nullptr ? src : fallback, src != nullptr ? 4 : 0);
     }
   }
 }
 
+// The common case: row r's values c0 .. c0 + kCols - 1 of `width`, contiguous from row_source(r)
+// (null: a row of zeros), zero past width (a multiple of 4 with kVector).
+template <int kRows, int kCols, int kLd, bool kVector, class RowSource>
+__device__ __forceinline__ void copy_slice(float* tile, const RowSource& row_source, const float* fallback, int c0,
+                                           int width) {
+  const auto source = [&](int row, int col) -> const float* {
+    const float* src = row_source(row);
+    return src != nullptr && c0 + col < width ? src + c0 + col : nullptr;
+  };
+  copy_chunks<kRows, kCols, kLd, kVector>(tile, source, fallback);
+}
+
 // The two slice layouts: element (row, k) of a K-contiguous [rows][kRowFloats] slice, and of a
-// K-major [kTileK][kColumnFloats] slice.
+// K-major [kTileK][kLd] slice (kLd = kColumnFloats for N = 64 columns, kTileM + 8 for 128).
 __device__ __forceinline__ float k_contiguous(const float* slice, int row, int k) {
   return slice[row * kRowFloats + k];
 }
-__device__ __forceinline__ float k_major(const float* slice, int row, int k) { return slice[k * kColumnFloats + row]; }
+template <int kLd>
+__device__ __forceinline__ float k_major(const float* slice, int row, int k) {
+  return slice[k * kLd + row];
+}
 
 // One K-step on a stage: the warp's 64 x 32 tile, two mma k-steps of 8. a(m, k) and b(n, k) read
 // the stage's A and B elements (m, n within the block tile).

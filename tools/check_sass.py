@@ -30,10 +30,14 @@ import sys
 #   forward         A 128 x 20 + B 64 x 20 floats a stage: 46,080 bytes, 4 blocks per SM
 #   backward_data   A 128 x 20 + B 16 x 72 (+ the ReLU mask 128 x 20) floats a stage:
 #                   44,544 bytes, 4 blocks per SM (75,264 bytes, 3 blocks per SM, with the mask)
+#   backward_weight A 16 x 136 + B 16 x 72 (+ the mask 16 x 72) floats a stage:
+#                   39,936 bytes (53,760 with the mask), 4 blocks per SM
 BUDGETS = [
     (r"conv2d_forward_kernel3<", (128, 4, 46080)),
     (r"conv2d_backward_data_kernel3<(true|false), false>", (128, 4, 44544)),
     (r"conv2d_backward_data_kernel3<(true|false), true>", (128, 3, 75264)),
+    (r"conv2d_backward_weight_kernel3<(true|false), false>", (128, 4, 39936)),
+    (r"conv2d_backward_weight_kernel3<(true|false), true>", (128, 4, 53760)),
 ]
 
 REGISTERS_PER_SM = 65536

@@ -1,5 +1,5 @@
 // conv2d's version 3 (TF32 tensor cores) against the reference at its rounding points,
-// cpu::conv2d_forward_tf32 and cpu::conv2d_backward_data_tf32, on sim or cuda.
+// cpu::conv2d_{forward,backward_data,backward_weight}_tf32, on sim or cuda.
 //
 // Tolerance. The kernel's products of tf32 operands are exact in fp32; what remains is the order
 // and precision of the K + 1 additions (forward: K = k*k*Cin products and the bias; backward_data:
@@ -8,7 +8,9 @@
 // the ISA leaves the mma's internal rounding open, and hardware truncates partial sums, which
 // costs up to a whole unit) that bound holds for sim and GPU alike:
 //     |y - y_ref| <= (K + 1) 2^-23 / (1 - (K + 1) 2^-23) * (sum_k |x_k w_k| + |b|)   per element
-// (for backward_data |g_k w_k| and |beta dx_prior| in their places).
+// (for backward_data |g_k w_k| and |beta dx_prior| in their places). backward_weight sums the P
+// products of each weight (P = pixels) in chunks, then the chunks' partials in order, then beta
+// dW: any chain of additions in that tree is at most P + 2 long, so n = P + 2 there.
 // ReLU is 1-Lipschitz, so the bound survives it. Small integers are exact in tf32 and their sums
 // exact in fp32: those cases must match bit for bit.
 #include <catch2/catch.hpp>
@@ -126,6 +128,40 @@ void check_backward_data(const Case& c, uint64_t seed, const std::vector<float>&
   }
 }
 
+// backward_weight of version 3 for beta 0 (over NaN) and 1, against the tf32 reference.
+void check_backward_weight(const Case& c, uint64_t seed, const std::vector<float>& x,
+                           const std::vector<float>& forward_output) {
+  const Conv2dShape& s = c.shape;
+  const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_out} * s.k * s.k * s.c_in;
+  const Slice in = c.in.stride ? c.in : Slice{s.c_in, 0}, out = c.out.stride ? c.out : Slice{s.c_out, 0};
+  // With tf32 ties x carries them; g stays small integers, so that every product is exact.
+  const auto dy = inputs(c.values, p * s.c_out, seed + 6, false), prior = inputs(c.values, weights, seed + 7, false);
+  const float* mask = c.relu ? forward_output.data() : nullptr;
+  DeviceBuffer<float> d_x(dev(), test::widen(x, p, s.c_in, in, NAN));
+  DeviceBuffer<float> d_dy(dev(), test::widen(dy, p, s.c_out, out, NAN));
+  DeviceBuffer<float> d_mask(dev(), test::widen(forward_output, p, s.c_out, out, NAN));
+  for (float beta : {0.0f, 1.0f}) {
+    INFO("backward_weight, beta " << beta);
+    std::vector<double> dw_ref(prior.begin(), prior.end()), magnitude(weights);
+    for (int64_t i = 0; i < weights; ++i) magnitude[i] = std::fabs(prior[i]);
+    cpu::conv2d_backward_weight_tf32<double>(s, x.data(), s.c_in, dy.data(), s.c_out, mask, s.c_out, beta,
+                                             dw_ref.data());
+    cpu::conv2d_backward_weight_tf32<double>(s, absolute(x).data(), s.c_in, absolute(dy).data(), s.c_out, mask,
+                                             s.c_out, beta, magnitude.data());
+    DeviceBuffer<float> d_dw(dev(), beta == 0.0f ? std::vector<float>(weights, NAN) : prior);
+    test::Workspace scratch(dev(), Conv::backward_weight_workspace(s, Conv::tensor_core_version));
+    Conv::backward_weight(s, d_x.data() + in.offset, in.stride, d_dy.data() + out.offset, out.stride,
+                          c.relu ? d_mask.data() + out.offset : nullptr, out.stride, beta, d_dw.data(), scratch.data(),
+                          {}, Conv::tensor_core_version);
+    const auto dw = d_dw.download();
+    if (c.values != Values::uniform) {
+      CHECK(dw == test::to_float(dw_ref));
+    } else {
+      check_bound(dw, dw_ref, magnitude, static_cast<int>(p) + 2);
+    }
+  }
+}
+
 void check(const Case& c, uint64_t seed) {
   const Conv2dShape& s = c.shape;
   const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_out} * s.k * s.k * s.c_in;
@@ -152,6 +188,7 @@ void check(const Case& c, uint64_t seed) {
   }
   // The ReLU mask is the float forward output of the reference, as in the version-2 tests.
   check_backward_data(c, seed, weight, test::to_float(y_ref));
+  check_backward_weight(c, seed, x, test::to_float(y_ref));
 }
 
 Conv2dShape shape(int n, int h, int w, int c_in, int c_out, int k) {
@@ -221,12 +258,18 @@ TEST_CASE("conv2d v3 (tf32): every conv layer of the default U-Net at 16x16", "[
   }
 }
 
-TEST_CASE("conv2d v3: the weight gradient refuses version 3 until it has one", "[conv2d][tensor-core]") {
-  const Conv2dShape s = shape(1, 2, 2, 4, 4, 3);
-  CHECK_THROWS_WITH(Conv::backward_weight_workspace(s, Conv::tensor_core_version),
-                    Catch::Contains("version 3 (tensor cores) is implemented for forward and backward_data only"));
-  DeviceBuffer<float> x(dev(), 16), dy(dev(), 16), dweight(dev(), 144);
-  CHECK_THROWS_WITH(Conv::backward_weight(s, x.data(), 4, dy.data(), 4, nullptr, 0, 0.0f, dweight.data(), nullptr,
-                                          {}, Conv::tensor_core_version),
-                    Catch::Contains("backward_weight"));
+TEST_CASE("conv2d v3 (tf32): the weight gradient is the same bits on every run", "[conv2d][tensor-core]") {
+  const Conv2dShape s = shape(2, 24, 24, 16, 24, 3);  // 1152 pixels: several chunks
+  const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_out} * 9 * s.c_in;
+  DeviceBuffer<float> x(dev(), test::random_uniform(p * s.c_in, 1)), dy(dev(), test::random_uniform(p * s.c_out, 2));
+  test::Workspace scratch(dev(), Conv::backward_weight_workspace(s, Conv::tensor_core_version));
+  CHECK(Conv::backward_weight_workspace(s, Conv::tensor_core_version) > weights * sizeof(float));  // split
+  std::vector<float> first;
+  for (int run = 0; run < 2; ++run) {
+    DeviceBuffer<float> dweight(dev(), weights);
+    Conv::backward_weight(s, x.data(), s.c_in, dy.data(), s.c_out, nullptr, 0, 0.0f, dweight.data(), scratch.data(),
+                          {}, Conv::tensor_core_version);
+    if (run == 0) first = dweight.download();
+    else CHECK(dweight.download() == first);
+  }
 }
