@@ -2,7 +2,7 @@
 """The static proof that the version-3 kernels use the tensor cores, without a GPU.
 
 Reads the sm_90 SASS and the resource usage of a CUDA kernel library (cuobjdump, from the PyPI
-wheel nvidia-cuda-cuobjdump that tools/setup.sh installs) and fails unless every kernel whose name
+wheel nvidia-cuda-cuobjdump that scripts/setup.sh installs) and fails unless every kernel whose name
 matches --pattern (default: the version-3 kernels, `<op>_<pass>_kernel3`)
 
   - contains HMMA (mma.sync) and LDGSTS (cp.async), and LDSM (ldmatrix) if its name says bf16;
@@ -186,6 +186,6 @@ def main():
 CUOBJDUMP = find_cuobjdump()
 if __name__ == "__main__":
     if CUOBJDUMP is None:
-        print("error: cuobjdump not found (tools/setup.sh installs the nvidia-cuda-cuobjdump wheel)", file=sys.stderr)
+        print("error: cuobjdump not found (scripts/setup.sh installs the nvidia-cuda-cuobjdump wheel)", file=sys.stderr)
         sys.exit(2)
     sys.exit(main())

@@ -1,6 +1,9 @@
-#include "tools/evaluate.h"
+#include "models/evaluator.h"
 
 #include <algorithm>
+#include <cstdio>
+
+#include "tools/csv.h"
 
 namespace unet {
 
@@ -73,6 +76,22 @@ Evaluation Evaluator::run(const std::vector<int32_t>& unordered, bool largest_co
   }
   result.summary = metrics.summary();
   return result;
+}
+
+std::string patient_table_csv(const MetricsSummary& summary) {
+  const auto six_decimals = [](double value) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.6f", value);
+    return std::string(text);
+  };
+  std::string text = "patient,slices,dice,iou,true_voxels,predicted_voxels\n";
+  for (const VolumeMetrics& v : summary.volumes) {
+    text += csv_line({v.name, std::to_string(v.slices), six_decimals(v.confusion.dice()),
+                      six_decimals(v.confusion.iou()), std::to_string(v.confusion.truth()),
+                      std::to_string(v.confusion.predicted())}) +
+            "\n";
+  }
+  return text;
 }
 
 }  // namespace unet

@@ -1,5 +1,5 @@
 // Tensor-core feature kernels for the dialect tests; see tensor_core_kernels.h.
-#include "tests/features/tensor_core_kernels.h"
+#include "tests/kernels/sim/tensor_core_kernels.h"
 
 #include "kernels/dialect.h"
 #include "kernels/tensor_core.h"

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernels/rounding.h"
-#include "tests/features/tensor_core_kernels.h"
+#include "tests/kernels/sim/tensor_core_kernels.h"
 #include "tests/test_util.h"
 
 using namespace unet;

@@ -9,6 +9,8 @@ packages=(
   catch2                                    # tests (Debian's Catch2 v2)
   libbenchmark-dev                          # benchmarks
   libtiff-dev libstb-dev                    # image reading (TIFF; PNG/JPEG/BMP) and writing (PNG)
+  nlohmann-json3-dev                        # JSON (safetensors headers, logs, splits)
+  clang-format                              # the sources' format (.clang-format)
   python3-torch python3-numpy               # the PyTorch oracle for the tests, for /usr/bin/python3
 )
 
@@ -31,7 +33,7 @@ else
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The SASS gate (tools/check_sass.py, CTest label sass) reads the cuda kernel library with
+# The SASS gate (scripts/check_sass.py, CTest label sass) reads the cuda kernel library with
 # cuobjdump, which this toolkit lacks: NVIDIA's wheels provide it, for the python3 first on PATH
 # (the one CTest runs the gate with). 13.2.51 is the oldest release on PyPI; it reads nvcc 13.0's
 # sm_90 code.

@@ -3,8 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include "kernels/sim/runtime.h"
-#include "tests/features/feature_kernels.h"
-#include "tests/features/tensor_core_kernels.h"
+#include "tests/kernels/sim/feature_kernels.h"
+#include "tests/kernels/sim/tensor_core_kernels.h"
 #include "tests/test_util.h"
 
 using namespace unet;
@@ -32,7 +32,7 @@ using TensorCore = TensorCoreKernels<DeviceKind::sim>;
 TEST_CASE("lanes of a warp at two different mma.sync calls are reported", "[sim][errors][tensor-core]") {
   CHECK_THROWS_WITH(TensorCore::divergent_mma({}),
                     Catch::Contains("divergent_mma_kernel") && Catch::Contains("warp-level divergence") &&
-                        Catch::Contains("mma.sync.m16n8k8.tf32 (features/tensor_core_kernels.cu:"));
+                        Catch::Contains("mma.sync.m16n8k8.tf32 (sim/tensor_core_kernels.cu:"));
 }
 
 TEST_CASE("an mma.sync whose other lanes have returned is reported", "[sim][errors][tensor-core]") {

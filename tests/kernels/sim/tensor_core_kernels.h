@@ -1,6 +1,6 @@
 // Kernels that exercise the tensor-core instructions of the dialect (kernels/tensor_core.h) one at
-// a time, for known-answer tests on sim and on cuda (tests/test_tensor_core_features.cpp), and
-// misuse kernels whose errors the sim runtime must report (tests/test_sim_errors.cpp).
+// a time, for known-answer tests on sim and on cuda (tests/kernels/sim/test_tensor_core_features.cpp), and
+// misuse kernels whose errors the sim runtime must report (tests/kernels/sim/test_sim_errors.cpp).
 #pragma once
 
 #include <cstdint>
