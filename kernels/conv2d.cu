@@ -16,6 +16,13 @@
 //      most 8, such as the 1x1 output head) has its own forward and backward_weight, one thread per
 //      pixel or per weight column reading contiguous channels, since a GEMM tile would be mostly
 //      empty.
+//   3  implicit GEMM on tensor cores in TF32 (kernels/conv_mma.h): the same GEMMs as version 2, a
+//      128 x 64 block tile of 4 warps on mma.sync m16n8k8, K-steps of 16 through a 3-stage
+//      cp.async pipeline, operands rounded with cvt.rna as they leave shared memory (fp32
+//      storage); forward fuses bias and ReLU, the gradients the ReLU mask (copied beside g,
+//      applied as it leaves shared memory); backward_weight splits the pixels into fixed chunks
+//      and sums their partials in order, like version 2. Compared with cpu::conv2d_*_tf32, not
+//      with the fp32 reference. Not the default: version 0 stays version 2.
 // backward_bias has one version: the deterministic two-pass column sum shared with
 // conv_transpose2d (column_sum.h), masked by the ReLU's output.
 #include "kernels/conv2d.h"
@@ -27,6 +34,7 @@
 #include "kernels/column_sum.h"
 #include "kernels/dialect.h"
 #include "kernels/conv_gemm.h"
+#include "kernels/conv_mma.h"
 
 namespace unet::KERNEL_BACKEND {
 
@@ -473,6 +481,262 @@ __global__ void conv2d_backward_weight_thin_kernel2(Conv2dShape shape, const flo
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// kernels: version 3, implicit GEMM on tensor cores in TF32 (kernels/conv_mma.h)
+
+// forward: A row = the pixel's channels k0 .. k0 + 15 at the tap's shifted pixel (null outside the
+// image), B row = the output channel's weights of the tap, the same channels.
+template <bool kVector>
+struct ForwardTiles3 {
+  static constexpr int kStageFloats = (mma::kTileM + mma::kTileN) * mma::kRowFloats;  // A, then B
+  Conv2dShape shape;
+  const float* x;
+  int x_stride;
+  const float* weight;
+  int block_pixel, block_channel;
+  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), channels k0 .. k0 + 15
+
+  __device__ int steps() const {
+    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_in, mma::kTileK));
+  }
+  __device__ void copy(float* stage) const {
+    float* a = stage;
+    float* b = stage + mma::kTileM * mma::kRowFloats;
+    const int dr = r - shape.k / 2, ds = s - shape.k / 2;
+    const int pixels = shape.n * shape.h * shape.w;
+    const auto a_row = [&](int row) -> const float* {
+      const int pixel = block_pixel + row;
+      if (pixel >= pixels || !inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
+      return x + int64_t{pixel + dr * shape.w + ds} * x_stride;
+    };
+    mma::copy_slice<mma::kTileM, mma::kTileK, mma::kRowFloats, kVector>(a, a_row, x, k0, shape.c_in);
+    const int window = shape.k * shape.k * shape.c_in, tap = (r * shape.k + s) * shape.c_in;
+    const auto b_row = [&](int row) -> const float* {
+      const int o = block_channel + row;
+      return o < shape.c_out ? weight + int64_t{o} * window + tap : nullptr;
+    };
+    mma::copy_slice<mma::kTileN, mma::kTileK, mma::kRowFloats, kVector>(b, b_row, weight, k0, shape.c_in);
+  }
+  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
+    const float* b = stage + mma::kTileM * mma::kRowFloats;
+    mma::multiply_stage([&](int m, int k) { return mma::k_contiguous(stage, m, k); },
+                        [&](int n, int k) { return mma::k_contiguous(b, n, k); }, acc);
+  }
+  __device__ void advance() {
+    k0 += mma::kTileK;
+    if (k0 < shape.c_in) return;
+    k0 = 0;
+    if (++s < shape.k) return;
+    s = 0;
+    ++r;
+  }
+};
+
+template <bool kVector>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_forward_kernel3(
+    Conv2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ weight,
+    const float* __restrict__ bias, bool relu, float* __restrict__ y, int y_stride) {
+  DYNAMIC_SHARED(float, shared);
+  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  ForwardTiles3<kVector> tiles{shape, x, x_stride, weight, block_pixel, block_channel};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  const int pixels = shape.n * shape.h * shape.w;
+  UNET_UNROLL
+  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+      UNET_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int pixel = block_pixel + mma::accumulator_row(mi, i), o = block_channel + mma::accumulator_col(ni, i);
+        if (pixel >= pixels || o >= shape.c_out) continue;
+        const float value = acc[mi][ni][i] + (bias != nullptr ? bias[o] : 0.0f);
+        y[int64_t{pixel} * y_stride + o] = relu ? fmaxf(value, 0.0f) : value;
+      }
+    }
+  }
+}
+
+// backward_data: A row = g at the output pixel that saw this pixel through the tap, (pad - r,
+// pad - s) away, output channels k0 .. k0 + 15 (K-contiguous); with kMasked the ReLU's output at
+// the same place, applied as A leaves shared memory; B = W(o, t, .), one K-major row per output
+// channel o, the block's 64 input channels contiguous.
+template <bool kVector, bool kMasked>
+struct DataTiles3 {
+  static constexpr int kSliceA = mma::kTileM * mma::kRowFloats;
+  static constexpr int kSliceB = mma::kTileK * mma::kColumnFloats;
+  static constexpr int kStageFloats = kSliceA + kSliceB + (kMasked ? kSliceA : 0);  // A, B, then the mask
+  Conv2dShape shape;
+  const float* dy;
+  int dy_stride;
+  const float* relu_output;
+  int relu_output_stride;
+  const float* weight;
+  int block_pixel, block_channel;
+  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), output channels k0 .. k0 + 15
+
+  __device__ int steps() const {
+    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_out, mma::kTileK));
+  }
+  // The flat index of the output pixel whose gradient row `row` of A reads, or -1 (padding).
+  __device__ int64_t source_pixel(int row) const {
+    const int pixel = block_pixel + row, dr = shape.k / 2 - r, ds = shape.k / 2 - s;
+    if (pixel >= shape.n * shape.h * shape.w) return -1;
+    if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return -1;
+    return pixel + dr * shape.w + ds;
+  }
+  __device__ void copy(float* stage) const {
+    const auto a_row = [&](int row) -> const float* {
+      const int64_t source = source_pixel(row);
+      return source < 0 ? nullptr : dy + source * dy_stride;
+    };
+    mma::copy_slice<mma::kTileM, mma::kTileK, mma::kRowFloats, kVector>(stage, a_row, dy, k0, shape.c_out);
+    if constexpr (kMasked) {
+      const auto mask_row = [&](int row) -> const float* {
+        const int64_t source = source_pixel(row);
+        return source < 0 ? nullptr : relu_output + source * relu_output_stride;
+      };
+      mma::copy_slice<mma::kTileM, mma::kTileK, mma::kRowFloats, kVector>(stage + kSliceA + kSliceB, mask_row,
+                                                                          relu_output, k0, shape.c_out);
+    }
+    const auto b_row = [&](int k) -> const float* {
+      const int o = k0 + k;
+      return o < shape.c_out ? weight + (int64_t{o} * shape.k * shape.k + r * shape.k + s) * shape.c_in : nullptr;
+    };
+    mma::copy_slice<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA, b_row, weight,
+                                                                            block_channel, shape.c_in);
+  }
+  __device__ void advance() {
+    k0 += mma::kTileK;
+    if (k0 < shape.c_out) return;
+    k0 = 0;
+    if (++s < shape.k) return;
+    s = 0;
+    ++r;
+  }
+  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
+    const float* b = stage + kSliceA;
+    const float* mask = stage + kSliceA + kSliceB;
+    const auto a = [&](int m, int k) {
+      const float g = mma::k_contiguous(stage, m, k);
+      return !kMasked || mma::k_contiguous(mask, m, k) > 0.0f ? g : 0.0f;
+    };
+    mma::multiply_stage(a, [&](int n, int k) { return mma::k_major<mma::kColumnFloats>(b, n, k); }, acc);
+  }
+};
+
+template <bool kVector, bool kMasked>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_data_kernel3(
+    Conv2dShape shape, const float* __restrict__ dy, int dy_stride, const float* __restrict__ relu_output,
+    int relu_output_stride, const float* __restrict__ weight, float beta, float* __restrict__ dx, int dx_stride) {
+  DYNAMIC_SHARED(float, shared);
+  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  DataTiles3<kVector, kMasked> tiles{shape, dy, dy_stride, relu_output, relu_output_stride, weight, block_pixel,
+                                     block_channel};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  const int pixels = shape.n * shape.h * shape.w;
+  UNET_UNROLL
+  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+      UNET_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int pixel = block_pixel + mma::accumulator_row(mi, i), c = block_channel + mma::accumulator_col(ni, i);
+        if (pixel >= pixels || c >= shape.c_in) continue;
+        float& out = dx[int64_t{pixel} * dx_stride + c];
+        out = beta == 0.0f ? acc[mi][ni][i] : beta * out + acc[mi][ni][i];  // beta = 0 overwrites, even NaN
+      }
+    }
+  }
+}
+
+// backward_weight, one chunk of pixels (blockIdx.z): A ((tap, Cin) x pixels) is x at each pixel
+// shifted by the row's tap, stored K-major (a pixel's 128 (tap, i) values in a row; with kVector
+// Cin is a multiple of 4, so a 4-float chunk never straddles two taps); B (pixels x Cout) is g,
+// K-major, with the ReLU's output beside it when kMasked.
+template <bool kVector, bool kMasked>
+struct WeightTiles3 {
+  static constexpr int kSliceA = mma::kTileK * mma::kWideColumnFloats;
+  static constexpr int kSliceB = mma::kTileK * mma::kColumnFloats;
+  static constexpr int kStageFloats = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
+  Conv2dShape shape;
+  const float* x;
+  int x_stride;
+  const float* dy;
+  int dy_stride;
+  const float* relu_output;
+  int relu_output_stride;
+  int block_row, block_channel;  // the tile's first (tap, i) row of dW and first output channel
+  int begin, end;                // this chunk's pixels
+  int p0 = 0;                    // the K-step: pixels begin + p0 .. + 15
+
+  __device__ int steps() const { return static_cast<int>(ceil_div(end - begin, mma::kTileK)); }
+  __device__ void copy(float* stage) const {
+    const int window = shape.k * shape.k * shape.c_in;
+    const auto a_chunk = [&](int k, int col) -> const float* {
+      const int pixel = begin + p0 + k, m = block_row + col;
+      if (pixel >= end || m >= window) return nullptr;
+      const int tap = m / shape.c_in, dr = tap / shape.k - shape.k / 2, ds = tap % shape.k - shape.k / 2;
+      if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
+      return x + int64_t{pixel + dr * shape.w + ds} * x_stride + m % shape.c_in;
+    };
+    mma::copy_chunks<mma::kTileK, mma::kTileM, mma::kWideColumnFloats, kVector>(stage, a_chunk, x);
+    const auto g_row = [&](int k) -> const float* {
+      return begin + p0 + k < end ? dy + int64_t{begin + p0 + k} * dy_stride : nullptr;
+    };
+    mma::copy_slice<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA, g_row, dy,
+                                                                            block_channel, shape.c_out);
+    if constexpr (kMasked) {
+      const auto mask_row = [&](int k) -> const float* {
+        return begin + p0 + k < end ? relu_output + int64_t{begin + p0 + k} * relu_output_stride : nullptr;
+      };
+      mma::copy_slice<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA + kSliceB, mask_row,
+                                                                              relu_output, block_channel, shape.c_out);
+    }
+  }
+  __device__ void advance() { p0 += mma::kTileK; }
+  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
+    const float* b = stage + kSliceA;
+    const float* mask = stage + kSliceA + kSliceB;
+    const auto g = [&](int n, int k) {
+      const float value = mma::k_major<mma::kColumnFloats>(b, n, k);
+      return !kMasked || mma::k_major<mma::kColumnFloats>(mask, n, k) > 0.0f ? value : 0.0f;
+    };
+    mma::multiply_stage([&](int m, int k) { return mma::k_major<mma::kWideColumnFloats>(stage, m, k); }, g, acc);
+  }
+};
+
+// Writes this chunk's partial dW, laid out as dW: partial[chunk][o][(tap, i)].
+template <bool kVector, bool kMasked>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_weight_kernel3(
+    Conv2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ dy, int dy_stride,
+    const float* __restrict__ relu_output, int relu_output_stride, int chunk, float* __restrict__ partial) {
+  DYNAMIC_SHARED(float, shared);
+  const int pixels = shape.n * shape.h * shape.w, window = shape.k * shape.k * shape.c_in;
+  const int begin = blockIdx.z * chunk, end = pixels < begin + chunk ? pixels : begin + chunk;
+  const int block_row = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  WeightTiles3<kVector, kMasked> tiles{shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride,
+                                       block_row, block_channel, begin, end};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  float* out = partial + int64_t{blockIdx.z} * shape.c_out * window;
+  UNET_UNROLL
+  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+      UNET_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int m = block_row + mma::accumulator_row(mi, i), o = block_channel + mma::accumulator_col(ni, i);
+        if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = acc[mi][ni][i];
+      }
+    }
+  }
+}
+
 }  // namespace unet::KERNEL_BACKEND
 
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +755,47 @@ int64_t window(const Conv2dShape& shape) { return int64_t{shape.k} * shape.k * s
 // in a GPU's memory. (Asserted, not thrown: the kernel libraries define no exception types.)
 void check_shape([[maybe_unused]] const Conv2dShape& shape) {
   assert(pixel_count(shape) <= INT_MAX && int64_t{shape.c_out} * window(shape) <= INT_MAX);
+}
+
+// Version 3's dynamic shared memory: its pipeline's stages.
+template <class Tiles>
+constexpr size_t shared_bytes() {
+  return size_t{mma::kStages} * Tiles::kStageFloats * sizeof(float);
+}
+
+dim3 mma_grid(int64_t m, int64_t n) {
+  return dim3(static_cast<unsigned>(ceil_div(m, mma::kTileM)), static_cast<unsigned>(ceil_div(n, mma::kTileN)));
+}
+
+template <bool kVector, bool kMasked>
+void launch_backward_data3(const Conv2dShape& shape, const float* dy, int dy_stride, const float* relu_output,
+                           int relu_output_stride, const float* weight, float beta, float* dx, int dx_stride,
+                           Stream stream) {
+  const auto kernel = KERNEL(conv2d_backward_data_kernel3<kVector, kMasked>);
+  constexpr size_t bytes = shared_bytes<DataTiles3<kVector, kMasked>>();
+  allow_dynamic_shared(kernel, bytes);
+  launch(kernel, mma_grid(pixel_count(shape), shape.c_in), dim3(mma::kThreads), bytes, stream, shape, dy, dy_stride,
+         relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+}
+
+// How version 3 splits a weight gradient's pixels: enough chunks to fill the GPU (as version 2).
+gemm::PixelSplit weight_split3(const Conv2dShape& shape) {
+  const int64_t tiles = ceil_div(window(shape), mma::kTileM) * ceil_div(shape.c_out, mma::kTileN);
+  return gemm::split_pixels(pixel_count(shape), tiles);
+}
+
+template <bool kVector, bool kMasked>
+void launch_backward_weight3(const Conv2dShape& shape, const float* x, int x_stride, const float* dy,
+                             int dy_stride, const float* relu_output, int relu_output_stride, float* partial,
+                             Stream stream) {
+  const auto kernel = KERNEL(conv2d_backward_weight_kernel3<kVector, kMasked>);
+  constexpr size_t bytes = shared_bytes<WeightTiles3<kVector, kMasked>>();
+  allow_dynamic_shared(kernel, bytes);
+  const gemm::PixelSplit split = weight_split3(shape);
+  const dim3 grid(static_cast<unsigned>(ceil_div(window(shape), mma::kTileM)),
+                  static_cast<unsigned>(ceil_div(shape.c_out, mma::kTileN)), static_cast<unsigned>(split.splits));
+  launch(kernel, grid, dim3(mma::kThreads), bytes, stream, shape, x, x_stride, dy, dy_stride, relu_output,
+         relu_output_stride, static_cast<int>(split.chunk), partial);
 }
 
 dim3 gemm_grid(int64_t m, int64_t n, int bn, int64_t z = 1) {
@@ -525,6 +830,17 @@ void Conv2d<D>::forward(const Conv2dShape& shape, const float* x, int x_stride, 
   if (version == 1) {
     launch_flat(KERNEL(conv2d_forward_kernel1), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride, weight,
                 bias, relu, y, y_stride);
+    return;
+  }
+  if (version == tensor_core_version) {
+    const dim3 grid = mma_grid(pixel_count(shape), shape.c_out);
+    if (quads_fit({x, weight}, {shape.c_in, x_stride})) {
+      launch(KERNEL(conv2d_forward_kernel3<true>), grid, dim3(mma::kThreads), shared_bytes<ForwardTiles3<true>>(),
+             stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
+    } else {
+      launch(KERNEL(conv2d_forward_kernel3<false>), grid, dim3(mma::kThreads), shared_bytes<ForwardTiles3<false>>(),
+             stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
+    }
     return;
   }
   const bool vector_in = quads_fit({x, weight}, {shape.c_in, x_stride});
@@ -565,6 +881,13 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
   }
   const bool vector_in = quads_fit({dy, weight}, {shape.c_out, shape.c_in, dy_stride}) &&
                          (relu_output == nullptr || quads_fit({relu_output}, {relu_output_stride}));
+  if (version == tensor_core_version) {
+    const bool masked = relu_output != nullptr;
+    auto* run = vector_in ? (masked ? &launch_backward_data3<true, true> : &launch_backward_data3<true, false>)
+                          : (masked ? &launch_backward_data3<false, true> : &launch_backward_data3<false, false>);
+    run(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride, stream);
+    return;
+  }
   const bool vector_out = quads_fit({dx}, {shape.c_in, dx_stride});
   gemm::with_tile(shape.c_in <= 64 ? 64 : 128, vector_in, [&]<int BN, bool kVector>() {
     launch(KERNEL(conv2d_backward_data_kernel2<BN, kVector>), gemm_grid(pixel_count(shape), shape.c_in, BN),
@@ -576,6 +899,9 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
 template <DeviceKind D>
 size_t Conv2d<D>::backward_weight_workspace(const Conv2dShape& shape, int version) {
   if (version == 1) return 0;
+  if (version == tensor_core_version) {
+    return static_cast<size_t>(weight_split3(shape).splits * shape.c_out * window(shape)) * sizeof(float);
+  }
   return static_cast<size_t>(weight_plan(shape).split.splits * shape.c_out * window(shape)) * sizeof(float);
 }
 
@@ -591,8 +917,19 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const float* x, int x_
                 relu_output_stride, beta, dweight);
     return;
   }
-  const WeightPlan plan = weight_plan(shape);
   auto* partial = static_cast<float*>(workspace);
+  if (version == tensor_core_version) {
+    const bool vector_in = quads_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride}) &&
+                           (relu_output == nullptr || quads_fit({relu_output}, {relu_output_stride}));
+    const bool masked = relu_output != nullptr;
+    auto* run = vector_in ? (masked ? &launch_backward_weight3<true, true> : &launch_backward_weight3<true, false>)
+                          : (masked ? &launch_backward_weight3<false, true> : &launch_backward_weight3<false, false>);
+    const int64_t splits = weight_split3(shape).splits;
+    if (splits > 0) run(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, partial, stream);
+    ColumnSum<D>::sum_partials(splits, weights, partial, beta, dweight, stream);
+    return;
+  }
+  const WeightPlan plan = weight_plan(shape);
   if (plan.split.splits > 0) {
     const int chunk = static_cast<int>(plan.split.chunk);
     const int64_t splits = plan.split.splits;

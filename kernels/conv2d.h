@@ -51,6 +51,22 @@ template <class T>
 void conv2d_backward_bias(const Conv2dShape& shape, const T* dy, int dy_stride, const T* relu_output,
                           int relu_output_stride, T beta, T* dbias);
 
+// The reference at the rounding points of the TF32 tensor-core kernel (version 3): x and the
+// weights rounded to tf32 (cvt.rna, kernels/rounding.h) where the kernel rounds them, the products
+// and their sums in T, the bias added unrounded. It differs from the kernel only by the order
+// (and, on hardware, the internal precision) of the additions.
+template <class T>
+void conv2d_forward_tf32(const Conv2dShape& shape, const float* x, int x_stride, const float* weight,
+                         const float* bias, bool relu, T* y, int y_stride);
+// The same for backward_data (g = dy, masked, and the weights rounded) and backward_weight (x and g
+// rounded).
+template <class T>
+void conv2d_backward_data_tf32(const Conv2dShape& shape, const float* dy, int dy_stride, const float* relu_output,
+                               int relu_output_stride, const float* weight, T beta, T* dx, int dx_stride);
+template <class T>
+void conv2d_backward_weight_tf32(const Conv2dShape& shape, const float* x, int x_stride, const float* dy,
+                                 int dy_stride, const float* relu_output, int relu_output_stride, T beta,
+                                 T* dweight);
 // The cpu device's kernels: the same passes and arguments, float only, as implicit GEMMs with
 // AVX2/FMA or generic micro-kernels (conv2d_fast_cpu.cpp, gemm_cpu.h, chosen by cpu_kernels.h). The
 // results are the same bits for any thread count.
@@ -69,10 +85,13 @@ void conv2d_backward_bias(const Conv2dShape& shape, const float* dy, int dy_stri
 
 // The CUDA kernels' launchers, compiled from conv2d.cu for sim and for cuda. `version` 0 is the
 // default (fastest); 1 is the first, simplest correct kernel, kept for teaching and testing. The
-// versions are listed in conv2d.cu's header.
+// versions are listed in conv2d.cu's header. Versions 1 .. `versions` compute in fp32;
+// `tensor_core_version` in TF32 (backward_bias has one version for all), and is compared with
+// cpu::conv2d_*_tf32.
 template <DeviceKind D>
 struct Conv2d {
   static constexpr int versions = 2;
+  static constexpr int tensor_core_version = 3;
 
   static void forward(const Conv2dShape& shape,
                       const float* x, int x_stride,       // (N, H, W, Cin), pixel stride >= Cin

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/conv2d.h"
+#include "kernels/rounding.h"
 
 namespace unet::cpu {
 
@@ -131,11 +132,59 @@ void conv2d_backward_bias(const Conv2dShape& s, const T* dy, int dy_stride, cons
   }
 }
 
+template <class T>
+void conv2d_forward_tf32(const Conv2dShape& s, const float* x, int x_stride, const float* weight, const float* bias,
+                         bool relu, T* y, int y_stride) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  // The operands as the tensor cores see them: dense copies, rounded once.
+  std::vector<T> x_tf32(static_cast<size_t>(pixels) * s.c_in), weight_tf32(int64_t{s.c_out} * s.k * s.k * s.c_in);
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int i = 0; i < s.c_in; ++i) x_tf32[p * s.c_in + i] = round_to_tf32(x[p * x_stride + i]);
+  }
+  for (size_t j = 0; j < weight_tf32.size(); ++j) weight_tf32[j] = round_to_tf32(weight[j]);
+  std::vector<T> bias_t;
+  if (bias != nullptr) bias_t.assign(bias, bias + s.c_out);
+  conv2d_forward(s, x_tf32.data(), s.c_in, weight_tf32.data(), bias ? bias_t.data() : nullptr, relu, y, y_stride);
+}
+
+template <class T>
+void conv2d_backward_data_tf32(const Conv2dShape& s, const float* dy, int dy_stride, const float* relu_output,
+                               int relu_output_stride, const float* weight, T beta, T* dx, int dx_stride) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  std::vector<T> g_tf32(static_cast<size_t>(pixels) * s.c_out), weight_tf32(int64_t{s.c_out} * s.k * s.k * s.c_in);
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int o = 0; o < s.c_out; ++o) {
+      g_tf32[p * s.c_out + o] = round_to_tf32(output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o));
+    }
+  }
+  for (size_t j = 0; j < weight_tf32.size(); ++j) weight_tf32[j] = round_to_tf32(weight[j]);
+  conv2d_backward_data<T>(s, g_tf32.data(), s.c_out, nullptr, 0, weight_tf32.data(), beta, dx, dx_stride);
+}
+
+template <class T>
+void conv2d_backward_weight_tf32(const Conv2dShape& s, const float* x, int x_stride, const float* dy, int dy_stride,
+                                 const float* relu_output, int relu_output_stride, T beta, T* dweight) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  std::vector<T> x_tf32(static_cast<size_t>(pixels) * s.c_in), g_tf32(static_cast<size_t>(pixels) * s.c_out);
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int i = 0; i < s.c_in; ++i) x_tf32[p * s.c_in + i] = round_to_tf32(x[p * x_stride + i]);
+    for (int o = 0; o < s.c_out; ++o) {
+      g_tf32[p * s.c_out + o] = round_to_tf32(output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o));
+    }
+  }
+  conv2d_backward_weight<T>(s, x_tf32.data(), s.c_in, g_tf32.data(), s.c_out, nullptr, 0, beta, dweight);
+}
+
 #define UNET_CONV2D_REFERENCE(T)                                                                                  \
   template void conv2d_forward(const Conv2dShape&, const T*, int, const T*, const T*, bool, T*, int);             \
   template void conv2d_backward_data(const Conv2dShape&, const T*, int, const T*, int, const T*, T, T*, int);     \
   template void conv2d_backward_weight(const Conv2dShape&, const T*, int, const T*, int, const T*, int, T, T*); \
-  template void conv2d_backward_bias(const Conv2dShape&, const T*, int, const T*, int, T, T*);
+  template void conv2d_backward_bias(const Conv2dShape&, const T*, int, const T*, int, T, T*);                  \
+  template void conv2d_forward_tf32(const Conv2dShape&, const float*, int, const float*, const float*, bool, T*, int); \
+  template void conv2d_backward_data_tf32(const Conv2dShape&, const float*, int, const float*, int, const float*, T,  \
+                                          T*, int);                                                                 \
+  template void conv2d_backward_weight_tf32(const Conv2dShape&, const float*, int, const float*, int, const float*,   \
+                                            int, T, T*);
 UNET_CONV2D_REFERENCE(float)
 UNET_CONV2D_REFERENCE(double)
 #undef UNET_CONV2D_REFERENCE

@@ -2,8 +2,10 @@
 // fibers, and turns every barrier misuse into an error that names the kernel and the source lines.
 #include "kernels/sim/runtime.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -14,6 +16,13 @@ namespace unet::sim {
 namespace {
 
 enum class ThreadState { ready, at_block_barrier, at_warp_barrier, finished, failed };
+
+// A cp.async in flight: the bytes it will write, read when it was issued.
+struct PendingCopy {
+  unsigned char* destination;
+  unsigned char data[16];
+  int bytes;
+};
 
 struct SimThread {
   Fiber* fiber = nullptr;
@@ -28,6 +37,13 @@ struct SimThread {
   int lane_arg = 0;
   int width = 32;
   uint64_t result = 0;
+  // At a warp collective: its name, operands and the body that completes it.
+  const char* collective = nullptr;
+  void* operands = nullptr;
+  CollectiveBody complete = nullptr;
+  // Its cp.async copies: issued since the last commit, and committed groups oldest first.
+  std::vector<PendingCopy> open_group;
+  std::vector<std::vector<PendingCopy>> committed_groups;
 };
 
 struct BlockRun {
@@ -46,20 +62,19 @@ struct Runtime {
   std::unique_ptr<unsigned char[]> dynamic_shared;
   std::map<const void*, size_t> dynamic_shared_limits;
   std::map<std::string, int64_t> launch_counts;
+  uint64_t schedule_seed = initial_schedule_seed();
+  uint64_t schedule_state = 0;  // the shuffle's generator, restarted from the seed at each launch
+  std::vector<int> order;       // the order of the current scheduling pass
+
+  static uint64_t initial_schedule_seed() {
+    const char* text = std::getenv("UNET_SIM_SEED");
+    return text != nullptr ? std::strtoull(text, nullptr, 10) : 1;
+  }
 };
 
 Runtime& runtime() {
   static Runtime instance;
   return instance;
-}
-
-// "kernels/relu.cu:42": enough of the path to find the line, short enough to read.
-std::string where(const std::source_location& site) {
-  std::string path = site.file_name();
-  size_t cut = path.rfind('/');
-  if (cut != std::string::npos && cut > 0) cut = path.rfind('/', cut - 1);
-  if (cut != std::string::npos) path = path.substr(cut + 1);
-  return path + ":" + std::to_string(site.line());
 }
 
 std::string coordinates(const uint3& v) {
@@ -76,9 +91,11 @@ std::string hex(unsigned mask) {
   return text;
 }
 
-// Called on a thread's own fiber: unwinds the thread's frames (so nothing it holds leaks) to
-// thread_main, which records the error for the scheduler to throw.
-[[noreturn]] void fail_thread(const std::string& message) { throw KernelError(message); }
+std::string hex_address(const void* p) {
+  char text[24];
+  std::snprintf(text, sizeof text, "%p", p);
+  return text;
+}
 
 void thread_main(void* arg) {
   auto& thread = *static_cast<SimThread*>(arg);
@@ -93,6 +110,31 @@ void thread_main(void* arg) {
     return;
   }
   thread.state = ThreadState::finished;
+}
+
+std::string operation_name(const SimThread& thread) {
+  return thread.op == WarpOp::collective ? thread.collective : warp_op_name(thread.op);
+}
+
+bool same_site(const std::source_location& a, const std::source_location& b) {
+  return a.line() == b.line() && std::strcmp(a.file_name(), b.file_name()) == 0;
+}
+
+// Every lane of the warp is at a collective: check that it is one instruction, then run it.
+void complete_collective(std::vector<SimThread>& threads, int warp_base) {
+  const SimThread& first = threads[warp_base];
+  void* lanes[32];
+  for (int lane = 0; lane < 32; ++lane) {
+    const SimThread& thread = threads[warp_base + lane];
+    if (thread.op != WarpOp::collective || !same_site(thread.site, first.site) || thread.complete != first.complete) {
+      fail_thread("warp-level divergence: lane " + std::to_string(lane) + " is at " + operation_name(thread) + " (" +
+                  where(thread.site) + ") while lane 0 is at " + operation_name(first) + " (" + where(first.site) +
+                  "); a warp-collective instruction needs every lane at the same call");
+    }
+    lanes[lane] = thread.operands;
+  }
+  first.complete(lanes, first.site);
+  for (int lane = 0; lane < 32; ++lane) threads[warp_base + lane].state = ThreadState::ready;
 }
 
 int source_lane(const SimThread& thread, int lane) {
@@ -113,14 +155,15 @@ int source_lane(const SimThread& thread, int lane) {
 // The last lane of `mask` has arrived: compute every lane's result and let them all go.
 void complete_warp_operation(std::vector<SimThread>& threads, int warp_base, unsigned mask) {
   const SimThread& first = threads[warp_base + __builtin_ctz(mask)];
+  if (first.op == WarpOp::collective) return complete_collective(threads, warp_base);
   uint64_t ballot = 0;
   for (int lane = 0; lane < 32; ++lane) {
     if (!(mask >> lane & 1)) continue;
     const SimThread& thread = threads[warp_base + lane];
     if (thread.op != first.op || thread.mask != first.mask) {
-      fail_thread("warp-level divergence: lane " + std::to_string(lane) + " is at " + warp_op_name(thread.op) +
+      fail_thread("warp-level divergence: lane " + std::to_string(lane) + " is at " + operation_name(thread) +
                   " (" + where(thread.site) + ", mask " + hex(thread.mask) + ") while lane " +
-                  std::to_string(__builtin_ctz(mask)) + " is at " + warp_op_name(first.op) + " (" +
+                  std::to_string(__builtin_ctz(mask)) + " is at " + operation_name(first) + " (" +
                   where(first.site) + ", mask " + hex(first.mask) + ")");
     }
     if (thread.value != 0) ballot |= uint64_t{1} << lane;
@@ -148,7 +191,7 @@ std::string describe_wait(const SimThread& thread) {
     case ThreadState::finished: return "has returned";
     case ThreadState::at_block_barrier: return "waits at __syncthreads (" + where(thread.site) + ")";
     case ThreadState::at_warp_barrier:
-      return std::string("waits at ") + warp_op_name(thread.op) + " (" + where(thread.site) + ")";
+      return "waits at " + operation_name(thread) + " (" + where(thread.site) + ")";
     default: return "is running";
   }
 }
@@ -166,7 +209,7 @@ void resolve_barriers(BlockRun& block) {
         const SimThread& partner = block.threads[warp_base + other];
         if ((thread.mask >> other & 1) && partner.state != ThreadState::at_warp_barrier) {
           throw KernelError(block_label(block) + ": thread " + coordinates(thread.index) + " (lane " +
-                            std::to_string(lane) + ") waits at " + warp_op_name(thread.op) + " (" +
+                            std::to_string(lane) + ") waits at " + operation_name(thread) + " (" +
                             where(thread.site) + ") for lane " + std::to_string(other) + " of mask " +
                             hex(thread.mask) + ", which " + describe_wait(partner));
         }
@@ -193,6 +236,20 @@ void resolve_barriers(BlockRun& block) {
   }
 }
 
+// The order of the next scheduling pass: thread order for seed 0, else a Fisher-Yates shuffle
+// drawn from splitmix64.
+void shuffle_order(Runtime& rt) {
+  for (int i = 0; i < static_cast<int>(rt.order.size()); ++i) rt.order[i] = i;
+  if (rt.schedule_seed == 0) return;
+  for (int i = static_cast<int>(rt.order.size()) - 1; i > 0; --i) {
+    uint64_t z = (rt.schedule_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    std::swap(rt.order[i], rt.order[z % static_cast<uint64_t>(i + 1)]);
+  }
+}
+
 void run_block(Runtime& rt, dim3 block_dim) {
   BlockRun& block = rt.block;
   const int count = static_cast<int>(block_dim.x * block_dim.y * block_dim.z);
@@ -207,9 +264,12 @@ void run_block(Runtime& rt, dim3 block_dim) {
                     linear / (block_dim.x * block_dim.y)};
     fiber_start(*thread.fiber, &thread_main, &thread);
   }
+  rt.order.resize(count);
   for (;;) {
+    shuffle_order(rt);
     bool all_finished = true;
-    for (SimThread& thread : block.threads) {
+    for (int index : rt.order) {
+      SimThread& thread = block.threads[index];
       if (thread.state == ThreadState::ready) {
         current_coordinates.thread_index = thread.index;
         block.running = &thread;
@@ -227,6 +287,18 @@ void run_block(Runtime& rt, dim3 block_dim) {
 
 }  // namespace
 
+std::string where(const std::source_location& site) {
+  std::string path = site.file_name();
+  size_t cut = path.rfind('/');
+  if (cut != std::string::npos && cut > 0) cut = path.rfind('/', cut - 1);
+  if (cut != std::string::npos) path = path.substr(cut + 1);
+  return path + ":" + std::to_string(site.line());
+}
+
+// Called on a thread's own fiber: unwinds the thread's frames (so nothing it holds leaks) to
+// thread_main, which records the error for the scheduler to throw.
+void fail_thread(const std::string& message) { throw KernelError(message); }
+
 const char* warp_op_name(WarpOp op) {
   switch (op) {
     case WarpOp::sync: return "__syncwarp";
@@ -235,6 +307,7 @@ const char* warp_op_name(WarpOp op) {
     case WarpOp::shfl_down: return "__shfl_down_sync";
     case WarpOp::shfl_xor: return "__shfl_xor_sync";
     case WarpOp::ballot: return "__ballot_sync";
+    case WarpOp::collective: return "a warp-collective instruction";
   }
   return "?";
 }
@@ -281,6 +354,71 @@ uint64_t warp_exchange(WarpOp op, unsigned mask, uint64_t value, int lane_arg, i
   if (everyone_here) complete_warp_operation(block.threads, warp_base, mask);
   fiber_yield(*thread.fiber, runtime().scheduler);
   return thread.result;
+}
+
+void warp_collective(const char* name, void* operands, CollectiveBody complete, const std::source_location& site) {
+  BlockRun& block = runtime().block;
+  SimThread& thread = *block.running;
+  const int lane = thread.linear % 32;
+  const int warp_base = thread.linear - lane;
+  if (static_cast<int>(block.threads.size()) - warp_base < 32) {
+    fail_thread(std::string(name) + " at " + where(site) + ": needs a full warp of 32 threads; this warp has " +
+                std::to_string(block.threads.size() - warp_base));
+  }
+  thread.state = ThreadState::at_warp_barrier;
+  thread.site = site;
+  thread.op = WarpOp::collective;
+  thread.mask = 0xffffffffu;
+  thread.collective = name;
+  thread.operands = operands;
+  thread.complete = complete;
+  bool everyone_here = true;
+  for (int other = 0; other < 32; ++other) {
+    everyone_here = everyone_here && block.threads[warp_base + other].state == ThreadState::at_warp_barrier;
+  }
+  if (everyone_here) complete_warp_operation(block.threads, warp_base, 0xffffffffu);
+  fiber_yield(*thread.fiber, runtime().scheduler);
+}
+
+void cp_async_issue(void* shared_destination, const void* global_source, int bytes, int source_bytes,
+                    const std::source_location& site) {
+  const auto call = [&] { return "cp.async (" + std::to_string(bytes) + " bytes) at " + where(site); };
+  if (bytes != 4 && bytes != 8 && bytes != 16) fail_thread(call() + ": the size must be 4, 8 or 16 bytes");
+  if (source_bytes < 0 || source_bytes > bytes) {
+    fail_thread(call() + ": src-size " + std::to_string(source_bytes) + " is not within 0.." + std::to_string(bytes));
+  }
+  const auto misaligned = [&](const void* p) { return reinterpret_cast<uintptr_t>(p) % bytes != 0; };
+  if (misaligned(shared_destination) || misaligned(global_source)) {
+    fail_thread(call() + ": misaligned address (shared " + hex_address(shared_destination) + ", global " +
+                hex_address(global_source) + "): both must be aligned to the copy size");
+  }
+  PendingCopy copy{static_cast<unsigned char*>(shared_destination), {}, bytes};
+  if (source_bytes > 0) std::memcpy(copy.data, global_source, source_bytes);  // the rest is zero-filled
+  std::memset(shared_destination, 0xff, bytes);  // not there yet: reading it early shows NaN
+  runtime().block.running->open_group.push_back(copy);
+}
+
+void cp_async_commit() {
+  SimThread& thread = *runtime().block.running;
+  thread.committed_groups.push_back(std::move(thread.open_group));
+  thread.open_group.clear();
+}
+
+void cp_async_wait(int pending_groups) {
+  SimThread& thread = *runtime().block.running;
+  auto& groups = thread.committed_groups;
+  const size_t keep = static_cast<size_t>(std::max(pending_groups, 0));
+  if (groups.size() <= keep) return;
+  const size_t landing = groups.size() - keep;
+  for (size_t g = 0; g < landing; ++g) {
+    for (const PendingCopy& copy : groups[g]) std::memcpy(copy.destination, copy.data, copy.bytes);
+  }
+  groups.erase(groups.begin(), groups.begin() + static_cast<std::ptrdiff_t>(landing));
+}
+
+uint64_t set_schedule_seed(uint64_t seed) {
+  std::lock_guard lock(runtime().launch_mutex);
+  return std::exchange(runtime().schedule_seed, seed);
 }
 
 void set_dynamic_shared_limit(const void* kernel, const char* name, size_t bytes) {
@@ -337,6 +475,7 @@ void run_grid(const char* name, const void* kernel, dim3 grid, dim3 block, size_
   rt.block.kernel = name;
   rt.block.body = &thread_body;
   rt.block.error.clear();
+  rt.schedule_state = rt.schedule_seed;  // the same seed schedules a launch the same way every time
   current_coordinates.block_dim = block;
   current_coordinates.grid_dim = grid;
   try {

@@ -12,7 +12,13 @@
 //     are reported as an error naming the kernel and the source lines, instead of hanging.
 // Warp-level operations (__shfl_*_sync, __ballot_sync, __any_sync, __all_sync, __syncwarp) are
 // barriers among the lanes named in their mask; the result of each lane is computed when the last
-// of them arrives.
+// of them arrives. The tensor-core instructions mma.sync and ldmatrix (kernels/tensor_core.h) are
+// such barriers over the whole warp, at one call site; cp.async and its groups are per thread.
+//
+// The order in which the scheduler runs the ready threads (at the start and after every barrier)
+// is a shuffle drawn from a seed (UNET_SIM_SEED in the environment, or set_schedule_seed; 0 means
+// thread order), so that a kernel that relies on one thread running before another without a
+// barrier between them fails for some seed.
 //
 // Everything here lives in namespace unet::sim, like the kernels compiled against it, so a binary
 // can hold the sim and the cuda copies of every kernel side by side.
@@ -94,7 +100,7 @@ inline void __syncthreads(const std::source_location site = std::source_location
   block_barrier(site);
 }
 
-enum class WarpOp { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot };
+enum class WarpOp { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, collective };
 const char* warp_op_name(WarpOp op);
 // Waits for every lane in `mask`, then returns this lane's result: for the shuffles, `value` of the
 // lane chosen by `lane_arg` and `width`; for a ballot, the mask of lanes whose value was non-zero.
@@ -117,6 +123,28 @@ inline int __all_sync(unsigned mask, int predicate,
                       const std::source_location site = std::source_location::current()) {
   return __ballot_sync(mask, predicate, site) == mask;  // every lane of the mask takes part
 }
+
+// A warp-collective instruction `name` (mma.sync, ldmatrix): all 32 lanes of a full warp arrive at
+// the same call site, each with its operands; the last to arrive runs complete(lanes, site) on all
+// of them, which writes each lane's results into its operands (or throws KernelError).
+using CollectiveBody = void (*)(void* const (&lanes)[32], const std::source_location& site);
+void warp_collective(const char* name, void* operands, CollectiveBody complete, const std::source_location& site);
+
+// cp.async as the running thread issues it: checks the sizes and alignment, fills the destination
+// with all-ones bytes (NaN) and keeps the data until the wait_group that covers its group.
+void cp_async_issue(void* shared_destination, const void* global_source, int bytes, int source_bytes,
+                    const std::source_location& site);
+void cp_async_commit();
+void cp_async_wait(int pending_groups);
+
+// The seed of the scheduling order (see the top of this file); returns the previous one.
+uint64_t set_schedule_seed(uint64_t seed);
+
+// Throws KernelError with `message` from the running thread, to be reported with its kernel,
+// block and thread.
+[[noreturn]] void fail_thread(const std::string& message);
+// "kernels/relu.cu:42": enough of the path to find the line, short enough to read.
+std::string where(const std::source_location& site);
 
 template <class T>
 T shuffle(WarpOp op, unsigned mask, T var, int lane_arg, int width, const std::source_location& site) {

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""The static proof that the version-3 kernels use the tensor cores, without a GPU.
+
+Reads the sm_90 SASS and the resource usage of a CUDA kernel library (cuobjdump, from the PyPI
+wheel nvidia-cuda-cuobjdump that scripts/setup.sh installs) and fails unless every kernel whose name
+matches --pattern (default: the version-3 kernels, `<op>_<pass>_kernel3`)
+
+  - contains HMMA (mma.sync) and LDGSTS (cp.async), and LDSM (ldmatrix) if its name says bf16;
+  - does not spill: no LDL/STL instructions, STACK 0 and LOCAL 0;
+  - fits, at the blocks per SM it is designed for (BUDGETS below, the same numbers as its launcher
+    and docs/kernels/convolution.md), in an H100/H200 multiprocessor: 64K registers, allocated per
+    warp in units of 256, and 228 KiB of shared memory (each block's SHARED count includes the
+    1 KiB the system reserves per block), at most 227 KiB + 1 KiB per block.
+
+Usage: check_sass.py LIBRARY [--pattern REGEX] [--budget NAME_REGEX=THREADS,BLOCKS,DYNAMIC_BYTES ...]
+Prints one line per kernel checked; exits 1 with `error: ...` lines if any check fails, 2 on a
+usage error or a missing tool.
+"""
+import argparse
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+# The design point of every version-3 kernel, by a regular expression on its demangled name:
+# threads per block (kernels/conv_mma.h's kThreads), blocks per SM, and the dynamic shared memory
+# its launcher requests (3 stages of its Tiles' kStageFloats, kernels/conv2d.cu):
+#   forward         A 128 x 20 + B 64 x 20 floats a stage: 46,080 bytes, 4 blocks per SM
+#   backward_data   A 128 x 20 + B 16 x 72 (+ the ReLU mask 128 x 20) floats a stage:
+#                   44,544 bytes, 4 blocks per SM (75,264 bytes, 3 blocks per SM, with the mask)
+#   backward_weight A 16 x 136 + B 16 x 72 (+ the mask 16 x 72) floats a stage:
+#                   39,936 bytes (53,760 with the mask), 4 blocks per SM
+BUDGETS = [
+    (r"conv2d_forward_kernel3<", (128, 4, 46080)),
+    (r"conv2d_backward_data_kernel3<(true|false), false>", (128, 4, 44544)),
+    (r"conv2d_backward_data_kernel3<(true|false), true>", (128, 3, 75264)),
+    (r"conv2d_backward_weight_kernel3<(true|false), false>", (128, 4, 39936)),
+    (r"conv2d_backward_weight_kernel3<(true|false), true>", (128, 4, 53760)),
+]
+
+REGISTERS_PER_SM = 65536
+REGISTER_UNIT_PER_WARP = 256
+SHARED_PER_SM = 228 * 1024
+SHARED_PER_BLOCK = 227 * 1024 + 1024
+
+
+def find_cuobjdump():
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations if spec else []) or []:
+        for sub in ("cu13", "cuda_cuobjdump", "cu12"):
+            candidate = os.path.join(root, sub, "bin", "cuobjdump")
+            if os.access(candidate, os.X_OK):
+                return candidate
+    return None
+
+
+def run(tool, *args):
+    done = subprocess.run([tool, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"error: {os.path.basename(tool)} {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def family(mangled):
+    """The kernel's own identifier in an Itanium-mangled name: the last source name before the
+    template arguments or the parameters (`_ZN4unet4cuda22conv2d_forward_kernel3ILi64EEEv...`)."""
+    names, i = [], 0
+    while i < len(mangled):
+        match = re.match(r"\d+", mangled[i:])
+        if match and (i == 0 or not mangled[i - 1].isdigit()):
+            length = int(match.group())
+            start = i + len(match.group())
+            word = mangled[start:start + length]
+            if len(word) == length and re.fullmatch(r"[A-Za-z_]\w*", word):
+                names.append(word)
+                i = start + length
+                continue
+        i += 1
+    kernels = [n for n in names if re.search(r"_kernel\d*$", n)]
+    return kernels[0] if kernels else mangled
+
+
+def resource_usage(library):
+    """{mangled name: {REG, STACK, SHARED, LOCAL}} for sm_90."""
+    usage, name = {}, None
+    for line in run(CUOBJDUMP, "-res-usage", "-arch", "sm_90", library).splitlines():
+        match = re.match(r"\s*Function (\S+):", line)
+        if match:
+            name = match.group(1)
+            continue
+        if name and "REG:" in line:
+            usage[name] = {key: int(value) for key, value in re.findall(r"(\w+):(\d+)", line)}
+            name = None
+    return usage
+
+
+def opcodes(library):
+    """{mangled name: set of SASS opcodes (without modifiers)} for sm_90."""
+    result, name = {}, None
+    for line in run(CUOBJDUMP, "-sass", "-arch", "sm_90", library).splitlines():
+        match = re.match(r"\s*Function : (\S+)", line)
+        if match:
+            name = match.group(1)
+            result.setdefault(name, set())
+            continue
+        match = re.match(r"\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", line)
+        if name and match:
+            result[name].add(match.group(1))
+    return result
+
+
+def readable(mangled):
+    """The demangled name where c++filt is at hand (binutils), else the mangled one."""
+    tool = shutil.which("c++filt")
+    if not tool:
+        return mangled
+    return subprocess.run([tool, mangled], capture_output=True, text=True).stdout.strip() or mangled
+
+
+def check(name, ops, use, budget):
+    errors = []
+    kernel = family(name)
+    required = ["HMMA", "LDGSTS"] + (["LDSM"] if "bf16" in name else [])
+    for op in required:
+        if op not in ops:
+            errors.append(f"{kernel}: no {op} in its SASS")
+    for op in ("LDL", "STL"):
+        if op in ops:
+            errors.append(f"{kernel}: {op} in its SASS (register spills)")
+    for key in ("STACK", "LOCAL"):
+        if use.get(key, 0) != 0:
+            errors.append(f"{kernel}: {key} {use[key]} (must be 0)")
+    if budget is None:
+        errors.append(f"{readable(name)}: no design point (threads, blocks per SM, dynamic shared) in BUDGETS")
+        return errors, ""
+    threads, blocks, dynamic = budget
+    warps = -(-threads // 32)
+    per_warp = -(-use["REG"] * 32 // REGISTER_UNIT_PER_WARP) * REGISTER_UNIT_PER_WARP
+    registers = per_warp * warps * blocks
+    shared_block = use["SHARED"] + dynamic
+    if registers > REGISTERS_PER_SM:
+        errors.append(f"{kernel}: {use['REG']} registers x {threads} threads x {blocks} blocks = {registers} "
+                      f"> {REGISTERS_PER_SM}")
+    if shared_block > SHARED_PER_BLOCK or shared_block * blocks > SHARED_PER_SM:
+        errors.append(f"{kernel}: {shared_block} bytes of shared memory x {blocks} blocks > {SHARED_PER_SM}")
+    summary = (f"{readable(name)}: REG {use['REG']}, shared {shared_block} B/block, {blocks} blocks/SM of {threads} "
+               f"threads: {registers}/{REGISTERS_PER_SM} registers, {shared_block * blocks}/{SHARED_PER_SM} B")
+    return errors, summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("library")
+    parser.add_argument("--pattern", default=r"_kernel3$")
+    parser.add_argument("--budget", action="append", default=[], help="NAME_REGEX=THREADS,BLOCKS,DYNAMIC_BYTES")
+    args = parser.parse_args()
+    budgets = list(BUDGETS)
+    for text in args.budget:
+        name, _, numbers = text.partition("=")
+        budgets.append((name, tuple(int(n) for n in numbers.split(","))))
+    all_ops, usage = opcodes(args.library), resource_usage(args.library)
+    chosen = sorted(n for n in all_ops if re.search(args.pattern, family(n)))
+    if not chosen:
+        print(f"error: no kernel in {args.library} matches {args.pattern}", file=sys.stderr)
+        return 1
+    errors, used = [], set()
+    for name in chosen:
+        matching = [(key, budget) for key, budget in budgets if re.search(key, readable(name))]
+        used.update(key for key, _ in matching)
+        found, summary = check(name, all_ops[name], usage.get(name, {}), matching[0][1] if matching else None)
+        errors += found
+        print(("FAIL " if found else "ok   ") + (summary or readable(name)))
+    # A design point nothing matched: its kernel vanished (or was renamed) without the gate noticing.
+    errors += [f"{key}: in BUDGETS but no kernel of the library matches it" for key, _ in BUDGETS
+               if key not in used and re.search(args.pattern, re.sub(r"<.*", "", key.replace("\\", "")))]
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+CUOBJDUMP = find_cuobjdump()
+if __name__ == "__main__":
+    if CUOBJDUMP is None:
+        print("error: cuobjdump not found (scripts/setup.sh installs the nvidia-cuda-cuobjdump wheel)", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main())
