@@ -286,7 +286,8 @@ Var concat(Context& ctx, const Var& a, const Var& b) {
   return y;
 }
 
-Tensor segmentation_loss(Context& ctx, const Var& logits, const Tensor& target, const LossConfig& config) {
+Tensor segmentation_loss(Context& ctx, const Var& logits, const Tensor& target, const LossConfig& config,
+                         const LossReduction* across) {
   const Shape ls = logits.value().shape();
   require(ls.c == 1 && logits.value().dense(), "loss: logits must be dense (N, H, W, 1), not " + ls.text());
   require(target.shape() == ls && target.dense(), "loss: target " + target.shape().text() + " does not match logits " + ls.text());
@@ -298,13 +299,31 @@ Tensor segmentation_loss(Context& ctx, const Var& logits, const Tensor& target, 
     require(beta == 0, "loss: the logits already have a gradient; the loss must come last");
   }
   const int64_t per_sample = int64_t{ls.h} * ls.w;
+  const int global_n = across != nullptr ? across->global_samples : ls.n;
+  require(global_n >= ls.n, "loss: a global batch of " + std::to_string(global_n) + " is smaller than this rank's " +
+                                std::to_string(ls.n));
+  const float* x = logits.value().data();
   dispatch(
       ctx.kind(),
-      [&] { cpu::segmentation_loss<float>(ls.n, per_sample, logits.value().data(), target.data(), config, values.data(), dlogits); },
+      [&] {
+        auto* sums = static_cast<double*>(ctx.workspace(sizeof(double) * (loss_sum::count + 3 * int64_t{ls.n})));
+        cpu::loss_sums<float>(ls.n, per_sample, x, target.data(), config, sums + loss_sum::count, sums);
+        if (across != nullptr) across->add_across_ranks(sums, ctx.stream());
+        cpu::loss_finish<float>(ls.n, per_sample, global_n, x, target.data(), config, sums + loss_sum::count, sums,
+                                values.data(), dlogits);
+      },
       [&]<DeviceKind D>() {
         void* workspace = ctx.workspace(SegmentationLoss<D>::workspace(ls.n, per_sample));
-        SegmentationLoss<D>::forward_backward(ls.n, per_sample, logits.value().data(), target.data(), config,
-                                              values.data(), dlogits, workspace, ctx.stream());
+        if (across == nullptr) {
+          SegmentationLoss<D>::forward_backward(ls.n, per_sample, x, target.data(), config, values.data(), dlogits,
+                                                workspace, ctx.stream());
+          return;
+        }
+        SegmentationLoss<D>::sums(ls.n, per_sample, global_n, x, target.data(), config, dlogits, workspace,
+                                  ctx.stream());
+        across->add_across_ranks(SegmentationLoss<D>::batch_sums(workspace), ctx.stream());
+        SegmentationLoss<D>::finish(ls.n, per_sample, global_n, x, target.data(), config, values.data(), dlogits,
+                                    workspace, ctx.stream());
       });
   return values;
 }

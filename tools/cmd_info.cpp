@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "engine/build_info.h"
+#include "engine/comm.h"
 #include "engine/device.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
@@ -62,6 +63,9 @@ int command_info(const Args& args) {
     std::printf("  cudnn             not found (used by the benchmarks only)\n");
   }
 #endif
+  std::printf("\ndata parallel (mpirun -np R unet train ...)\n");
+  std::printf("  mpi               %s\n", Communicator::mpi_version().c_str());
+  std::printf("  nccl              %s\n", Communicator::nccl_version().c_str());
   return 0;
 }
 

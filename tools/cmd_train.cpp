@@ -1,6 +1,9 @@
 // unet train: trains a U-Net on a folder of MRI slices and leaves a run folder behind
 // (docs/training.md): log.jsonl, metrics.csv, split.json, best.safetensors (weights, by validation
 // per-volume Dice), last.safetensors (resumable), val_patients.csv and overlays/.
+//
+// Under a launcher (mpirun -np R unet train ...; docs/distributed.md) each process is a rank that
+// trains on its share of every global batch; rank 0 alone writes the run folder and validates.
 #include <csignal>
 #include <chrono>
 #include <cmath>
@@ -11,6 +14,7 @@
 
 #include "data/split.h"
 #include "engine/build_info.h"
+#include "engine/comm.h"
 #include "engine/files.h"
 #include "models/checkpoint.h"
 #include "models/trainer.h"
@@ -22,6 +26,10 @@
 #include "tools/evaluate.h"
 #include "tools/overlay.h"
 #include "tools/progress.h"
+
+#if UNET_WITH_NCCL
+#include "engine/nccl_link.h"
+#endif
 
 namespace unet {
 
@@ -45,6 +53,7 @@ struct TrainFlags {
   int64_t seed = 0;
   bool resume = false;
   int64_t stop_after_steps = 0;  // testing: behave as if interrupted after this many steps
+  double collective_timeout = 300;
 
   // What identifies the run, keyed by option name: resuming with other values would not continue
   // the same run. --epochs, --device, --graph may change on resume.
@@ -208,12 +217,18 @@ int command_train(const Args& args) {
       .add("out", &f.out, "RUN_DIR", "run folder to write").required()
       .flag("resume", &f.resume, "continue the run in RUN_DIR from its last checkpoint")
       .add("stop-after-steps", &f.stop_after_steps, "N", "stop as if interrupted after N steps (for testing resume)").at_least(0)
-      .shown_default("never");
+      .shown_default("never")
+      .add("collective-timeout", &f.collective_timeout, "SECONDS",
+           "under mpirun: how long a rank waits for the others in a collective before it gives up").at_least(1);
   add_augment_options(options, &f.augment);
   if (!options.parse(args)) return 0;
   if (!f.resume && f.data.data.empty()) throw UsageError("train: --data is required (unless resuming with --resume)");
   if (options.given("val-frac") && options.given("val-patients")) throw UsageError("give --val-frac or --val-patients, not both");
   if (f.val_patients < 0 && f.val_frac >= 1) throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
+  Communicator& comm = Communicator::world();
+  comm.set_timeout(f.collective_timeout);
+  const int ranks = comm.size();
+  const bool lead = comm.rank() == 0;  // writes the run folder, prints, validates
 
   // The run folder: new, or the same run continued.
   const fs::path run(f.out);
@@ -242,33 +257,51 @@ int command_train(const Args& args) {
   } else if (fs::exists(log, error) || fs::exists(last, error)) {
     throw Error(f.out + " already holds a run (use --resume to continue it, or another --out)");
   }
+  if (ranks > f.batch) {
+    throw UsageError("--batch " + std::to_string(f.batch) + " is smaller than the " + std::to_string(ranks) +
+                     " ranks: each rank needs at least one sample of every batch");
+  }
+  if (f.batch % ranks != 0) {
+    throw UsageError("--batch " + std::to_string(f.batch) + " does not divide among " + std::to_string(ranks) +
+                     " ranks (the global batch is split evenly: use a multiple of " + std::to_string(ranks) + ")");
+  }
+  const int local_batch = f.batch / ranks;
   const LossConfig loss = parse_loss(f.loss);
   const AugmentRanges ranges = f.augment.ranges();
-  fs::create_directories(run, error);
-  if (error) throw Error(f.out + ": cannot create the run folder (" + error.message() + ")");
-  check_writable((run / "x").string());
+  // Every rank has checked the folder before rank 0 writes into it.
+  double ready = 1;
+  comm.all_reduce_host(&ready, 1, "the agreement on the run folder");
+  if (lead) {
+    fs::create_directories(run, error);
+    if (error) throw Error(f.out + ": cannot create the run folder (" + error.message() + ")");
+    check_writable((run / "x").string());
+  }
 
   const DeviceKind kind = resolve_device(f.device, true);
-  if (kind == DeviceKind::cpu && f.model.base_width >= 32 && f.data.image_size >= 128) {
+#if UNET_WITH_NCCL
+  if (kind == DeviceKind::cuda && comm.launched()) select_local_gpu(comm.local_rank());
+#endif
+  if (lead && kind == DeviceKind::cpu && f.model.base_width >= 32 && f.data.image_size >= 128) {
     std::fprintf(stderr, "note: training the full model on the CPU is slow; consider --base-width 8 --image-size 64\n");
   }
   Device& dev = device(kind);
 
   // Data: loaded once, split by patient, uploaded once.
-  std::printf("loading %s ...\n", f.data.data.c_str());
+  if (lead) std::printf("loading %s ...\n", f.data.data.c_str());
   std::fflush(stdout);
   const Dataset data = load_dataset(f.data.data, f.data.find(), f.data.load());
-  if (!data.skipped.empty()) std::printf("skipped %zu bad slices (--skip-bad)\n", data.skipped.size());
+  if (lead && !data.skipped.empty()) std::printf("skipped %zu bad slices (--skip-bad)\n", data.skipped.size());
   const fs::path split_path = run / "split.json";
   const PatientSplit split = f.resume ? load_split(split_path.string())
                                       : split_patients(data.patients, f.val_patients >= 0 ? f.val_patients : f.val_frac,
                                                        f.test_patients, static_cast<uint64_t>(f.seed));
   if (split.train.empty()) throw Error("no patients left for training (" + std::to_string(data.patients.size()) + " in the dataset)");
-  if (!f.resume) save_split(split_path.string(), split);
+  if (!f.resume && lead) save_split(split_path.string(), split);
   const SplitSlices sides = split_slices(data, split);
-  std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test\n", data.patients.size(),
+  if (lead) std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test\n", data.patients.size(),
               split.train.size(), sides.train.size(), split.val.size(), sides.val.size(), split.test.size());
   ResidentDataset resident(dev, data, f.data.zscore);
+  resident.set_share(comm.rank() * local_batch, f.batch);
   const EpochSampler sampler(sides.train, data.tumour, f.oversample, f.batch, static_cast<uint64_t>(f.seed));
 
   // The model and its trainer.
@@ -290,10 +323,11 @@ int command_train(const Args& args) {
   adam.schedule = f.lr_schedule == "cosine" ? LrSchedule::cosine : LrSchedule::constant;
   adam.warmup_steps = f.warmup_steps;
   adam.total_steps = total_steps;
-  const Shape batch_shape{f.batch, data.height, data.width, f.model.in_channels};
+  const Shape batch_shape{local_batch, data.height, data.width, f.model.in_channels};
   Trainer trainer(model, adam, loss, batch_shape, f.graph == "on");
+  trainer.set_communicator(comm);
   trainer.set_batch_source([&](Stream stream) {
-    resident.train_batch(trainer.clock().step(), steps_per_epoch, f.batch, ranges, static_cast<uint64_t>(f.seed),
+    resident.train_batch(trainer.clock().step(), steps_per_epoch, local_batch, ranges, static_cast<uint64_t>(f.seed),
                          {trainer.image().data(), f.model.in_channels, trainer.mask().data(), 1}, stream);
   });
   Evaluator evaluator(model, resident, data, f.batch);
@@ -317,7 +351,7 @@ int command_train(const Args& args) {
     save_training_checkpoint(last.string(), model, s);
   };
 
-  {
+  if (lead) {
     Json start = Json::object();
     start.set("event", f.resume ? "resume" : "start");
     start.set("started", utc_now());
@@ -329,15 +363,20 @@ int command_train(const Args& args) {
     start.set("epochs", f.epochs);
     start.set("step", step);
     start.set("steps_per_epoch", steps_per_epoch);
+    start.set("ranks", ranks);
     append_line(log.string(), start.dump());
   }
-  if (!f.resume) write_file_atomic((run / "metrics.csv").string(), std::string(metrics_header) + "\n");
+  if (!f.resume && lead) write_file_atomic((run / "metrics.csv").string(), std::string(metrics_header) + "\n");
 
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
-  std::printf("training %s, depth %d on %s (%s): %d epochs of %d steps, batch %d, %dx%d%s\n", f.model.describe().c_str(),
-              f.model.depth, device_name(kind), dev.info().name.c_str(), f.epochs, steps_per_epoch, f.batch, data.height,
-              data.width, f.resume ? (", resuming at step " + std::to_string(step)).c_str() : "");
+  if (lead) {
+    std::printf("training %s, depth %d on %s (%s): %d epochs of %d steps, batch %d, %dx%d%s\n",
+                f.model.describe().c_str(), f.model.depth, device_name(kind), dev.info().name.c_str(), f.epochs,
+                steps_per_epoch, f.batch, data.height, data.width,
+                f.resume ? (", resuming at step " + std::to_string(step)).c_str() : "");
+    if (ranks > 1) std::printf("data parallel: %d ranks of %d samples each\n", ranks, local_batch);
+  }
   std::fflush(stdout);
 
   const int64_t session_start_step = step;
@@ -347,6 +386,7 @@ int command_train(const Args& args) {
     Progress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(f.epochs), steps_per_epoch);
     const int64_t first = step % steps_per_epoch;  // not 0 when resuming mid-epoch
     for (int64_t k = first; k < steps_per_epoch; ++k) {
+      if (interrupted != 0) trainer.request_stop();
       const StepLosses losses = trainer.step();
       if (!std::isfinite(losses.total)) {
         progress.finish();
@@ -360,9 +400,11 @@ int command_train(const Args& args) {
       epoch_loss_sum += losses.total;
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
       const double images_per_second = static_cast<double>(f.batch) * static_cast<double>(k + 1 - first) / seconds;
-      progress.update(k + 1, "loss " + fixed(epoch_loss_sum / static_cast<double>(k + 1)) + " " + fixed(images_per_second, 1) + " img/s");
-      const bool stop = interrupted != 0 || (f.stop_after_steps > 0 && step - session_start_step >= f.stop_after_steps);
+      if (lead) progress.update(k + 1, "loss " + fixed(epoch_loss_sum / static_cast<double>(k + 1)) + " " + fixed(images_per_second, 1) + " img/s");
+      // Every rank sees the same `losses.stop` (the ranks' requests are summed with the gradients).
+      const bool stop = losses.stop || (f.stop_after_steps > 0 && step - session_start_step >= f.stop_after_steps);
       if (stop && step < total_steps) {
+        if (!lead) return 130;
         progress.finish();
         save_last(step, epoch_loss_sum);
         Json event = Json::object();
@@ -378,6 +420,9 @@ int command_train(const Args& args) {
     progress.finish();
     const double train_loss = epoch_loss_sum / steps_per_epoch;
     epoch_loss_sum = 0;
+    // Validation, checkpoints and logs are rank 0's; the others go on and wait for it at the next
+    // step's collectives (validation must take less than --collective-timeout).
+    if (!lead) continue;
 
     MetricsSummary val;
     if (!sides.val.empty()) val = evaluator.run(sides.val, false).summary;
@@ -415,6 +460,7 @@ int command_train(const Args& args) {
     std::fflush(stdout);
   }
 
+  if (!lead) return 0;
   // The best model on the validation patients, in detail.
   if (!sides.val.empty() && best_epoch > 0) {
     load_weights(SafeTensors::load((run / "best.safetensors").string()), model);

@@ -9,6 +9,7 @@ packages=(
   libbenchmark-dev                          # benchmarks
   libtiff-dev libstb-dev                    # image reading (TIFF; PNG/JPEG/BMP) and writing (PNG)
   python3-torch python3-numpy               # the PyTorch oracle for the tests, for /usr/bin/python3
+  openmpi-bin libopenmpi-dev                # data-parallel training: mpirun, and MPI to build against
 )
 
 missing=()
