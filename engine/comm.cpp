@@ -101,8 +101,11 @@ void Communicator::mpi_all_reduce(void* buffer, int64_t count, bool is_double, c
   for (;;) {
     int done = 0;
     check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), what);
-    if (done) return;
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (done) {
+      collective_seconds_ += waited;
+      return;
+    }
     if (waited > timeout_seconds_) timed_out(what);
     if (waited > 2e-3) std::this_thread::sleep_for(std::chrono::microseconds(200));
   }

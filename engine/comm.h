@@ -59,6 +59,11 @@ class Communicator {
   // Sums host values across the ranks, now.
   void all_reduce_host(double* values, int count, const char* what);
 
+  // Seconds this rank has spent inside MPI collectives (waiting for the others included): the share
+  // of the step that data parallelism costs on cpu and sim, for the run's log. (On cuda the NCCL
+  // calls overlap the step's stream; the host sees only the whole step.)
+  double collective_seconds() const { return collective_seconds_; }
+
   // MPI_Finalize, unless a collective timed out; called once, at exit.
   void finalize();
 
@@ -79,6 +84,7 @@ class Communicator {
   int rank_ = 0, size_ = 1, local_rank_ = 0;
   double timeout_seconds_ = 300;
   int64_t step_ = 0;
+  double collective_seconds_ = 0;
   std::unique_ptr<NcclLink> nccl_;
 };
 

@@ -39,8 +39,9 @@ class NcclLink {
   // Ends the communicator without waiting for the other ranks (after a timeout).
   void abort();
 
+  struct Api;  // NCCL's functions, found by dlsym (comm_nccl.cpp)
+
  private:
-  struct Api;
   std::unique_ptr<Api> api_;
   void* comm_ = nullptr;    // ncclComm_t
   void* stream_ = nullptr;  // cudaStream_t, the link's own

@@ -10,7 +10,7 @@
 #include "tools/common.h"
 #include "tools/csv.h"
 #include "tools/data_options.h"
-#include "tools/evaluate.h"
+#include "models/evaluator.h"
 
 namespace unet {
 
@@ -72,12 +72,9 @@ int command_eval(const Args& args) {
   std::printf("%s on %s (%zu slices)%s\n\n", weights.c_str(), which.c_str(), slices.size(),
               largest_component ? ", largest 3-D component only" : "");
   std::printf("%-28s %7s %8s %8s %12s %12s\n", "patient", "slices", "Dice", "IoU", "true voxels", "predicted");
-  std::string table = "patient,slices,dice,iou,true_voxels,predicted_voxels\n";
   for (const VolumeMetrics& v : s.volumes) {
     std::printf("%-28s %7d %8.4f %8.4f %12lld %12lld\n", v.name.c_str(), v.slices, v.confusion.dice(), v.confusion.iou(),
                 static_cast<long long>(v.confusion.truth()), static_cast<long long>(v.confusion.predicted()));
-    table += csv_line({v.name, std::to_string(v.slices), fixed(v.confusion.dice(), 6), fixed(v.confusion.iou(), 6),
-                       std::to_string(v.confusion.truth()), std::to_string(v.confusion.predicted())}) + "\n";
   }
   std::printf("\nper-volume Dice  mean %.4f, median %.4f over %zu patients (%d without tumour or prediction, scored 1)\n",
               s.volume_dice_mean, s.volume_dice_median, s.volumes.size(), s.empty_volumes);
@@ -92,8 +89,9 @@ int command_eval(const Args& args) {
               s.volumes.empty() ? 0.0 : static_cast<double>(without_tumour) / static_cast<double>(s.volumes.size()),
               without_tumour, s.volumes.size());
   if (!csv.empty()) {
-    table += csv_line({"(summary: per-volume mean)", std::to_string(slices.size()), fixed(s.volume_dice_mean, 6),
-                       fixed(s.volume_iou_mean, 6), "", ""}) + "\n";
+    const std::string summary_row = csv_line({"(summary: per-volume mean)", std::to_string(slices.size()),
+                                              fixed(s.volume_dice_mean, 6), fixed(s.volume_iou_mean, 6), "", ""});
+    const std::string table = patient_table_csv(s) + summary_row + "\n";
     write_file_atomic(csv, table);
     std::printf("wrote %s\n", csv.c_str());
   }

@@ -10,8 +10,8 @@
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/common.h"
-#include "tools/evaluate.h"
-#include "tools/overlay.h"
+#include "models/evaluator.h"
+#include "models/overlay.h"
 
 namespace unet {
 

@@ -1,9 +1,10 @@
-// Running a model over a set of slices and scoring it (models/metrics.h): what `unet train` does
-// after each epoch and `unet eval` does once.
+// Running a model over a set of slices and scoring it (models/metrics.h): what a training run does
+// after each epoch, and `unet eval` and `unet predict` do once.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "data/dataset.h"
@@ -18,6 +19,8 @@ struct Evaluation {
   MetricsSummary summary;
   std::vector<int32_t> slices;     // the slices scored, in dataset order
   std::vector<uint8_t> predicted;  // (slices, H, W): 0/1, after --largest-component if asked
+  std::vector<Confusion> confusions;  // (slices): each slice's counts, what the summary is made of
+  std::vector<double> bce;            // (slices): each slice's BCE summed over its pixels
 };
 
 class Evaluator {
@@ -41,5 +44,9 @@ class Evaluator {
   std::unique_ptr<Context> context_;
   Tensor image_, mask_;
 };
+
+// The per-patient table as CSV (a run's val_patients.csv, `unet eval --csv`):
+// patient,slices,dice,iou,true_voxels,predicted_voxels with a header row.
+std::string patient_table_csv(const MetricsSummary& summary);
 
 }  // namespace unet

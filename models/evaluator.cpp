@@ -1,6 +1,9 @@
-#include "tools/evaluate.h"
+#include "models/evaluator.h"
 
 #include <algorithm>
+#include <cstdio>
+
+#include "tools/csv.h"
 
 namespace unet {
 
@@ -69,10 +72,27 @@ Evaluation Evaluator::run(const std::vector<int32_t>& unordered, bool largest_co
   for (size_t at = 0; at < slices.size(); ++at) {
     const uint8_t* truth = data_.masks.data() + slices[at] * plane;
     for (int64_t p = 0; p < plane; ++p) mask[p] = truth[p];
-    metrics.add_slice(data_.volume[slices[at]], result.predicted.data() + at * plane, mask.data(), plane, bce[at]);
+    result.confusions.push_back(confusion_of(result.predicted.data() + at * plane, mask.data(), plane));
+    metrics.add_slice(data_.volume[slices[at]], result.confusions.back(), plane, bce[at]);
   }
   result.summary = metrics.summary();
+  result.bce = std::move(bce);
   return result;
+}
+
+std::string patient_table_csv(const MetricsSummary& summary) {
+  const auto six_decimals = [](double value) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.6f", value);
+    return std::string(text);
+  };
+  std::string text = "patient,slices,dice,iou,true_voxels,predicted_voxels\n";
+  for (const VolumeMetrics& v : summary.volumes) {
+    text += csv_line({v.name, std::to_string(v.slices), six_decimals(v.confusion.dice()), six_decimals(v.confusion.iou()),
+                      std::to_string(v.confusion.truth()), std::to_string(v.confusion.predicted())}) +
+            "\n";
+  }
+  return text;
 }
 
 }  // namespace unet
