@@ -20,8 +20,8 @@ import unittest
 
 UNET = None
 WORK = None
-TINY = ["--image-size", "32", "--base-width", "4", "--depth", "2", "--lr", "3e-3", "--val-patients", "2",
-        "--seed", "1", "--device", "cpu"]
+MODEL = ["--image-size", "32", "--base-width", "4", "--depth", "2", "--seed", "1"]
+TINY = [*MODEL, "--lr", "3e-3", "--val-patients", "2", "--device", "cpu"]
 # mpirun as root in a container: allowed explicitly; no single-copy mechanism (ptrace is not
 # allowed there); one thread a rank, as on the 2-core CI machine.
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -127,6 +127,36 @@ class Equivalence(Data):
 
     def test_bce(self):
         self.check_loss("bce")
+
+    def test_sharded_validation_scores_what_one_process_scores(self):
+        # With a learning rate of 0 the weights stay the seed's on every rank, so the validation
+        # metrics (each rank scores one of the two validation patients, the scores are summed)
+        # must be one process's to the last printed digit.
+        one = os.path.join(WORK, "val-one")
+        two = os.path.join(WORK, "val-two")
+        flags = ["train", "--data", self.data, *MODEL, "--lr", "0", "--val-patients", "2", "--device", "cpu",
+                 "--batch", "8", "--epochs", "1"]
+        unet(*flags, "--out", one)
+        mpirun(2, *flags, "--out", two)
+        def rows(run):
+            with open(os.path.join(run, "metrics.csv")) as f:
+                return [line.strip().rsplit(",", 1)[0] for line in f]  # without the seconds
+        self.assertEqual(rows(two), rows(one))
+        with open(os.path.join(one, "val_patients.csv")) as a, open(os.path.join(two, "val_patients.csv")) as b:
+            self.assertEqual(b.read(), a.read())
+
+    def test_sim_with_graphs_matches_one_process(self):
+        # On sim the collectives are host nodes inside the captured step's graph.
+        one = os.path.join(WORK, "sim-one")
+        two = os.path.join(WORK, "sim-two")
+        flags = ["train", "--data", self.data, *MODEL, "--lr", "3e-3", "--val-patients", "1", "--device", "sim",
+                 "--graph", "on", "--batch", "8", "--epochs", "1", "--loss", "bce+dice"]
+        unet(*flags, "--out", one)
+        mpirun(2, *flags, "--out", two)
+        weights = relative_difference(tensors(os.path.join(two, "last.safetensors")),
+                                      tensors(os.path.join(one, "last.safetensors")))
+        print(f"\nsim, graphs on: R=2 against R=1 after 1 epoch: {weights:.2e} relative", file=sys.stderr)
+        self.assertLess(weights, 1e-5)
 
     def test_bce_dice(self):
         self.check_loss("bce+dice")
