@@ -86,6 +86,20 @@ def rank_pids(launcher):
     return sorted(children)
 
 
+def end_job(job):
+    """Ends a job a failing test left running: its ranks first (SIGCONT wakes a stopped one), then mpirun."""
+    if job.poll() is not None:
+        return
+    for pid in rank_pids(job):
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    job.kill()
+    job.communicate()
+
+
 def wait_for_file(path, process, seconds=120):
     deadline = time.time() + seconds
     while not os.path.exists(path):
@@ -102,6 +116,18 @@ class Data(unittest.TestCase):
         cls.data = os.path.join(WORK, "phantom")
         if not os.path.isdir(cls.data):
             unet("synth", "--out", cls.data, "--patients", "6", "--slices", "12", "--size", "32", "--seed", "5")
+
+    def start_long_run(self, run, *extra):
+        """A 2-rank run of many epochs, in the background; ended (with its ranks) when the test ends."""
+        job = subprocess.Popen(["mpirun", "-np", "2", UNET, "train", "--data", self.data, *TINY, "--batch", "4",
+                                "--epochs", "500", "--out", run, *extra], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=MPI_ENV)
+        self.addCleanup(end_job, job)
+        wait_for_file(os.path.join(run, "last.safetensors"), job)
+        time.sleep(0.3)  # mid-epoch
+        ranks = rank_pids(job)
+        self.assertEqual(len(ranks), 2)
+        return job, ranks
 
 
 class Equivalence(Data):
@@ -176,12 +202,7 @@ class Resume(Data):
 
     def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(self):
         run = os.path.join(WORK, "sigterm")
-        job = subprocess.Popen(["mpirun", "-np", "2", UNET, "train", "--data", self.data, *TINY, "--batch", "4",
-                                "--epochs", "500", "--out", run], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=MPI_ENV)
-        wait_for_file(os.path.join(run, "last.safetensors"), job)
-        ranks = rank_pids(job)
-        self.assertEqual(len(ranks), 2)
+        job, ranks = self.start_long_run(run)
         os.kill(ranks[1], signal.SIGTERM)  # only rank 1 is asked; rank 0 must stop and save too
         out, err = job.communicate(timeout=60)
         self.assertNotEqual(job.returncode, 0)
@@ -210,16 +231,6 @@ class BadBatch(Data):
 class Faults(Data):
     """A rank that dies or stops answering ends the job, with the last checkpoint intact."""
 
-    def start(self, run, *extra):
-        job = subprocess.Popen(["mpirun", "-np", "2", UNET, "train", "--data", self.data, *TINY, "--batch", "4",
-                                "--epochs", "500", "--out", run, *extra], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=MPI_ENV)
-        wait_for_file(os.path.join(run, "last.safetensors"), job)
-        time.sleep(0.3)  # mid-epoch
-        ranks = rank_pids(job)
-        self.assertEqual(len(ranks), 2)
-        return job, ranks
-
     def check_checkpoint_loads(self, run):
         # One process continues the two ranks' run (the global batch divides by 1) for one step.
         result = unet("train", "--out", run, "--resume", "--stop-after-steps", "1", check=False)
@@ -227,7 +238,7 @@ class Faults(Data):
 
     def test_a_killed_rank_stops_the_job(self):
         run = os.path.join(WORK, "killed")
-        job, ranks = self.start(run)
+        job, ranks = self.start_long_run(run)
         os.kill(ranks[1], signal.SIGKILL)
         out, err = job.communicate(timeout=60)
         self.assertNotEqual(job.returncode, 0)
@@ -236,17 +247,10 @@ class Faults(Data):
     def test_a_stopped_rank_makes_the_other_time_out(self):
         run = os.path.join(WORK, "stopped")
         timeout = 3
-        job, ranks = self.start(run, "--collective-timeout", str(timeout))
+        job, ranks = self.start_long_run(run, "--collective-timeout", str(timeout))
         os.kill(ranks[1], signal.SIGSTOP)
         stopped_at = time.time()
-        try:
-            out, err = job.communicate(timeout=timeout + 30)
-        finally:
-            for pid in ranks:
-                try:
-                    os.kill(pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
+        out, err = job.communicate(timeout=timeout + 30)
         waited = time.time() - stopped_at
         print(f"\nrank 0 gave up {waited:.1f} s after rank 1 stopped (--collective-timeout {timeout})",
               file=sys.stderr)
