@@ -74,7 +74,8 @@ void ResidentDataset::train_batch(const int64_t* step, int steps_per_epoch, int 
   const int global_batch = global_batch_ > 0 ? global_batch_ : batch;
   if (first_sample_ + batch > global_batch) {
     throw Error("training batch: samples " + std::to_string(first_sample_) + " to " +
-                std::to_string(first_sample_ + batch) + " are not in a global batch of " + std::to_string(global_batch));
+                std::to_string(first_sample_ + batch) + " are not in a global batch of " +
+                std::to_string(global_batch));
   }
   if (static_cast<size_t>(steps_per_epoch) * global_batch != order_length_) {
     throw Error("training batch: " + std::to_string(steps_per_epoch) + " steps of " + std::to_string(global_batch) +

@@ -89,7 +89,9 @@ void Communicator::timed_out(const char* what) {
 
 void Communicator::mpi_all_reduce(void* buffer, int64_t count, bool is_double, const char* what) {
 #if UNET_WITH_MPI
-  if (count > INT32_MAX) throw Error(std::string(what) + ": " + std::to_string(count) + " values is more than MPI takes");
+  if (count > INT32_MAX) {
+    throw Error(std::string(what) + ": " + std::to_string(count) + " values are more than one MPI call takes");
+  }
   MPI_Request request;
   check_mpi(MPI_Iallreduce(MPI_IN_PLACE, buffer, static_cast<int>(count), is_double ? MPI_DOUBLE : MPI_FLOAT, MPI_SUM,
                            MPI_COMM_WORLD, &request),

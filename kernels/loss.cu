@@ -84,7 +84,8 @@ __global__ void loss_partials_kernel(int64_t pixels_per_sample, const float* __r
 }
 
 __device__ __forceinline__ double dice_loss(const double* sums, double smooth) {
-  return 1.0 - (2.0 * sums[loss_sum::intersection] + smooth) / (sums[loss_sum::predicted] + sums[loss_sum::truth] + smooth);
+  const double denominator = sums[loss_sum::predicted] + sums[loss_sum::truth] + smooth;
+  return 1.0 - (2.0 * sums[loss_sum::intersection] + smooth) / denominator;
 }
 
 // dDice/dx_i = (a * g_i + b) * p_i * (1 - p_i); `scale` is the Dice weight (over N per sample).
@@ -92,7 +93,8 @@ __device__ __forceinline__ void write_dice_gradient(const double* sums, double s
                                                     float* coefficients) {
   const double denominator = sums[loss_sum::predicted] + sums[loss_sum::truth] + smooth;
   coefficients[0] = static_cast<float>(-2.0 * scale / denominator);
-  coefficients[1] = static_cast<float>(scale * (2.0 * sums[loss_sum::intersection] + smooth) / (denominator * denominator));
+  const double numerator = scale * (2.0 * sums[loss_sum::intersection] + smooth);
+  coefficients[1] = static_cast<float>(numerator / (denominator * denominator));
 }
 
 __global__ void loss_sums_kernel(int n, int global_n, int chunks, LossConfig config,
@@ -127,7 +129,8 @@ __global__ void loss_finalise_kernel(int global_n, int64_t pixels_per_sample, Lo
   const double smooth = config.dice_smooth;
   if (!config.dice_per_sample) write_dice_gradient(batch_sums, smooth, config.dice_weight, coefficients);
   const double bce = batch_sums[loss_sum::bce] / (static_cast<double>(global_n) * pixels_per_sample);
-  const double dice = config.dice_per_sample ? batch_sums[loss_sum::sample_dice] / global_n : dice_loss(batch_sums, smooth);
+  const double dice =
+      config.dice_per_sample ? batch_sums[loss_sum::sample_dice] / global_n : dice_loss(batch_sums, smooth);
   loss[0] = static_cast<float>(config.bce_weight * bce + config.dice_weight * dice);
   loss[1] = static_cast<float>(bce);
   loss[2] = static_cast<float>(dice);

@@ -88,7 +88,8 @@ void loss_finish(int n, int64_t pixels_per_sample, int global_n, const T* logits
   const int64_t P = pixels_per_sample;
   const T w = T(config.pos_weight);
   const double smooth = config.dice_smooth;
-  const DiceSums batch{batch_sums[loss_sum::intersection], batch_sums[loss_sum::predicted], batch_sums[loss_sum::truth]};
+  const DiceSums batch{batch_sums[loss_sum::intersection], batch_sums[loss_sum::predicted],
+                       batch_sums[loss_sum::truth]};
   const double bce = batch_sums[loss_sum::bce] / (static_cast<double>(global_n) * P);
   const double dice = config.dice_per_sample ? batch_sums[loss_sum::sample_dice] / global_n : dice_loss(batch, smooth);
   loss[0] = T(config.bce_weight * bce + config.dice_weight * dice);
@@ -124,7 +125,10 @@ void segmentation_loss(int n, int64_t pixels_per_sample, const T* logits, const 
 template void segmentation_loss(int, int64_t, const float*, const float*, const LossConfig&, float*, float*);
 template void segmentation_loss(int, int64_t, const double*, const double*, const LossConfig&, double*, double*);
 template void loss_sums(int, int64_t, const float*, const float*, const LossConfig&, double*, double*);
+template void loss_sums(int, int64_t, const double*, const double*, const LossConfig&, double*, double*);
 template void loss_finish(int, int64_t, int, const float*, const float*, const LossConfig&, const double*,
                           const double*, float*, float*);
+template void loss_finish(int, int64_t, int, const double*, const double*, const LossConfig&, const double*,
+                          const double*, double*, double*);
 
 }  // namespace unet::cpu

@@ -226,8 +226,11 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
       epoch_loss_sum_(resume_ ? state.at("epoch_loss_sum").as_number() : 0.0),
       best_dice_(resume_ ? state.at("best_dice").as_number() : -1.0),
       best_epoch_(resume_ ? static_cast<int>(state.at("best_epoch").as_integer()) : -1) {
-  if (lead_) std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test\n", data_.patients.size(),
-              split_.train.size(), sides_.train.size(), split_.val.size(), sides_.val.size(), split_.test.size());
+  if (lead_) {
+    std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test\n",
+                data_.patients.size(), split_.train.size(), sides_.train.size(), split_.val.size(), sides_.val.size(),
+                split_.test.size());
+  }
   if (checkpoint != nullptr) {
     load_training_checkpoint(*checkpoint, model_);
   } else if (!config.init.empty()) {
@@ -382,7 +385,7 @@ MetricsSummary Session::validate() {
   constexpr int fields = 5;  // tp, fp, fn, tn, BCE sum
   std::vector<double> scores(all.size() * fields, 0.0);
   for (size_t at = 0; at < part.slices.size(); ++at) {
-    const size_t position = static_cast<size_t>(std::lower_bound(all.begin(), all.end(), part.slices[at]) - all.begin());
+    const auto position = static_cast<size_t>(std::lower_bound(all.begin(), all.end(), part.slices[at]) - all.begin());
     const Confusion& c = part.confusions[at];
     const double record[fields] = {double(c.tp), double(c.fp), double(c.fn), double(c.tn), part.bce[at]};
     std::copy(record, record + fields, scores.begin() + static_cast<long>(position * fields));
@@ -450,7 +453,8 @@ int TrainingRun::run(const TrainingConfig& config) {
     if (error) throw Error(folder_.string() + ": cannot create the run folder (" + error.message() + ")");
     if (::access(folder_.c_str(), W_OK) != 0) throw Error(folder_.string() + ": the run folder is not writable");
   }
-  if (comm.rank() == 0 && config.device == DeviceKind::cpu && config.model.base_width >= 32 && config.load.image_size >= 128) {
+  const bool slow = config.device == DeviceKind::cpu && config.model.base_width >= 32 && config.load.image_size >= 128;
+  if (comm.rank() == 0 && slow) {
     std::fprintf(stderr, "note: training the full model on the CPU is slow; consider --base-width 8 --image-size 64\n");
   }
   Session session(config, folder_, checkpoint_ ? &*checkpoint_ : nullptr, state_);

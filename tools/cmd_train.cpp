@@ -194,11 +194,14 @@ int command_train(const Args& args) {
   }
 #if UNET_WITH_NCCL
   // Before anything touches the cuda device: each rank takes the GPU of its rank on the machine.
-  if (comm.launched() && f.device != "cpu" && f.device != "sim" && cuda_available()) select_local_gpu(comm.local_rank());
+  const bool may_use_gpu = f.device == "cuda" || f.device == "auto";
+  if (comm.launched() && may_use_gpu && cuda_available()) select_local_gpu(comm.local_rank());
 #endif
   const TrainingConfig config = training_config(f, resolve_device(f.device, comm.rank() == 0));
   const int status = run.run(config);
-  if (status == 0 && comm.rank() == 0) std::printf("run folder %s (report: unet report %s)\n", f.out.c_str(), f.out.c_str());
+  if (status == 0 && comm.rank() == 0) {
+    std::printf("run folder %s (report: unet report %s)\n", f.out.c_str(), f.out.c_str());
+  }
   return status;
 }
 
