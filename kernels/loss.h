@@ -95,4 +95,20 @@ struct SegmentationLoss {
 extern template struct SegmentationLoss<DeviceKind::sim>;
 extern template struct SegmentationLoss<DeviceKind::cuda>;
 
+// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// loss_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
+template <>
+size_t SegmentationLoss<DeviceKind::cpu>::workspace(int, int64_t);
+template <>
+void SegmentationLoss<DeviceKind::cpu>::forward_backward(int, int64_t, const float*, const float*, const LossConfig&,
+                                                         float*, float*, void*, Stream, int);
+template <>
+void SegmentationLoss<DeviceKind::cpu>::sums(int, int64_t, int, const float*, const float*, const LossConfig&, float*,
+                                             void*, Stream);
+template <>
+double* SegmentationLoss<DeviceKind::cpu>::batch_sums(void*);
+template <>
+void SegmentationLoss<DeviceKind::cpu>::finish(int, int64_t, int, const float*, const float*, const LossConfig&,
+                                               float*, float*, void*, Stream);
+
 }  // namespace unet

@@ -132,3 +132,44 @@ template void loss_finish(int, int64_t, int, const double*, const double*, const
                           const double*, double*, double*);
 
 }  // namespace unet::cpu
+
+namespace unet {
+
+// The cpu device's launchers (loss.h): the reference above, in float. The workspace holds the batch
+// sums (loss_sum::count) and the per-sample sums (N, 3), in double, for the two halves.
+template <>
+size_t SegmentationLoss<DeviceKind::cpu>::workspace(int n, int64_t) {
+  return sizeof(double) * (loss_sum::count + 3 * static_cast<size_t>(n));
+}
+
+template <>
+void SegmentationLoss<DeviceKind::cpu>::forward_backward(int n, int64_t pixels_per_sample, const float* logits,
+                                                         const float* target, const LossConfig& config, float* loss,
+                                                         float* dlogits, void*, Stream, int) {
+  cpu::segmentation_loss(n, pixels_per_sample, logits, target, config, loss, dlogits);
+}
+
+template <>
+void SegmentationLoss<DeviceKind::cpu>::sums(int n, int64_t pixels_per_sample, int, const float* logits,
+                                             const float* target, const LossConfig& config, float*, void* workspace,
+                                             Stream) {
+  // The gradient is written by finish: on the cpu one pass over the pixels forms it whole.
+  double* batch = batch_sums(workspace);
+  cpu::loss_sums(n, pixels_per_sample, logits, target, config, batch + loss_sum::count, batch);
+}
+
+template <>
+double* SegmentationLoss<DeviceKind::cpu>::batch_sums(void* workspace) {
+  return static_cast<double*>(workspace);
+}
+
+template <>
+void SegmentationLoss<DeviceKind::cpu>::finish(int n, int64_t pixels_per_sample, int global_n, const float* logits,
+                                               const float* target, const LossConfig& config, float* loss,
+                                               float* dlogits, void* workspace, Stream) {
+  const double* batch = batch_sums(workspace);
+  cpu::loss_finish(n, pixels_per_sample, global_n, logits, target, config, batch + loss_sum::count, batch, loss,
+                   dlogits);
+}
+
+}  // namespace unet

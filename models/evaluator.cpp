@@ -88,8 +88,9 @@ std::string patient_table_csv(const MetricsSummary& summary) {
   };
   std::string text = "patient,slices,dice,iou,true_voxels,predicted_voxels\n";
   for (const VolumeMetrics& v : summary.volumes) {
-    text += csv_line({v.name, std::to_string(v.slices), six_decimals(v.confusion.dice()), six_decimals(v.confusion.iou()),
-                      std::to_string(v.confusion.truth()), std::to_string(v.confusion.predicted())}) +
+    text += csv_line({v.name, std::to_string(v.slices), six_decimals(v.confusion.dice()),
+                      six_decimals(v.confusion.iou()), std::to_string(v.confusion.truth()),
+                      std::to_string(v.confusion.predicted())}) +
             "\n";
   }
   return text;
