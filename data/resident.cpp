@@ -61,14 +61,29 @@ void ResidentDataset::set_order(const std::vector<int32_t>& order, Stream stream
   device_.copy_to_device(order_, order.data(), order.size() * sizeof(int32_t));
 }
 
+void ResidentDataset::set_share(int first_sample, int global_batch) {
+  if (first_sample < 0 || global_batch < 1 || first_sample >= global_batch) {
+    throw Error("training batch: share from sample " + std::to_string(first_sample) + " of a global batch of " +
+                std::to_string(global_batch));
+  }
+  first_sample_ = first_sample;
+  global_batch_ = global_batch;
+}
+
 void ResidentDataset::train_batch(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges,
                                   uint64_t seed, const BatchTarget& target, Stream stream, int version) const {
   if (order_ == nullptr) throw Error("training batch: no epoch order (set_order) yet");
-  if (static_cast<size_t>(steps_per_epoch) * batch != order_length_) {
-    throw Error("training batch: " + std::to_string(steps_per_epoch) + " steps of " + std::to_string(batch) +
+  const int global_batch = global_batch_ > 0 ? global_batch_ : batch;
+  if (first_sample_ + batch > global_batch) {
+    throw Error("training batch: samples " + std::to_string(first_sample_) + " to " +
+                std::to_string(first_sample_ + batch) + " are not in a global batch of " +
+                std::to_string(global_batch));
+  }
+  if (static_cast<size_t>(steps_per_epoch) * global_batch != order_length_) {
+    throw Error("training batch: " + std::to_string(steps_per_epoch) + " steps of " + std::to_string(global_batch) +
                 " do not match the epoch order's " + std::to_string(order_length_) + " samples");
   }
-  build({step, order_, steps_per_epoch, seed, ranges}, batch, target, stream, version);
+  build({step, order_, steps_per_epoch, seed, ranges, first_sample_, global_batch}, batch, target, stream, version);
 }
 
 void ResidentDataset::eval_batch(const std::vector<int32_t>& slices, const BatchTarget& target, Stream stream,

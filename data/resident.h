@@ -31,6 +31,10 @@ class ResidentDataset {
   // the same length (the buffer, and a graph's pointer to it, stay).
   void set_order(const std::vector<int32_t>& order, Stream stream = {});
 
+  // Data parallel: each training batch of `batch` samples is samples [first_sample, first_sample +
+  // batch) of a global batch of global_batch (kernels/augment.h). Default: the whole batch.
+  void set_share(int first_sample, int global_batch);
+
   // The training batch for the step the clock holds (device memory, 1-based), graph-safe.
   void train_batch(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges, uint64_t seed,
                    const BatchTarget& target, Stream stream = {}, int version = 0) const;
@@ -48,6 +52,7 @@ class ResidentDataset {
   int32_t* order_ = nullptr;
   size_t order_length_ = 0;
   int32_t* eval_ids_ = nullptr;
+  int first_sample_ = 0, global_batch_ = 0;
   size_t eval_capacity_ = 0;
 };
 

@@ -140,7 +140,8 @@ Var max_pool2d(Context& ctx, const Var& x) {
   return y;
 }
 
-Tensor segmentation_loss(Context& ctx, const Var& logits, const Tensor& target, const LossConfig& config) {
+Tensor segmentation_loss(Context& ctx, const Var& logits, const Tensor& target, const LossConfig& config,
+                         const LossReduction* across) {
   const Shape ls = logits.value().shape();
   require(ls.c == 1 && logits.value().dense(), "loss: logits must be dense (N, H, W, 1), not " + ls.text());
   require(target.shape() == ls && target.dense(),
@@ -153,10 +154,21 @@ Tensor segmentation_loss(Context& ctx, const Var& logits, const Tensor& target, 
     require(beta == 0, "loss: the logits already have a gradient; the loss must come last");
   }
   const int64_t per_sample = int64_t{ls.h} * ls.w;
+  const int global_n = across != nullptr ? across->global_samples : ls.n;
+  require(global_n >= ls.n, "loss: a global batch of " + std::to_string(global_n) + " is smaller than this rank's " +
+                                std::to_string(ls.n));
+  const float* x = logits.value().data();
   dispatch(ctx.kind(), [&]<DeviceKind D>() {
     void* workspace = ctx.workspace(SegmentationLoss<D>::workspace(ls.n, per_sample));
-    SegmentationLoss<D>::forward_backward(ls.n, per_sample, logits.value().data(), target.data(), config,
-                                          values.data(), dlogits, workspace, ctx.stream());
+    if (across == nullptr) {
+      SegmentationLoss<D>::forward_backward(ls.n, per_sample, x, target.data(), config, values.data(), dlogits,
+                                            workspace, ctx.stream());
+      return;
+    }
+    SegmentationLoss<D>::sums(ls.n, per_sample, global_n, x, target.data(), config, dlogits, workspace, ctx.stream());
+    across->add_across_ranks(SegmentationLoss<D>::batch_sums(workspace), ctx.stream());
+    SegmentationLoss<D>::finish(ls.n, per_sample, global_n, x, target.data(), config, values.data(), dlogits,
+                                workspace, ctx.stream());
   });
   return values;
 }

@@ -9,6 +9,8 @@
 // zero-copy skip concatenation) instead of a fresh tensor.
 #pragma once
 
+#include <functional>
+
 #include "engine/autograd.h"
 #include "kernels/loss.h"
 
@@ -21,6 +23,14 @@ Var max_pool2d(Context& ctx, const Var& x);
 // The loss of (N, H, W, 1) logits against (N, H, W, 1) 0/1 targets: returns a device tensor of
 // three values (total, BCE, Dice; kernels/loss.h). When recording, dL/dlogits is computed in the
 // same pass and becomes the logits' gradient, so the loss must be the last op before backward().
-Tensor segmentation_loss(Context& ctx, const Var& logits, const Tensor& target, const LossConfig& config);
+// With `across`, these logits are one rank's share of a global batch (docs/distributed.md).
+struct LossReduction {
+  int global_samples;  // the global batch's N
+  // Adds the batch sums (loss_sum::count doubles in device memory) across the ranks, in place,
+  // ordered on the stream: between the sums and the loss formed from them (kernels/loss.h).
+  std::function<void(double* batch_sums, Stream stream)> add_across_ranks;
+};
+Tensor segmentation_loss(Context& ctx, const Var& logits, const Tensor& target, const LossConfig& config,
+                         const LossReduction* across = nullptr);
 
 }  // namespace unet::ops

@@ -17,8 +17,8 @@ int ParameterStore::declare(const std::string& name, ParameterKind kind, const S
 }
 
 void ParameterStore::allocate() {
-  const size_t bytes = static_cast<size_t>(count_) * sizeof(float);
   for (float** buffer : {&values_, &grads_, &m_, &v_}) {
+    const size_t bytes = static_cast<size_t>(count_ + (buffer == &grads_ ? 1 : 0)) * sizeof(float);
     *buffer = static_cast<float*>(device_.allocate(bytes));
     device_.fill_bytes(*buffer, 0, bytes);
   }

@@ -48,6 +48,8 @@ class ParameterStore {
   Tensor value(int index) const;
   Tensor grad(int index) const;
   float* values() const { return values_; }
+  // count() gradients, then one spare float that data-parallel training sums with them in the
+  // same call: the ranks' stop requests (models/trainer.h).
   float* grads() const { return grads_; }
   float* first_moments() const { return m_; }
   float* second_moments() const { return v_; }

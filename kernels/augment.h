@@ -2,6 +2,10 @@
 // For sample b of a training batch, at training step t (1-based) with E steps per epoch and batch B:
 //
 //   epoch e = (t - 1) / E, place in the epoch k = (t - 1) % E, position i = k B + b
+//
+// In data-parallel training (docs/distributed.md) B is the global batch and a rank builds the
+// samples b = first, ..., first + n - 1 of it: the same positions, slices and random words as one
+// process building the whole batch, so each sample is augmented exactly as it would be there.
 //   slice s = order[i]                                      (the epoch's shuffled order)
 //   random words = Philox4x32-10(key = seed, counter = (s, e, i, stream))   (kernels/philox.h)
 //   flips with probability p_h, p_v; angle in [rotate_min, rotate_max] degrees; scale in
@@ -83,6 +87,8 @@ struct BatchSource {
   int steps_per_epoch;   // training only
   uint64_t seed;         // training only
   AugmentRanges ranges;  // training only
+  int first_sample = 0;  // training: this batch is samples [first_sample, first_sample + batch) of a
+  int global_batch = 0;  // global batch of global_batch samples (0: the batch is the whole batch)
 };
 
 // Where the batch goes: NHWC float tensors, each through its pixel stride (a channel slice of a
@@ -187,7 +193,8 @@ UNET_HOST_DEVICE static inline bool plan_sample(const SliceData& data, const Bat
     const int64_t step = *source.step - 1;
     if (step < 0) return false;
     const uint32_t epoch = static_cast<uint32_t>(step / source.steps_per_epoch);
-    const int64_t position = (step % source.steps_per_epoch) * batch + b;
+    const int global_batch = source.global_batch > 0 ? source.global_batch : batch;
+    const int64_t position = (step % source.steps_per_epoch) * global_batch + source.first_sample + b;
     *slice = source.order[position];
     if (*slice < 0 || *slice >= data.slices) return false;
     const SampleTransform t = draw_transform(source.ranges, source.seed, static_cast<uint32_t>(*slice), epoch,

@@ -1,14 +1,17 @@
 // The segmentation losses: the CUDA kernels and their launchers (loss.h).
 //
 // Versions (run one alone with: test_kernels_sim "loss*"):
-//   1  three launches (two when Dice's gradient is not needed: Dice off, or the value only):
+//   1  four launches (three when Dice's gradient is not needed: Dice off, or the value only):
 //        loss_partials_kernel   grid (chunks, N) of 256 threads; each block strides over its
 //                               sample's pixels, writes the BCE gradient (times bce_weight) into
 //                               dlogits, and reduces its threads' BCE, sum(p*g), sum(p), sum(g)
 //                               in a fixed tree to one partial record per block;
-//        loss_finalise_kernel   one block: each thread sums one sample's partials in chunk order
-//                               (in double), then thread 0 sums the samples in sample order and
-//                               writes the three loss values and Dice's gradient coefficients;
+//        loss_sums_kernel       one block: each thread sums one sample's partials in chunk order
+//                               (in double), then thread 0 sums the samples in sample order into
+//                               the batch sums (kernels/loss.h: loss_sum);
+//                               -- here data-parallel training adds the batch sums across ranks --
+//        loss_finalise_kernel   one thread: the three loss values and Dice's gradient coefficients
+//                               from the batch sums;
 //        dice_gradient_kernel   the same grid as the first: adds Dice's gradient, which needs the
 //                               finished sums, to dlogits.
 //      The partition into blocks depends only on the shape, and no step uses atomics, so the
@@ -43,8 +46,9 @@ __device__ __forceinline__ Logistic logistic(float x) {
   return {small, large, log1pf(e) - x};
 }
 
-// The record each block of the first pass leaves, and the per-sample sums of the finalise kernel.
-enum LossSum { bce_sum = 0, intersection_sum, predicted_sum, truth_sum, loss_sums };
+// The record each block of the first pass leaves, and the per-sample sums of the sums kernel: the
+// first four batch sums (kernels/loss.h), per block or per sample.
+constexpr int loss_sums = loss_sum::sample_dice;
 
 __global__ void loss_partials_kernel(int64_t pixels_per_sample, const float* __restrict__ logits,
                                      const float* __restrict__ target, float pos_weight, float bce_gradient_scale,
@@ -56,10 +60,10 @@ __global__ void loss_partials_kernel(int64_t pixels_per_sample, const float* __r
     const float x = logits[sample_start + i], g = target[sample_start + i];
     const Logistic l = logistic(x);
     const float weight = 1.0f + (pos_weight - 1.0f) * g;
-    sums[bce_sum] += (1.0f - g) * x + weight * l.softplus_neg;
-    sums[intersection_sum] += l.p * g;
-    sums[predicted_sum] += l.p;
-    sums[truth_sum] += g;
+    sums[loss_sum::bce] += (1.0f - g) * x + weight * l.softplus_neg;
+    sums[loss_sum::intersection] += l.p * g;
+    sums[loss_sum::predicted] += l.p;
+    sums[loss_sum::truth] += g;
     if (dlogits != nullptr) dlogits[sample_start + i] = bce_gradient_scale * ((1.0f - g) - weight * l.q);
   }
 
@@ -80,20 +84,22 @@ __global__ void loss_partials_kernel(int64_t pixels_per_sample, const float* __r
 }
 
 __device__ __forceinline__ double dice_loss(const double* sums, double smooth) {
-  return 1.0 - (2.0 * sums[intersection_sum] + smooth) / (sums[predicted_sum] + sums[truth_sum] + smooth);
+  const double denominator = sums[loss_sum::predicted] + sums[loss_sum::truth] + smooth;
+  return 1.0 - (2.0 * sums[loss_sum::intersection] + smooth) / denominator;
 }
 
 // dDice/dx_i = (a * g_i + b) * p_i * (1 - p_i); `scale` is the Dice weight (over N per sample).
 __device__ __forceinline__ void write_dice_gradient(const double* sums, double smooth, double scale,
                                                     float* coefficients) {
-  const double denominator = sums[predicted_sum] + sums[truth_sum] + smooth;
+  const double denominator = sums[loss_sum::predicted] + sums[loss_sum::truth] + smooth;
   coefficients[0] = static_cast<float>(-2.0 * scale / denominator);
-  coefficients[1] = static_cast<float>(scale * (2.0 * sums[intersection_sum] + smooth) / (denominator * denominator));
+  const double numerator = scale * (2.0 * sums[loss_sum::intersection] + smooth);
+  coefficients[1] = static_cast<float>(numerator / (denominator * denominator));
 }
 
-__global__ void loss_finalise_kernel(int n, int64_t pixels_per_sample, int chunks, LossConfig config,
-                                     const float* __restrict__ partials, double* __restrict__ sample_sums,
-                                     float* __restrict__ coefficients, float* __restrict__ loss) {
+__global__ void loss_sums_kernel(int n, int global_n, int chunks, LossConfig config,
+                                 const float* __restrict__ partials, double* __restrict__ sample_sums,
+                                 float* __restrict__ coefficients, double* __restrict__ batch_sums) {
   const double smooth = config.dice_smooth;
   for (int s = threadIdx.x; s < n; s += blockDim.x) {
     double* sums = sample_sums + int64_t{s} * loss_sums;
@@ -101,21 +107,30 @@ __global__ void loss_finalise_kernel(int n, int64_t pixels_per_sample, int chunk
     for (int64_t b = 0; b < chunks; ++b) {
       for (int k = 0; k < loss_sums; ++k) sums[k] += partials[(int64_t{s} * chunks + b) * loss_sums + k];
     }
-    if (config.dice_per_sample) write_dice_gradient(sums, smooth, double{config.dice_weight} / n, coefficients + 2 * s);
+    if (config.dice_per_sample) {
+      write_dice_gradient(sums, smooth, double{config.dice_weight} / global_n, coefficients + 2 * s);
+    }
   }
   __syncthreads();  // also makes the other threads' sample_sums visible to thread 0
   if (threadIdx.x != 0) return;
 
-  double batch[loss_sums] = {0.0, 0.0, 0.0, 0.0};
-  double dice_per_sample = 0.0;
+  double batch[loss_sum::count] = {0.0, 0.0, 0.0, 0.0, 0.0};
   for (int s = 0; s < n; ++s) {
     const double* sums = sample_sums + int64_t{s} * loss_sums;
     for (int k = 0; k < loss_sums; ++k) batch[k] += sums[k];
-    dice_per_sample += dice_loss(sums, smooth);
+    batch[loss_sum::sample_dice] += dice_loss(sums, smooth);
   }
-  if (!config.dice_per_sample) write_dice_gradient(batch, smooth, config.dice_weight, coefficients);
-  const double bce = batch[bce_sum] / (static_cast<double>(n) * pixels_per_sample);
-  const double dice = config.dice_per_sample ? dice_per_sample / n : dice_loss(batch, smooth);
+  for (int k = 0; k < loss_sum::count; ++k) batch_sums[k] = batch[k];
+}
+
+__global__ void loss_finalise_kernel(int global_n, int64_t pixels_per_sample, LossConfig config,
+                                     const double* __restrict__ batch_sums, float* __restrict__ coefficients,
+                                     float* __restrict__ loss) {
+  const double smooth = config.dice_smooth;
+  if (!config.dice_per_sample) write_dice_gradient(batch_sums, smooth, config.dice_weight, coefficients);
+  const double bce = batch_sums[loss_sum::bce] / (static_cast<double>(global_n) * pixels_per_sample);
+  const double dice =
+      config.dice_per_sample ? batch_sums[loss_sum::sample_dice] / global_n : dice_loss(batch_sums, smooth);
   loss[0] = static_cast<float>(config.bce_weight * bce + config.dice_weight * dice);
   loss[1] = static_cast<float>(bce);
   loss[2] = static_cast<float>(dice);
@@ -152,18 +167,21 @@ int loss_chunks(int64_t pixels_per_sample) {
   return static_cast<int>(std::min(ceil_div(pixels_per_sample, loss_threads * pixels_per_thread), max_chunks));
 }
 
-// The workspace: per-sample sums (N, 4) in double first (for alignment), Dice's gradient
-// coefficients (N, 2), then the blocks' partial records (N, chunks, 4).
+// The workspace: the batch sums (loss_sum::count) and the per-sample sums (N, 4) in double first
+// (for alignment), Dice's gradient coefficients (N, 2), then the blocks' partial records
+// (N, chunks, 4).
 struct LossWorkspace {
+  double* batch_sums;
   double* sample_sums;
   float* coefficients;
   float* partials;
 };
 
 LossWorkspace carve(void* workspace, int n) {
-  auto* sample_sums = static_cast<double*>(workspace);
+  auto* batch_sums = static_cast<double*>(workspace);
+  double* sample_sums = batch_sums + loss_sum::count;
   auto* coefficients = reinterpret_cast<float*>(sample_sums + int64_t{n} * loss_sums);
-  return {sample_sums, coefficients, coefficients + int64_t{n} * 2};
+  return {batch_sums, sample_sums, coefficients, coefficients + int64_t{n} * 2};
 }
 
 }  // namespace
@@ -171,26 +189,50 @@ LossWorkspace carve(void* workspace, int n) {
 template <DeviceKind D>
 size_t SegmentationLoss<D>::workspace(int n, int64_t pixels_per_sample) {
   const int64_t records = int64_t{n} * loss_chunks(pixels_per_sample);
-  return sizeof(double) * n * loss_sums + sizeof(float) * (int64_t{n} * 2 + records * loss_sums);
+  return sizeof(double) * (loss_sum::count + int64_t{n} * loss_sums) +
+         sizeof(float) * (int64_t{n} * 2 + records * loss_sums);
 }
 
 template <DeviceKind D>
 void SegmentationLoss<D>::forward_backward(int n, int64_t pixels_per_sample, const float* logits, const float* target,
                                            const LossConfig& config, float* loss, float* dlogits, void* workspace,
                                            Stream stream, int /*version: only 1*/) {
+  sums(n, pixels_per_sample, n, logits, target, config, dlogits, workspace, stream);
+  finish(n, pixels_per_sample, n, logits, target, config, loss, dlogits, workspace, stream);
+}
+
+template <DeviceKind D>
+void SegmentationLoss<D>::sums(int n, int64_t pixels_per_sample, int global_n, const float* logits,
+                               const float* target, const LossConfig& config, float* dlogits, void* workspace,
+                               Stream stream) {
   // N = 0, P = 0 (no mean to take) or N > 65535 (gridDim.y) fail at the launch, naming the kernel.
   const int chunks = loss_chunks(pixels_per_sample);
   const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(n));
   const LossWorkspace w = carve(workspace, n);
-  const auto bce_gradient_scale = static_cast<float>(config.bce_weight / (static_cast<double>(n) * pixels_per_sample));
-
+  const auto bce_gradient_scale =
+      static_cast<float>(config.bce_weight / (static_cast<double>(global_n) * pixels_per_sample));
   launch(KERNEL(loss_partials_kernel), grid, dim3(loss_threads), 0, stream, pixels_per_sample, logits, target,
          config.pos_weight, bce_gradient_scale, dlogits, w.partials);
-  launch(KERNEL(loss_finalise_kernel), dim3(1), dim3(loss_threads), 0, stream, n, pixels_per_sample, chunks, config,
-         w.partials, w.sample_sums, w.coefficients, loss);
+  launch(KERNEL(loss_sums_kernel), dim3(1), dim3(loss_threads), 0, stream, n, global_n, chunks, config, w.partials,
+         w.sample_sums, w.coefficients, w.batch_sums);
+}
+
+template <DeviceKind D>
+double* SegmentationLoss<D>::batch_sums(void* workspace) {
+  return carve(workspace, 0).batch_sums;
+}
+
+template <DeviceKind D>
+void SegmentationLoss<D>::finish(int n, int64_t pixels_per_sample, int global_n, const float* logits,
+                                 const float* target, const LossConfig& config, float* loss, float* dlogits,
+                                 void* workspace, Stream stream) {
+  const LossWorkspace w = carve(workspace, n);
+  launch(KERNEL(loss_finalise_kernel), dim3(1), dim3(1), 0, stream, global_n, pixels_per_sample, config,
+         static_cast<const double*>(w.batch_sums), w.coefficients, loss);
   if (dlogits != nullptr && config.dice_weight != 0.0f) {
+    const dim3 grid(static_cast<unsigned>(loss_chunks(pixels_per_sample)), static_cast<unsigned>(n));
     launch(KERNEL(dice_gradient_kernel), grid, dim3(loss_threads), 0, stream, pixels_per_sample,
-           config.dice_per_sample, logits, target, w.coefficients, dlogits);
+           config.dice_per_sample, logits, target, static_cast<const float*>(w.coefficients), dlogits);
   }
 }
 

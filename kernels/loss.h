@@ -16,6 +16,12 @@
 // sums (BCE, and for Dice sum(p*g), sum(p), sum(g)), then combine the partials in a fixed order:
 // deterministic, no atomics. When Dice is on, its gradient needs the finished sums, so a second
 // pass adds it to dlogits.
+//
+// Data-parallel training (docs/distributed.md) splits the step in two around those sums: each rank
+// computes its samples' batch sums (sums), the ranks add them (an all-reduce of loss_sum::count
+// doubles), and the loss and its gradient are formed from the totals (finish), with N the global
+// batch's sample count. The loss is then the global batch's, not an average of the ranks' losses.
+// forward_backward is the two halves with nothing between them and N the local count.
 #pragma once
 
 #include <cstddef>
@@ -36,12 +42,29 @@ struct LossConfig {
 // loss[0] = total, loss[1] = BCE, loss[2] = Dice (1 - coefficient).
 constexpr int loss_values = 3;
 
+// The batch sums the loss is formed from, in double: the BCE terms, sum(p*g), sum(p), sum(g), and
+// the per-sample Dice losses (used when dice_per_sample). Each is a plain sum over samples, so the
+// global batch's sums are the ranks' sums added.
+namespace loss_sum {
+enum : int { bce = 0, intersection, predicted, truth, sample_dice, count };
+}
+
 namespace cpu {
 
 // dlogits may be nullptr (value only).
 template <class T>
 void segmentation_loss(int n, int64_t pixels_per_sample, const T* logits, const T* target, const LossConfig& config,
                        T* loss, T* dlogits);
+
+// The two halves. sample_sums (n, 3): each sample's sum(p*g), sum(p), sum(g), kept for the
+// per-sample Dice gradient; batch_sums (loss_sum::count). finish reads batch_sums as given (added
+// across ranks, or not) and takes global_n as the global batch's sample count.
+template <class T>
+void loss_sums(int n, int64_t pixels_per_sample, const T* logits, const T* target, const LossConfig& config,
+               double* sample_sums, double* batch_sums);
+template <class T>
+void loss_finish(int n, int64_t pixels_per_sample, int global_n, const T* logits, const T* target,
+                 const LossConfig& config, const double* sample_sums, const double* batch_sums, T* loss, T* dlogits);
 
 }  // namespace cpu
 
@@ -58,6 +81,15 @@ struct SegmentationLoss {
                                float* dlogits,        // (N, P), overwritten; or nullptr for the value only
                                void* workspace,       // workspace(n, P) bytes
                                Stream stream, int version = 0);
+
+  // The halves (see the top): sums writes the BCE gradient and the batch sums, which batch_sums
+  // locates in the workspace (device memory, loss_sum::count doubles); finish forms the loss and adds
+  // Dice's gradient from them, over a global batch of global_n samples (global_n >= n).
+  static void sums(int n, int64_t pixels_per_sample, int global_n, const float* logits, const float* target,
+                   const LossConfig& config, float* dlogits, void* workspace, Stream stream);
+  static double* batch_sums(void* workspace);
+  static void finish(int n, int64_t pixels_per_sample, int global_n, const float* logits, const float* target,
+                     const LossConfig& config, float* loss, float* dlogits, void* workspace, Stream stream);
 };
 
 extern template struct SegmentationLoss<DeviceKind::sim>;
@@ -70,5 +102,13 @@ size_t SegmentationLoss<DeviceKind::cpu>::workspace(int, int64_t);
 template <>
 void SegmentationLoss<DeviceKind::cpu>::forward_backward(int, int64_t, const float*, const float*, const LossConfig&,
                                                          float*, float*, void*, Stream, int);
+template <>
+void SegmentationLoss<DeviceKind::cpu>::sums(int, int64_t, int, const float*, const float*, const LossConfig&, float*,
+                                             void*, Stream);
+template <>
+double* SegmentationLoss<DeviceKind::cpu>::batch_sums(void*);
+template <>
+void SegmentationLoss<DeviceKind::cpu>::finish(int, int64_t, int, const float*, const float*, const LossConfig&,
+                                               float*, float*, void*, Stream);
 
 }  // namespace unet

@@ -47,42 +47,60 @@ DiceGradient dice_gradient(const DiceSums& s, double smooth, double scale) {
 }  // namespace
 
 template <class T>
-void segmentation_loss(int n, int64_t pixels_per_sample, const T* logits, const T* target, const LossConfig& config,
-                       T* loss, T* dlogits) {
+void loss_sums(int n, int64_t pixels_per_sample, const T* logits, const T* target, const LossConfig& config,
+               double* sample_sums, double* batch_sums) {
   const int64_t P = pixels_per_sample;
   const T w = T(config.pos_weight);
   // The sums are kept in double whatever T is: there are N*P terms.
-  double bce_sum = 0;
+  double bce = 0;
   std::vector<DiceSums> samples(n);
   for (int s = 0; s < n; ++s) {
     for (int64_t i = s * P; i < (s + 1) * P; ++i) {
       const T x = logits[i], g = target[i];
       const Logistic<T> l = logistic(x);
-      bce_sum += (T(1) - g) * x + (T(1) + (w - T(1)) * g) * l.softplus_neg;
+      bce += (T(1) - g) * x + (T(1) + (w - T(1)) * g) * l.softplus_neg;
       samples[s].intersection += l.p * g;
       samples[s].predicted += l.p;
       samples[s].truth += g;
     }
   }
-  const double smooth = config.dice_smooth;
   DiceSums batch;
   double dice_per_sample = 0;
-  for (const DiceSums& s : samples) {
-    batch.intersection += s.intersection;
-    batch.predicted += s.predicted;
-    batch.truth += s.truth;
-    dice_per_sample += dice_loss(s, smooth);
+  for (int s = 0; s < n; ++s) {
+    batch.intersection += samples[s].intersection;
+    batch.predicted += samples[s].predicted;
+    batch.truth += samples[s].truth;
+    dice_per_sample += dice_loss(samples[s], config.dice_smooth);
+    sample_sums[3 * s] = samples[s].intersection;
+    sample_sums[3 * s + 1] = samples[s].predicted;
+    sample_sums[3 * s + 2] = samples[s].truth;
   }
-  const double bce = bce_sum / (static_cast<double>(n) * P);
-  const double dice = config.dice_per_sample ? dice_per_sample / n : dice_loss(batch, smooth);
+  batch_sums[loss_sum::bce] = bce;
+  batch_sums[loss_sum::intersection] = batch.intersection;
+  batch_sums[loss_sum::predicted] = batch.predicted;
+  batch_sums[loss_sum::truth] = batch.truth;
+  batch_sums[loss_sum::sample_dice] = dice_per_sample;
+}
+
+template <class T>
+void loss_finish(int n, int64_t pixels_per_sample, int global_n, const T* logits, const T* target,
+                 const LossConfig& config, const double* sample_sums, const double* batch_sums, T* loss, T* dlogits) {
+  const int64_t P = pixels_per_sample;
+  const T w = T(config.pos_weight);
+  const double smooth = config.dice_smooth;
+  const DiceSums batch{batch_sums[loss_sum::intersection], batch_sums[loss_sum::predicted],
+                       batch_sums[loss_sum::truth]};
+  const double bce = batch_sums[loss_sum::bce] / (static_cast<double>(global_n) * P);
+  const double dice = config.dice_per_sample ? batch_sums[loss_sum::sample_dice] / global_n : dice_loss(batch, smooth);
   loss[0] = T(config.bce_weight * bce + config.dice_weight * dice);
   loss[1] = T(bce);
   loss[2] = T(dice);
   if (dlogits == nullptr) return;
 
-  const T bce_scale = T(config.bce_weight / (static_cast<double>(n) * P));
+  const T bce_scale = T(config.bce_weight / (static_cast<double>(global_n) * P));
   for (int s = 0; s < n; ++s) {
-    const DiceGradient d = config.dice_per_sample ? dice_gradient(samples[s], smooth, config.dice_weight / n)
+    const DiceSums sample{sample_sums[3 * s], sample_sums[3 * s + 1], sample_sums[3 * s + 2]};
+    const DiceGradient d = config.dice_per_sample ? dice_gradient(sample, smooth, config.dice_weight / global_n)
                                                   : dice_gradient(batch, smooth, config.dice_weight);
 #pragma omp parallel for schedule(static)
     for (int64_t i = s * P; i < (s + 1) * P; ++i) {
@@ -95,17 +113,33 @@ void segmentation_loss(int n, int64_t pixels_per_sample, const T* logits, const 
   }
 }
 
+template <class T>
+void segmentation_loss(int n, int64_t pixels_per_sample, const T* logits, const T* target, const LossConfig& config,
+                       T* loss, T* dlogits) {
+  std::vector<double> sample_sums(3 * static_cast<size_t>(n));
+  double batch_sums[loss_sum::count];
+  loss_sums(n, pixels_per_sample, logits, target, config, sample_sums.data(), batch_sums);
+  loss_finish(n, pixels_per_sample, n, logits, target, config, sample_sums.data(), batch_sums, loss, dlogits);
+}
+
 template void segmentation_loss(int, int64_t, const float*, const float*, const LossConfig&, float*, float*);
 template void segmentation_loss(int, int64_t, const double*, const double*, const LossConfig&, double*, double*);
+template void loss_sums(int, int64_t, const float*, const float*, const LossConfig&, double*, double*);
+template void loss_sums(int, int64_t, const double*, const double*, const LossConfig&, double*, double*);
+template void loss_finish(int, int64_t, int, const float*, const float*, const LossConfig&, const double*,
+                          const double*, float*, float*);
+template void loss_finish(int, int64_t, int, const double*, const double*, const LossConfig&, const double*,
+                          const double*, double*, double*);
 
 }  // namespace unet::cpu
 
 namespace unet {
 
-// The cpu device's launchers (loss.h): the reference above, in float.
+// The cpu device's launchers (loss.h): the reference above, in float. The workspace holds the batch
+// sums (loss_sum::count) and the per-sample sums (N, 3), in double, for the two halves.
 template <>
-size_t SegmentationLoss<DeviceKind::cpu>::workspace(int, int64_t) {
-  return 0;
+size_t SegmentationLoss<DeviceKind::cpu>::workspace(int n, int64_t) {
+  return sizeof(double) * (loss_sum::count + 3 * static_cast<size_t>(n));
 }
 
 template <>
@@ -113,6 +147,29 @@ void SegmentationLoss<DeviceKind::cpu>::forward_backward(int n, int64_t pixels_p
                                                          const float* target, const LossConfig& config, float* loss,
                                                          float* dlogits, void*, Stream, int) {
   cpu::segmentation_loss(n, pixels_per_sample, logits, target, config, loss, dlogits);
+}
+
+template <>
+void SegmentationLoss<DeviceKind::cpu>::sums(int n, int64_t pixels_per_sample, int, const float* logits,
+                                             const float* target, const LossConfig& config, float*, void* workspace,
+                                             Stream) {
+  // The gradient is written by finish: on the cpu one pass over the pixels forms it whole.
+  double* batch = batch_sums(workspace);
+  cpu::loss_sums(n, pixels_per_sample, logits, target, config, batch + loss_sum::count, batch);
+}
+
+template <>
+double* SegmentationLoss<DeviceKind::cpu>::batch_sums(void* workspace) {
+  return static_cast<double*>(workspace);
+}
+
+template <>
+void SegmentationLoss<DeviceKind::cpu>::finish(int n, int64_t pixels_per_sample, int global_n, const float* logits,
+                                               const float* target, const LossConfig& config, float* loss,
+                                               float* dlogits, void* workspace, Stream) {
+  const double* batch = batch_sums(workspace);
+  cpu::loss_finish(n, pixels_per_sample, global_n, logits, target, config, batch + loss_sum::count, batch, loss,
+                   dlogits);
 }
 
 }  // namespace unet

@@ -72,9 +72,11 @@ Evaluation Evaluator::run(const std::vector<int32_t>& unordered, bool largest_co
   for (size_t at = 0; at < slices.size(); ++at) {
     const uint8_t* truth = data_.masks.data() + slices[at] * plane;
     for (int64_t p = 0; p < plane; ++p) mask[p] = truth[p];
-    metrics.add_slice(data_.volume[slices[at]], result.predicted.data() + at * plane, mask.data(), plane, bce[at]);
+    result.confusions.push_back(confusion_of(result.predicted.data() + at * plane, mask.data(), plane));
+    metrics.add_slice(data_.volume[slices[at]], result.confusions.back(), plane, bce[at]);
   }
   result.summary = metrics.summary();
+  result.bce = std::move(bce);
   return result;
 }
 

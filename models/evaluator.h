@@ -19,6 +19,8 @@ struct Evaluation {
   MetricsSummary summary;
   std::vector<int32_t> slices;     // the slices scored, in dataset order
   std::vector<uint8_t> predicted;  // (slices, H, W): 0/1, after --largest-component if asked
+  std::vector<Confusion> confusions;  // (slices): each slice's counts, what the summary is made of
+  std::vector<double> bce;            // (slices): each slice's BCE summed over its pixels
 };
 
 class Evaluator {

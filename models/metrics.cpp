@@ -81,7 +81,10 @@ MetricsAccumulator::MetricsAccumulator(std::vector<std::string> volume_names) {
 }
 
 void MetricsAccumulator::add_slice(int volume, const uint8_t* predicted, const float* mask, int64_t pixels, double bce) {
-  const Confusion c = confusion_of(predicted, mask, pixels);
+  add_slice(volume, confusion_of(predicted, mask, pixels), pixels, bce);
+}
+
+void MetricsAccumulator::add_slice(int volume, const Confusion& c, int64_t pixels, double bce) {
   VolumeMetrics& v = volumes_.at(static_cast<size_t>(volume));
   v.confusion += c;
   ++v.slices;

@@ -56,6 +56,8 @@ class MetricsAccumulator {
   explicit MetricsAccumulator(std::vector<std::string> volume_names);
   // One slice: its predicted mask (0/1), ground truth (0/1 floats), and BCE summed over its pixels.
   void add_slice(int volume, const uint8_t* predicted, const float* mask, int64_t pixels, double bce);
+  // The same, from the slice's confusion counts (as summed across ranks: models/training_run.cpp).
+  void add_slice(int volume, const Confusion& confusion, int64_t pixels, double bce);
   MetricsSummary summary() const;
 
  private:

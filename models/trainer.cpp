@@ -38,8 +38,21 @@ const Tensor* Trainer::run_step() {
   if (batch_source_) batch_source_(stream_);
   const Var logits = model_.forward(ctx, image_);
   logits_ = logits.value();
-  losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_);
+  if (distributed()) {
+    const ops::LossReduction across{image_.shape().n * comm_->size(), [this](double* sums, Stream stream) {
+                                      comm_->all_reduce(device_, sums, loss_sum::count, stream,
+                                                        "the all-reduce of the loss's batch sums");
+                                    }};
+    losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_, &across);
+  } else {
+    losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_);
+  }
   ctx.backward();
+  if (distributed()) {
+    ParameterStore& parameters = model_.parameters();
+    comm_->all_reduce(device_, parameters.grads(), parameters.count() + 1, stream_,
+                      "the all-reduce of the gradients");
+  }
   adam_update(model_.parameters(), adam_, clock_, stream_, non_finite_);
   return &losses_;
 }
@@ -47,6 +60,12 @@ const Tensor* Trainer::run_step() {
 StepLosses Trainer::step(std::vector<float>* logits) {
   // The last step's tensors are dead: rewind the arena (it may reallocate, which a capture forbids).
   if (graph_ == nullptr) context_->end_step();
+  float* const stop_slot = model_.parameters().grads() + model_.parameters().count();
+  if (distributed()) {
+    comm_->set_step(clock_.read() + 1);
+    const float request = stop_requested_ ? 1.0f : 0.0f;
+    device_.copy_to_device(stop_slot, &request, sizeof request);
+  }
   if (graph_ != nullptr) {
     if (logits != nullptr) throw Error("trainer: logits are only available from eager steps");
     graph_->replay(stream_);
@@ -69,11 +88,21 @@ StepLosses Trainer::step(std::vector<float>* logits) {
     run_step();
     ++eager_steps_;
   }
-  device_.synchronize(stream_);
+  if (distributed()) {
+    comm_->wait(device_, stream_, "the step's collectives");
+  } else {
+    device_.synchronize(stream_);
+  }
   float values[loss_values];
   device_.copy_to_host(values, losses_.data(), sizeof values);
   if (logits != nullptr) *logits = logits_.to_host();
-  return {values[0], values[1], values[2]};
+  bool stop = stop_requested_;
+  if (distributed()) {
+    float requests = 0;
+    device_.copy_to_host(&requests, stop_slot, sizeof requests);
+    stop = requests > 0;
+  }
+  return {values[0], values[1], values[2], stop};
 }
 
 bool Trainer::parameters_finite() const {

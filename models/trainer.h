@@ -5,12 +5,20 @@
 // replayed, and every later step is one replay. That is correct because nothing in the step is a
 // launch argument that changes: the step number, the learning rate, Adam's bias corrections and
 // the batch's random augmentation are all read from device memory (the training clock).
+//
+// Data parallel (docs/distributed.md): with a communicator of R ranks, this trainer's batch is one
+// rank's share of a global batch R times larger. Two collectives join the step: the loss's batch
+// sums, added between the sums and the loss formed from them (so the loss and its gradient are the
+// global batch's), and the flat gradient buffer, summed in one call between backward and Adam,
+// with the ranks' stop requests in its spare last float. Both go on the step's stream, so a graph
+// holds them: on cuda as NCCL calls, on sim as host nodes that call MPI.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <vector>
 
+#include "engine/comm.h"
 #include "engine/optimizer.h"
 #include "kernels/loss.h"
 #include "models/unet.h"
@@ -19,6 +27,7 @@ namespace unet {
 
 struct StepLosses {
   float total = 0, bce = 0, dice = 0;
+  bool stop = false;  // some rank asked to stop at this step (request_stop): all ranks agree on it
 };
 
 class Trainer {
@@ -40,6 +49,11 @@ class Trainer {
   // Launched on stream() right after the clock advances, inside the graph when graphs are on.
   void set_batch_source(std::function<void(Stream)> source) { batch_source_ = std::move(source); }
 
+  // Train as one of comm's ranks; call before the first step.
+  void set_communicator(Communicator& comm) { comm_ = &comm; }
+  // This rank wants to stop (a signal): the next step's StepLosses::stop is then true on every rank.
+  void request_stop() { stop_requested_ = true; }
+
   // One step. With `logits`, the step runs eagerly and its logits are copied out (N*H*W values).
   StepLosses step(std::vector<float>* logits = nullptr);
   bool graph_captured() const { return graph_ != nullptr; }
@@ -50,6 +64,7 @@ class Trainer {
 
  private:
   const Tensor* run_step();  // launches everything; returns the device loss values
+  bool distributed() const { return comm_ != nullptr && comm_->launched(); }
 
   UNet& model_;
   AdamConfig adam_;
@@ -64,6 +79,8 @@ class Trainer {
   Tensor logits_;   // this step's logits, in the arena
   std::function<void(Stream)> batch_source_;
   int32_t* non_finite_ = nullptr;  // (1) device memory: Adam's flag
+  Communicator* comm_ = nullptr;
+  bool stop_requested_ = false;
   std::unique_ptr<Graph> graph_;
   int eager_steps_ = 0;
 };

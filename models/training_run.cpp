@@ -12,6 +12,7 @@
 #include "data/resident.h"
 #include "data/split.h"
 #include "engine/build_info.h"
+#include "engine/comm.h"
 #include "engine/files.h"
 #include "engine/paths.h"
 #include "models/evaluator.h"
@@ -155,15 +156,19 @@ Json patients_record(int best_epoch, const MetricsSummary& summary) {
   return record;
 }
 
+// Rank 0 speaks for the run; the other ranks print only errors.
+bool lead() { return Communicator::world().rank() == 0; }
+
 Dataset load_training_data(const TrainingConfig& config) {
-  std::printf("loading %s ...\n", config.data.c_str());
+  if (lead()) std::printf("loading %s ...\n", config.data.c_str());
   std::fflush(stdout);
   Dataset data = load_dataset(config.data, config.find, config.load);
-  if (!data.skipped.empty()) std::printf("skipped %zu bad slices (--skip-bad)\n", data.skipped.size());
+  if (lead() && !data.skipped.empty()) std::printf("skipped %zu bad slices (--skip-bad)\n", data.skipped.size());
   return data;
 }
 
-// A new run draws its split and writes split.json; a resumed one reads it back.
+// A new run draws its split (the same on every rank: a function of the seed) and rank 0 writes
+// split.json; a resumed one reads it back.
 PatientSplit training_split(const TrainingConfig& config, const Dataset& data, const fs::path& path, bool resume) {
   const double val = config.val_patients >= 0 ? config.val_patients : config.val_fraction;
   PatientSplit split = resume ? load_split(path.string())
@@ -171,7 +176,7 @@ PatientSplit training_split(const TrainingConfig& config, const Dataset& data, c
   if (split.train.empty()) {
     throw Error("no patients left for training (" + std::to_string(data.patients.size()) + " in the dataset)");
   }
-  if (!resume) save_split(path.string(), split);
+  if (!resume && lead()) save_split(path.string(), split);
   return split;
 }
 
@@ -193,6 +198,7 @@ class Session {
   std::string kept_checkpoint() const;
   void check_parameters() const;
   void end_epoch(int epoch, double seconds);
+  MetricsSummary validate();
   void save_last(double loss_sum);
   void log_start();
   void finish();
@@ -200,6 +206,9 @@ class Session {
   const TrainingConfig& config_;
   const fs::path folder_, last_, log_;
   const bool resume_;
+  Communicator& comm_;
+  const bool lead_;         // rank 0: writes the run folder
+  const int local_batch_;  // this rank's share of each global batch
   Device& device_;
   const Dataset data_;
   const PatientSplit split_;
@@ -224,6 +233,9 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
       last_(folder / "last.safetensors"),
       log_(folder / "log.jsonl"),
       resume_(checkpoint != nullptr),
+      comm_(Communicator::world()),
+      lead_(comm_.rank() == 0),
+      local_batch_(config.batch / comm_.size()),
       device_(device(config.device)),
       data_(load_training_data(config)),
       split_(training_split(config, data_, folder / "split.json", resume_)),
@@ -233,7 +245,7 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
       model_(config.model, device_),
       steps_per_epoch_(sampler_.steps_per_epoch()),
       adam_(over_the_run(config.adam, int64_t{steps_per_epoch_} * config.epochs)),
-      trainer_(model_, adam_, config.loss, {config.batch, data_.height, data_.width, config.model.in_channels},
+      trainer_(model_, adam_, config.loss, {local_batch_, data_.height, data_.width, config.model.in_channels},
                config.graph),
       evaluator_(model_, resident_, data_, config.batch),
       step_(resume_ ? state.at("step").as_integer() : 0),
@@ -241,8 +253,11 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
       epoch_loss_sum_(resume_ ? state.at("epoch_loss_sum").as_number() : 0.0),
       best_dice_(resume_ ? state.at("best_dice").as_number() : -1.0),
       best_epoch_(resume_ ? static_cast<int>(state.at("best_epoch").as_integer()) : -1) {
-  std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test\n", data_.patients.size(),
-              split_.train.size(), sides_.train.size(), split_.val.size(), sides_.val.size(), split_.test.size());
+  if (lead_) {
+    std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test\n",
+                data_.patients.size(), split_.train.size(), sides_.train.size(), split_.val.size(), sides_.val.size(),
+                split_.test.size());
+  }
   if (checkpoint != nullptr) {
     load_training_checkpoint(*checkpoint, model_);
   } else if (!config.init.empty()) {
@@ -250,8 +265,11 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
   } else {
     model_.parameters().initialize(config.seed);
   }
+  // Parameters start identical on every rank: the same checkpoint, weights file or seed.
+  resident_.set_share(comm_.rank() * local_batch_, config.batch);
+  trainer_.set_communicator(comm_);
   trainer_.set_batch_source([this](Stream stream) {
-    resident_.train_batch(trainer_.clock().step(), steps_per_epoch_, config_.batch, config_.augment, config_.seed,
+    resident_.train_batch(trainer_.clock().step(), steps_per_epoch_, local_batch_, config_.augment, config_.seed,
                           {trainer_.image().data(), config_.model.in_channels, trainer_.mask().data(), 1}, stream);
   });
   trainer_.clock().set(step_);
@@ -280,19 +298,23 @@ void Session::log_start() {
   start.set("epochs", config_.epochs);
   start.set("step", step_);
   start.set("steps_per_epoch", steps_per_epoch_);
+  start.set("ranks", comm_.size());
   append_line(log_.string(), start.dump());
   if (!resume_) write_file_atomic((folder_ / "metrics.csv").string(), std::string(metrics_header) + "\n");
 }
 
 int Session::train() {
-  log_start();
+  if (lead_) log_start();
   interrupted = 0;  // a run before this one, in this process, may have been interrupted
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
-  std::printf("training %s, depth %d on %s (%s): %d epochs of %d steps, batch %d, %dx%d%s\n",
-              config_.model.describe().c_str(), config_.model.depth, device_name(config_.device),
-              device_.info().name.c_str(), config_.epochs, steps_per_epoch_, config_.batch, data_.height, data_.width,
-              resume_ ? (", resuming at step " + std::to_string(step_)).c_str() : "");
+  if (lead_) {
+    std::printf("training %s, depth %d on %s (%s): %d epochs of %d steps, batch %d, %dx%d%s\n",
+                config_.model.describe().c_str(), config_.model.depth, device_name(config_.device),
+                device_.info().name.c_str(), config_.epochs, steps_per_epoch_, config_.batch, data_.height,
+                data_.width, resume_ ? (", resuming at step " + std::to_string(step_)).c_str() : "");
+    if (comm_.size() > 1) std::printf("data parallel: %d ranks of %d samples each\n", comm_.size(), local_batch_);
+  }
   std::fflush(stdout);
   for (int epoch = static_cast<int>(step_ / steps_per_epoch_); epoch < config_.epochs; ++epoch) {
     const auto epoch_start = std::chrono::steady_clock::now();
@@ -310,6 +332,7 @@ bool Session::train_epoch(int epoch) {
   Progress progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.epochs), steps_per_epoch_);
   const int64_t first = step_ % steps_per_epoch_;  // not 0 when resuming mid-epoch
   for (int64_t k = first; k < steps_per_epoch_; ++k) {
+    if (interrupted != 0) trainer_.request_stop();
     const StepLosses losses = trainer_.step();
     if (!std::isfinite(losses.total)) {
       progress.finish();
@@ -321,11 +344,13 @@ bool Session::train_epoch(int epoch) {
     epoch_loss_sum_ += losses.total;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     const double images_per_second = static_cast<double>(config_.batch) * static_cast<double>(k + 1 - first) / seconds;
-    progress.update(k + 1, "loss " + fixed(epoch_loss_sum_ / static_cast<double>(k + 1)) + " " +
+    if (lead_) progress.update(k + 1, "loss " + fixed(epoch_loss_sum_ / static_cast<double>(k + 1)) + " " +
                                fixed(images_per_second, 1) + " img/s");
-    const bool stop = interrupted != 0 ||
+    // losses.stop is the same on every rank: the ranks' stop requests are summed with the gradients.
+    const bool stop = losses.stop ||
                       (config_.stop_after_steps > 0 && step_ - session_start_step_ >= config_.stop_after_steps);
     if (stop && step_ < total_steps) {
+      if (!lead_) return false;
       progress.finish();
       check_parameters();
       save_last(epoch_loss_sum_);
@@ -365,7 +390,8 @@ void Session::end_epoch(int epoch, double train_seconds) {
   epoch_loss_sum_ = 0;
   const bool validating = !sides_.val.empty();
   MetricsSummary val;
-  if (validating) val = evaluator_.run(sides_.val, false).summary;
+  if (validating) val = validate();
+  if (!lead_) return;
   const double seconds =
       train_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (validating && val.volume_dice_mean > best_dice_) {
@@ -383,8 +409,42 @@ void Session::end_epoch(int epoch, double train_seconds) {
   std::fflush(stdout);
 }
 
-// The best model on the validation patients, in detail, and the log's last record.
+// Validation sharded by patient: rank r scores the validation patients r, r + R, ...; each slice's
+// confusion counts and BCE sum are then summed across the ranks (every slice is some one rank's)
+// and accumulated in dataset order, so the summary is the one a single process computes, to the bit.
+MetricsSummary Session::validate() {
+  if (comm_.size() == 1) return evaluator_.run(sides_.val, false).summary;
+  std::vector<int32_t> all = sides_.val;
+  std::sort(all.begin(), all.end());
+  std::vector<int32_t> mine;
+  for (const int32_t s : all) {
+    const auto patient = std::find(split_.val.begin(), split_.val.end(), data_.patients[data_.volume[s]]);
+    if ((patient - split_.val.begin()) % comm_.size() == comm_.rank()) mine.push_back(s);
+  }
+  const Evaluation part = evaluator_.run(mine, false);
+  constexpr int fields = 5;  // tp, fp, fn, tn, BCE sum
+  std::vector<double> scores(all.size() * fields, 0.0);
+  for (size_t at = 0; at < part.slices.size(); ++at) {
+    const auto position = static_cast<size_t>(std::lower_bound(all.begin(), all.end(), part.slices[at]) - all.begin());
+    const Confusion& c = part.confusions[at];
+    const double record[fields] = {double(c.tp), double(c.fp), double(c.fn), double(c.tn), part.bce[at]};
+    std::copy(record, record + fields, scores.begin() + static_cast<long>(position * fields));
+  }
+  comm_.all_reduce_host(scores.data(), static_cast<int>(scores.size()), "the all-reduce of the validation scores");
+  MetricsAccumulator metrics(data_.patients);
+  const int64_t plane = int64_t{data_.height} * data_.width;
+  for (size_t at = 0; at < all.size(); ++at) {
+    const double* record = scores.data() + at * fields;
+    const Confusion c{int64_t(record[0]), int64_t(record[1]), int64_t(record[2]), int64_t(record[3])};
+    metrics.add_slice(data_.volume[all[at]], c, plane, record[4]);
+  }
+  return metrics.summary();
+}
+
+// The best model on the validation patients, in detail (rank 0 alone: the pictures need every
+// predicted mask), and the log's last record.
 void Session::finish() {
+  if (!lead_) return;
   if (!sides_.val.empty() && best_epoch_ > 0) {
     load_weights(SafeTensors::load((folder_ / "best.safetensors").string()), model_);
     const Evaluation best = evaluator_.run(sides_.val, false);
@@ -399,21 +459,26 @@ void Session::finish() {
   end.set("best_epoch", best_epoch_);
   end.set("best_val_dice_mean", best_dice_);
   end.set("finished", utc_now());
+  if (comm_.size() > 1) end.set("collective_seconds", comm_.collective_seconds());
   append_line(log_.string(), end.dump());
 }
 
 }  // namespace
 
 TrainingRun::TrainingRun(fs::path folder, bool resume)
-    : folder_(std::move(folder)),
-      lock_(folder_.string(), resume ? RunStart::resume : RunStart::fresh) {
-  for (const std::string& note : lock_.notes()) std::printf("note: %s\n", note.c_str());
+    : folder_(std::move(folder)) {
+  // Under mpirun every rank reads the checkpoint, but only rank 0 locks, tidies and writes the folder:
+  // a lock per rank would refuse the second rank as another writer.
+  if (lead()) {
+    lock_.emplace(folder_.string(), resume ? RunStart::resume : RunStart::fresh);
+    for (const std::string& note : lock_->notes()) std::printf("note: %s\n", note.c_str());
+  }
   if (!resume) return;
   checkpoint_ = SafeTensors::load((folder_ / "last.safetensors").string());
   const UNetConfig config = read_config(*checkpoint_);
   UNet probe(config, device(DeviceKind::cpu));
   state_ = load_training_checkpoint(*checkpoint_, probe);
-  if (state_.at("best_epoch").as_integer() > 0 && !lock_.check_best_weights(config)) {
+  if (lock_ && state_.at("best_epoch").as_integer() > 0 && !lock_->check_best_weights(config)) {
     std::printf("note: %s is gone; the best weights are chosen among the epochs still to come\n",
                 (folder_ / "best.safetensors").c_str());
     state_.set("best_dice", -1.0);
@@ -422,11 +487,23 @@ TrainingRun::TrainingRun(fs::path folder, bool resume)
 }
 
 int TrainingRun::run(const TrainingConfig& config) {
-  std::error_code error;
-  fs::create_directories(folder_, error);
-  if (error) throw Error(folder_.string() + ": cannot create the run folder (" + error.message() + ")");
-  if (::access(folder_.c_str(), W_OK) != 0) throw Error(folder_.string() + ": the run folder is not writable");
-  if (config.device == DeviceKind::cpu && config.model.base_width >= 32 && config.load.image_size >= 128) {
+  Communicator& comm = Communicator::world();
+  comm.set_timeout(config.collective_timeout);
+  if (config.batch % comm.size() != 0) {
+    throw Error("a batch of " + std::to_string(config.batch) + " does not divide among " +
+                std::to_string(comm.size()) + " ranks");
+  }
+  // Every rank has looked at the folder (the constructor) before rank 0 writes into it.
+  double ready = 1;
+  comm.all_reduce_host(&ready, 1, "the agreement on the run folder");
+  if (comm.rank() == 0) {
+    std::error_code error;
+    fs::create_directories(folder_, error);
+    if (error) throw Error(folder_.string() + ": cannot create the run folder (" + error.message() + ")");
+    if (::access(folder_.c_str(), W_OK) != 0) throw Error(folder_.string() + ": the run folder is not writable");
+  }
+  const bool slow = config.device == DeviceKind::cpu && config.model.base_width >= 32 && config.load.image_size >= 128;
+  if (comm.rank() == 0 && slow) {
     std::fprintf(stderr, "note: training the full model on the CPU is slow; consider --base-width 8 --image-size 64\n");
   }
   Session session(config, folder_, checkpoint_ ? &*checkpoint_ : nullptr, state_);

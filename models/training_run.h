@@ -14,6 +14,10 @@
 // Resuming continues bit for bit: the epoch's order, every augmentation and the learning rate are
 // functions of the seed and the step, and last.safetensors holds the step, Adam's moments, the
 // running epoch loss and the best epoch so far.
+//
+// Data parallel (docs/distributed.md): when the process is one of R ranks (Communicator::world()),
+// each trains on its batch / R samples of every global batch, validation is sharded by patient and
+// its per-slice scores summed across the ranks, and rank 0 alone writes the run folder and prints.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +56,7 @@ struct TrainingConfig {
   DeviceKind device = DeviceKind::cpu;
   bool graph = true;
   int64_t stop_after_steps = 0;  // for testing resume: stop as if interrupted after this many steps (0: never)
+  double collective_timeout = 300;  // seconds a rank waits for the others (data parallel only)
 
   // The command's settings, recorded in every checkpoint's state: `identity` (what makes the run
   // this run) under "identity", and `resumable` (what may change on resume) key by key at the top.
@@ -71,15 +76,16 @@ class TrainingRun {
   const Json& resumed_state() const { return state_; }
 
   // Trains until config.epochs are done (returns 0) or the run is interrupted (Ctrl-C, SIGTERM or
-  // stop_after_steps; a checkpoint is saved and 130 returned). When resuming, `config` must be the
-  // run's own (restored from resumed_state()). Throws unet::Error, also when the loss or a parameter
-  // stops being finite (leaving the last good checkpoint as it was; the parameters are checked at
-  // the end of every epoch and before every checkpoint).
+  // stop_after_steps; a checkpoint is saved and 130 returned; with several ranks, a signal to any of
+  // them stops all at the same step). When resuming, `config` must be the run's own (restored from
+  // resumed_state()). Throws unet::Error, also when the loss or a parameter stops being finite
+  // (leaving the last good checkpoint as it was; the parameters are checked at the end of every
+  // epoch and before every checkpoint).
   int run(const TrainingConfig& config);
 
  private:
   std::filesystem::path folder_;
-  RunFolder lock_;
+  std::optional<RunFolder> lock_;  // held by rank 0, the run folder's one writer
   std::optional<SafeTensors> checkpoint_;  // last.safetensors when resuming
   Json state_ = Json::object();
 };

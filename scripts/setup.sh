@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev                        # JSON (safetensors headers, logs, splits)
   clang-format                              # the sources' format (.clang-format)
   python3-torch python3-numpy               # the PyTorch oracle for the tests, for /usr/bin/python3
+  openmpi-bin libopenmpi-dev                # data-parallel training: mpirun, and MPI to build against
 )
 
 missing=()

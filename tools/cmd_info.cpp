@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include "engine/build_info.h"
+#include "engine/comm.h"
 #include "engine/device.h"
 #include "kernels/cpu_kernels.h"
 #include "tools/cli.h"
@@ -67,6 +68,9 @@ int command_info(const Args& args) {
     std::printf("  cudnn             not found (used by the benchmarks only)\n");
   }
 #endif
+  std::printf("\ndata parallel (mpirun -np R unet train ...)\n");
+  std::printf("  mpi               %s\n", Communicator::mpi_version().c_str());
+  std::printf("  nccl              %s\n", Communicator::nccl_version().c_str());
   return 0;
 }
 

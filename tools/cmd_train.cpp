@@ -1,10 +1,15 @@
 // unet train: trains a U-Net on a folder of MRI slices and leaves a run folder behind
 // (docs/training.md): log.jsonl, metrics.csv, split.json, best.safetensors (weights, by validation
-// per-volume Dice), last.safetensors (resumable), val_patients.csv and overlays/.
+// per-volume Dice), last.safetensors (resumable), val_patients.csv and overlays/. Under a launcher
+// (mpirun -np R unet train ...) each process is one rank of a data-parallel run (docs/distributed.md).
 #include <cstdio>
 
+#include "engine/comm.h"
 #include "engine/paths.h"
 #include "models/training_run.h"
+#if UNET_WITH_NCCL
+#include "engine/nccl_link.h"
+#endif
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/common.h"
@@ -27,6 +32,7 @@ struct TrainFlags {
   int64_t seed = 0;
   bool resume = false;
   int64_t stop_after_steps = 0;  // testing: behave as if interrupted after this many steps
+  double collective_timeout = 300;
 };
 
 // Every flag of unet train, once: the parser, the run's identity (log.jsonl's "flags", the
@@ -65,7 +71,10 @@ void describe_flags(Options& options, TrainFlags& f) {
       .add("out", &f.out, "RUN_DIR", "run folder to write").required()
       .flag("resume", &f.resume, "continue the run in RUN_DIR from its last checkpoint")
       .add("stop-after-steps", &f.stop_after_steps, "N", "stop as if interrupted after N steps (for testing resume)")
-      .at_least(0).shown_default("never");
+      .at_least(0).shown_default("never")
+      .add("collective-timeout", &f.collective_timeout, "SECONDS",
+           "under mpirun: how long a rank waits for the others in a collective before it gives up")
+      .at_least(1);
   add_augment_options(options, &f.augment, identity);
 }
 
@@ -95,6 +104,7 @@ TrainingConfig training_config(const TrainFlags& f, DeviceKind kind, const Optio
   config.device = kind;
   config.graph = f.graph == "on";
   config.stop_after_steps = f.stop_after_steps;
+  config.collective_timeout = f.collective_timeout;
   config.identity = options.saved(FlagRole::identity);
   config.resumable = options.saved(FlagRole::resumable);
   return config;
@@ -131,11 +141,28 @@ int command_train(const Args& args) {
     options.restore(run.resumed_state(), FlagRole::resumable);
     refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
   }
-  const DeviceKind kind = resolve_device(f.device, true);
+  const Communicator& comm = Communicator::world();
+  const int ranks = comm.size();
+  if (ranks > f.batch) {
+    throw UsageError("--batch " + std::to_string(f.batch) + " is smaller than the " + std::to_string(ranks) +
+                     " ranks: each rank needs at least one sample of every batch");
+  }
+  if (f.batch % ranks != 0) {
+    throw UsageError("--batch " + std::to_string(f.batch) + " does not divide among " + std::to_string(ranks) +
+                     " ranks (the global batch is split evenly: use a multiple of " + std::to_string(ranks) + ")");
+  }
+#if UNET_WITH_NCCL
+  // Before anything touches the cuda device: each rank takes the GPU of its rank on the machine.
+  const bool may_use_gpu = f.device == "cuda" || f.device == "auto";
+  if (comm.launched() && may_use_gpu && cuda_available()) select_local_gpu(comm.local_rank());
+#endif
+  const DeviceKind kind = resolve_device(f.device, comm.rank() == 0);
   f.device = device_name(kind);  // saved as resolved: a resumed run stays on it
   const TrainingConfig config = training_config(f, kind, options);
   const int status = run.run(config);
-  if (status == 0) std::printf("run folder %s (report: unet report %s)\n", f.out.c_str(), f.out.c_str());
+  if (status == 0 && comm.rank() == 0) {
+    std::printf("run folder %s (report: unet report %s)\n", f.out.c_str(), f.out.c_str());
+  }
   return status;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "kernels/loss.h"
 #include "tests/test_util.h"
@@ -169,6 +170,56 @@ TEST_CASE("loss kernels: the same inputs give the same bits", "[loss]") {
   const KernelResult second = run(n, pixels, logits, target, configs[4].second);
   CHECK(std::memcmp(first.loss.data(), second.loss.data(), sizeof(float) * loss_values) == 0);
   CHECK(std::memcmp(first.dlogits.data(), second.dlogits.data(), sizeof(float) * first.dlogits.size()) == 0);
+}
+
+TEST_CASE("loss kernels: two halves' sums, added, give the whole batch's loss and gradient", "[loss]") {
+  // Data-parallel training with two ranks (kernels/loss.h): sums on each half, the batch sums added
+  // (here on the host, in place of the all-reduce), then finish over the global batch.
+  const int n = 4, half = 2;
+  const int64_t pixels = 5000;  // several blocks a sample
+  const auto logits = test::random_uniform(n * pixels, 120, -4.0f, 4.0f);
+  const auto target = random_mask(n * pixels, 121);
+  for (const auto& [name, config] : configs) {
+    INFO(name);
+    const LossResult expected = reference(n, pixels, logits, target, config);
+    const size_t half_size = static_cast<size_t>(half * pixels);
+    std::vector<float> loss, dlogits;
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> inputs, targets, gradients;
+    std::vector<std::unique_ptr<DeviceBuffer<uint8_t>>> workspaces;
+    std::vector<double> total(loss_sum::count, 0.0);
+    for (int h = 0; h < 2; ++h) {
+      const auto begin = static_cast<long>(h * half_size), end = static_cast<long>((h + 1) * half_size);
+      inputs.push_back(std::make_unique<DeviceBuffer<float>>(dev(), std::vector<float>(logits.begin() + begin,
+                                                                                       logits.begin() + end)));
+      targets.push_back(std::make_unique<DeviceBuffer<float>>(dev(), std::vector<float>(target.begin() + begin,
+                                                                                        target.begin() + end)));
+      gradients.push_back(std::make_unique<DeviceBuffer<float>>(dev(), half_size));
+      const size_t workspace_bytes = SegmentationLoss<kDevice>::workspace(half, pixels);
+      workspaces.push_back(std::make_unique<DeviceBuffer<uint8_t>>(dev(), workspace_bytes));
+      gradients[h]->poison();
+      workspaces[h]->poison();
+      SegmentationLoss<kDevice>::sums(half, pixels, n, inputs[h]->data(), targets[h]->data(), config,
+                                      gradients[h]->data(), workspaces[h]->data(), {});
+      double sums[loss_sum::count];
+      dev().synchronize();
+      dev().copy_to_host(sums, SegmentationLoss<kDevice>::batch_sums(workspaces[h]->data()), sizeof sums);
+      for (int k = 0; k < loss_sum::count; ++k) total[k] += sums[k];
+    }
+    for (int h = 0; h < 2; ++h) {
+      DeviceBuffer<float> values(dev(), loss_values);
+      values.poison();
+      dev().copy_to_device(SegmentationLoss<kDevice>::batch_sums(workspaces[h]->data()), total.data(),
+                           sizeof(double) * loss_sum::count);
+      SegmentationLoss<kDevice>::finish(half, pixels, n, inputs[h]->data(), targets[h]->data(), config, values.data(),
+                                        gradients[h]->data(), workspaces[h]->data(), {});
+      const std::vector<float> part = gradients[h]->download();
+      dlogits.insert(dlogits.end(), part.begin(), part.end());
+      if (h == 0) loss = values.download();
+      else CHECK(values.download() == loss);  // both halves form the same global loss
+    }
+    CHECK(test::relative_error(loss, expected.loss) < 1e-5);
+    CHECK(test::relative_error(dlogits, expected.dlogits) < 1e-5);
+  }
 }
 
 TEST_CASE("loss kernels: a batch without pixels is refused at the launch", "[loss]") {

@@ -88,3 +88,35 @@ TEST_CASE("loss reference: logits of 1e4 give finite, exact BCE", "[loss]") {
   CHECK(loss[1] == 1e4);  // each pixel costs |x|: softplus(1e4)
   CHECK(dlogits == std::vector<double>{0.5, -0.5});
 }
+
+TEST_CASE("loss reference: two halves' sums, added, give the whole batch's loss and gradient", "[loss]") {
+  // What data-parallel training does with two ranks (kernels/loss.h): each half computes its sums,
+  // the sums are added, and each half forms the loss and its gradient over the global batch.
+  const int n = 4, half = 2;
+  const int64_t pixels = 9;
+  const auto logits = test::to_double(test::random_uniform(n * pixels, 73, -3.0f, 3.0f));
+  const auto target = random_mask(n * pixels, 74);
+  const LossConfig cases[] = {make_config(1, 0, 3, 1, false), make_config(0.7f, 1.3f, 2, 0.5f, true),
+                              make_config(1, 1, 1, 1, false)};
+  for (const LossConfig& config : cases) {
+    INFO("bce " << config.bce_weight << ", dice " << config.dice_weight << ", per sample " << config.dice_per_sample);
+    std::vector<double> whole_loss(loss_values), whole_dlogits(logits.size());
+    cpu::segmentation_loss(n, pixels, logits.data(), target.data(), config, whole_loss.data(), whole_dlogits.data());
+
+    const int64_t offset = half * pixels;  // where the second half starts
+    std::vector<double> sample_sums(3 * n), sums_a(loss_sum::count), sums_b(loss_sum::count);
+    cpu::loss_sums(half, pixels, logits.data(), target.data(), config, sample_sums.data(), sums_a.data());
+    cpu::loss_sums(half, pixels, logits.data() + offset, target.data() + offset, config, sample_sums.data() + 3 * half,
+                   sums_b.data());
+    std::vector<double> total(loss_sum::count);
+    for (int k = 0; k < loss_sum::count; ++k) total[k] = sums_a[k] + sums_b[k];
+    std::vector<double> loss_a(loss_values), loss_b(loss_values), dlogits(logits.size());
+    cpu::loss_finish(half, pixels, n, logits.data(), target.data(), config, sample_sums.data(), total.data(),
+                     loss_a.data(), dlogits.data());
+    cpu::loss_finish(half, pixels, n, logits.data() + offset, target.data() + offset, config,
+                     sample_sums.data() + 3 * half, total.data(), loss_b.data(), dlogits.data() + offset);
+    CHECK(loss_a == loss_b);
+    CHECK(test::relative_error(loss_a, whole_loss) < 1e-14);
+    CHECK(test::relative_error(dlogits, whole_dlogits) < 1e-14);
+  }
+}
