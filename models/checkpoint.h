@@ -11,7 +11,8 @@
 // position in the epoch and whatever else resuming needs (JSON). Writes are atomic.
 //
 // Loading checks everything and throws one unet::Error naming the file: not safetensors, malformed,
-// another configuration, a tensor unknown or missing, a wrong shape or dtype.
+// another configuration, a tensor unknown or missing, a wrong shape or dtype, a parameter or moment
+// holding a NaN or an infinity (named, with the count).
 #pragma once
 
 #include <optional>
@@ -38,10 +39,15 @@ UNetConfig read_config(const SafeTensors& file);
 // What the file records; std::nullopt for one written before unet recorded it.
 std::optional<Preprocessing> read_preprocessing(const SafeTensors& file);
 
+// Whether `path` is a safetensors file with a unet.config: what `unet init --out` may replace.
+bool is_unet_weights_file(const std::string& path);
+
 SafeTensors weights_file(const UNet& model, const Preprocessing& preprocessing);
 void save_weights(const std::string& path, const UNet& model, const Preprocessing& preprocessing);
 // Loads into `model`, whose configuration must equal the file's.
 void load_weights(const SafeTensors& file, UNet& model);
+// Throws what load_weights would if `path` were loaded into a model of `config` (checked on the cpu).
+void check_weights_file(const std::string& path, const UNetConfig& config);
 
 void save_training_checkpoint(const std::string& path, const UNet& model, const Preprocessing& preprocessing,
                               const Json& training_state);

@@ -10,6 +10,7 @@
 #include "engine/files.h"
 #include "engine/json.h"
 #include "engine/ops.h"
+#include "engine/text.h"
 #include "models/trainer.h"
 #include "models/unet_shapes.h"
 #include "tools/cli.h"
@@ -19,13 +20,6 @@
 namespace unet {
 
 namespace {
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  return text;
-}
 
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());

@@ -4,6 +4,7 @@
 
 #include "data/split.h"
 #include "engine/files.h"
+#include "engine/paths.h"
 #include "models/checkpoint.h"
 #include "models/evaluator.h"
 #include "tools/cli.h"
@@ -27,7 +28,7 @@ std::string fixed(double value, int decimals = 4) {
 int command_eval(const Args& args) {
   DataOptions data_options;
   std::string weights, split_path, subset = "auto", csv, device_choice = "auto";
-  bool largest_component = false;
+  bool largest_component = false, force = false;
   int batch = 8;
   Options options("eval", "Scores weights on a dataset: per patient (Dice, IoU, true and predicted tumour volume in\nvoxels) and in summary (per-volume Dice mean and median, slice and global Dice, IoU, BCE;\ndocs/metrics.md). With --split, only the patients of one side of a training run's split.");
   options.add("weights", &weights, "FILE", "weights (a run's best.safetensors, or any unet weights file)").required();
@@ -38,21 +39,29 @@ int command_eval(const Args& args) {
       .choices({"auto", "test", "val", "train", "all"})
       .flag("largest-component", &largest_component, "keep only the largest 3-D connected component per patient")
       .add("csv", &csv, "FILE", "also write the per-patient table (and a summary row) as CSV")
+      .flag("force", &force, "replace --csv even if it is not a table unet eval wrote")
       .add("batch", &batch, "B", "slices per forward pass").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"});
   if (!options.parse(args)) return 0;
   if (options.given("subset") && split_path.empty()) throw UsageError("--subset needs --split");
   check_readable_file(weights, "weights");
   if (!split_path.empty()) check_readable_file(split_path, "split");
-  if (!csv.empty()) check_writable(csv);
+  const std::string table_header = patient_table_csv({});  // the header row alone
+  if (!csv.empty()) {
+    check_writable(csv);
+    refuse_output_inside_input(csv, "--csv", data_options.data, "--data");
+    refuse_replacing_another_kind(csv, "a table unet eval wrote", [&](const std::string& path) {
+      return file_starts_with(path, table_header);
+    }, force);
+  }
 
   const SafeTensors file = SafeTensors::load(weights);
-  const Preprocessing preprocessing = preprocessing_for(file, options, data_options.image_size, data_options.zscore);
-  data_options.image_size = preprocessing.image_size;
-  data_options.zscore = preprocessing.zscore;
   Device& dev = device(resolve_device(device_choice, true));
   UNet model(read_config(file), dev);
   load_weights(file, model);
+  const Preprocessing preprocessing = preprocessing_for(file, options, data_options.image_size, data_options.zscore);
+  data_options.image_size = preprocessing.image_size;
+  data_options.zscore = preprocessing.zscore;
   const Dataset data = load_dataset(data_options.data, data_options.find(), data_options.load());
   model.check_input({1, data.height, data.width, model.config().in_channels});
 

@@ -6,6 +6,7 @@
 
 #include "data/dataset.h"
 #include "data/image.h"
+#include "engine/paths.h"
 #include "models/checkpoint.h"
 #include "models/evaluator.h"
 #include "models/overlay.h"
@@ -126,14 +127,20 @@ int command_predict(const Args& args) {
   if (!options.parse(args)) return 0;
   if (!(threshold > 0 && threshold < 1)) throw UsageError("--threshold: must be between 0 and 1");
   check_readable_file(weights, "weights");
+  // A file's folder is the input too: pictures beside a patient's slices would join its dataset.
+  std::error_code input_error;
+  const bool input_is_folder = fs::is_directory(input, input_error);
+  const std::string input_folder = input_is_folder ? input : fs::path(input).parent_path().string();
+  refuse_output_inside_input(out, "--out", input_folder.empty() ? "." : input_folder,
+                             input_is_folder ? "--input" : "the folder of --input");
 
   const SafeTensors file = SafeTensors::load(weights);
-  const Preprocessing preprocessing = preprocessing_for(file, options, size, zscore);
-  size = preprocessing.image_size;
-  zscore = preprocessing.zscore;
   Device& dev = device(resolve_device(device_choice, true));
   UNet model(read_config(file), dev);
   load_weights(file, model);
+  const Preprocessing preprocessing = preprocessing_for(file, options, size, zscore);
+  size = preprocessing.image_size;
+  zscore = preprocessing.zscore;
   model.check_input({1, size, size, model.config().in_channels});
   const Inputs inputs = gather(input, size);
   const Dataset& data = inputs.data;

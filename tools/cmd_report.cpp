@@ -4,14 +4,16 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <tuple>
 
 #include "engine/files.h"
 #include "engine/json.h"
+#include "engine/paths.h"
+#include "engine/text.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
-#include "tools/csv.h"
 
 namespace unet {
 
@@ -33,12 +35,7 @@ std::string escape(const std::string& text) {
   return out;
 }
 
-std::string number(double value, int decimals = 3) {
-  if (!std::isfinite(value)) return "–";
-  char text[32];
-  std::snprintf(text, sizeof text, "%.*f", decimals, value);
-  return text;
-}
+std::string number(double value, int decimals = 3) { return std::isfinite(value) ? fixed(value, decimals) : "–"; }
 
 std::string base64(const std::vector<uint8_t>& bytes) {
   static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -172,6 +169,33 @@ std::string bar_chart(std::vector<PatientScore> patients) {
   return svg.str();
 }
 
+// How every page this command writes begins: what --out may replace without --force.
+constexpr const char* page_start = "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>unet run: ";
+
+// A number from a log record: NaN where it is absent or null (a non-finite value is written as null).
+double number_at(const Json& record, const char* key) {
+  const Json* value = record.find(key);
+  return value != nullptr && value->is_number() ? value->as_number() : NAN;
+}
+
+// log.jsonl as the run folder writes it (docs/training.md): one record per line. A line that is not
+// valid JSON (a kill in the middle of an append, which `unet train --resume` cuts off) is left out
+// and named in `warnings`.
+std::vector<Json> read_log(const std::string& text, std::vector<std::string>& warnings) {
+  std::vector<Json> records;
+  std::istringstream lines(text);
+  std::string line;
+  for (int number = 1; std::getline(lines, line); ++number) {
+    if (line.empty()) continue;
+    try {
+      records.push_back(Json::parse(line));
+    } catch (const Error&) {
+      warnings.push_back("log.jsonl line " + std::to_string(number) + " is not valid JSON (an interrupted write?)");
+    }
+  }
+  return records;
+}
+
 std::string read_if_exists(const fs::path& path) {
   std::error_code error;
   return fs::is_regular_file(path, error) ? read_text_file(path.string()) : std::string();
@@ -182,8 +206,10 @@ std::string read_if_exists(const fs::path& path) {
 int command_report(const Args& args) {
   std::string out;
   std::string run;
+  bool force = false;
   Options options("report", "Writes RUN_DIR/report.html: loss and Dice curves, the per-patient Dice chart with its mean\nand median, and overlays of the best, median and worst patients. One file, no network needed.\nusage: unet report RUN_DIR [--out FILE]");
-  options.add("out", &out, "FILE", "where to write the page (default RUN_DIR/report.html)");
+  options.add("out", &out, "FILE", "where to write the page (default RUN_DIR/report.html)")
+      .flag("force", &force, "replace --out even if it is not a page unet report wrote");
   Args rest;
   for (const std::string& arg : args) {
     if (run.empty() && !arg.empty() && arg[0] != '-') {
@@ -197,57 +223,70 @@ int command_report(const Args& args) {
   const fs::path folder(run);
   std::error_code error;
   if (!fs::is_directory(folder, error)) throw Error(run + ": no such run folder");
-  const std::string metrics_text = read_if_exists(folder / "metrics.csv");
-  if (metrics_text.empty()) throw Error(run + ": no metrics.csv (not a unet train run folder, or no epoch finished yet)");
+  const fs::path log_path = folder / "log.jsonl";
+  std::vector<std::string> warnings;
+  const std::vector<Json> log = read_log(read_if_exists(log_path), warnings);
+  for (const std::string& warning : warnings) std::fprintf(stderr, "warning: %s: %s\n", run.c_str(), warning.c_str());
+  if (log.empty()) throw Error(run + ": no log.jsonl (not a unet train run folder)");
   if (out.empty()) out = (folder / "report.html").string();
+  refuse_replacing_another_kind(out, "a page unet report wrote", [](const std::string& path) {
+    return file_starts_with(path, page_start);
+  }, force);
 
-  const CsvTable metrics(metrics_text, (folder / "metrics.csv").string());
+  // The last record of each epoch (an epoch run again after a resume replaces the first), and the
+  // last val_patients record (the best epoch's patients).
+  std::map<int64_t, const Json*> epochs;
+  const Json* patients_record = nullptr;
+  for (const Json& record : log) {
+    const Json* event = record.find("event");
+    if (event == nullptr || !event->is_string()) continue;
+    if (event->as_string() == "epoch") epochs[record.at("epoch").as_integer()] = &record;
+    if (event->as_string() == "val_patients") patients_record = &record;
+  }
   Series train_loss{"train loss", "#4a7bd0", {}}, val_bce{"validation BCE", "#d04a4a", {}};
   Series dice_mean{"per-volume mean", "#4a7bd0", {}}, dice_median{"per-volume median", "#2a9d4a", {}},
       slice_dice{"slice", "#d08a2a", {}}, global_dice{"global", "#8a4ad0", {}};
-  for (size_t r = 0; r < metrics.rows(); ++r) {
-    const double epoch = metrics.number(r, "epoch");
-    train_loss.points.emplace_back(epoch, metrics.number(r, "train_loss"));
-    val_bce.points.emplace_back(epoch, metrics.number(r, "val_bce"));
-    dice_mean.points.emplace_back(epoch, metrics.number(r, "val_dice_mean"));
-    dice_median.points.emplace_back(epoch, metrics.number(r, "val_dice_median"));
-    slice_dice.points.emplace_back(epoch, metrics.number(r, "val_slice_dice"));
-    global_dice.points.emplace_back(epoch, metrics.number(r, "val_global_dice"));
+  for (const auto& [epoch_number, record] : epochs) {
+    const auto epoch = static_cast<double>(epoch_number);
+    train_loss.points.emplace_back(epoch, number_at(*record, "train_loss"));
+    val_bce.points.emplace_back(epoch, number_at(*record, "val_bce"));
+    dice_mean.points.emplace_back(epoch, number_at(*record, "val_dice_mean"));
+    dice_median.points.emplace_back(epoch, number_at(*record, "val_dice_median"));
+    slice_dice.points.emplace_back(epoch, number_at(*record, "val_slice_dice"));
+    global_dice.points.emplace_back(epoch, number_at(*record, "val_global_dice"));
   }
 
   std::string header_rows;
-  const std::string log = read_if_exists(folder / "log.jsonl");
-  if (!log.empty()) {
-    const Json start = Json::parse(log.substr(0, log.find('\n')));
-    for (const char* key : {"commit", "device", "device_name", "started"}) {
-      if (const Json* value = start.find(key); value && value->is_string()) {
-        header_rows += "<tr><th>" + std::string(key) + "</th><td>" + escape(value->as_string()) + "</td></tr>";
+  for (const std::string& warning : warnings) header_rows += "<tr><th>warning</th><td>" + escape(warning) + "</td></tr>";
+  const Json& start = log.front();
+  for (const char* key : {"commit", "device", "device_name", "started"}) {
+    if (const Json* value = start.find(key); value && value->is_string()) {
+      header_rows += "<tr><th>" + std::string(key) + "</th><td>" + escape(value->as_string()) + "</td></tr>";
+    }
+  }
+  if (const Json* flags = start.find("flags"); flags && flags->is_object()) {
+    std::string text;
+    for (const auto& [key, value] : flags->members()) {
+      if (value.type() == Json::Type::boolean) {
+        if (value.as_bool()) text += "--" + key + " ";  // a switch: shown when on
+      } else if (!(value.is_string() && value.as_string().empty())) {
+        text += "--" + key + " " + (value.is_string() ? value.as_string() : value.dump()) + " ";
       }
     }
-    if (const Json* flags = start.find("flags"); flags && flags->is_object()) {
-      std::string text;
-      for (const auto& [key, value] : flags->members()) {
-        if (value.type() == Json::Type::boolean) {
-          if (value.as_bool()) text += "--" + key + " ";  // a switch: shown when on
-        } else if (!(value.is_string() && value.as_string().empty())) {
-          text += "--" + key + " " + (value.is_string() ? value.as_string() : value.dump()) + " ";
-        }
-      }
-      header_rows += "<tr><th>flags</th><td><code>" + escape(text) + "</code></td></tr>";
-    }
+    header_rows += "<tr><th>flags</th><td><code>" + escape(text) + "</code></td></tr>";
   }
 
   std::vector<PatientScore> patients;
   std::string patient_table;
-  const fs::path patients_path = folder / "val_patients.csv";
-  if (const std::string text = read_if_exists(patients_path); !text.empty()) {
-    const CsvTable table(text, patients_path.string());
+  if (patients_record != nullptr) {
     patient_table = "<table><tr><th>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>true voxels</th><th>predicted voxels</th></tr>";
-    for (size_t r = 0; r < table.rows(); ++r) {
-      patients.push_back({table.text(r, "patient"), table.number(r, "dice")});
-      patient_table += "<tr><td>" + escape(table.text(r, "patient")) + "</td><td>" + table.text(r, "slices") + "</td><td>" +
-                       number(table.number(r, "dice")) + "</td><td>" + number(table.number(r, "iou")) + "</td><td>" +
-                       table.text(r, "true_voxels") + "</td><td>" + table.text(r, "predicted_voxels") + "</td></tr>";
+    for (const Json& patient : patients_record->at("patients").items()) {
+      const std::string& name = patient.at("patient").as_string();
+      patients.push_back({name, number_at(patient, "dice")});
+      patient_table += "<tr><td>" + escape(name) + "</td><td>" + patient.at("slices").dump() + "</td><td>" +
+                       number(number_at(patient, "dice")) + "</td><td>" + number(number_at(patient, "iou")) +
+                       "</td><td>" + patient.at("true_voxels").dump() + "</td><td>" +
+                       patient.at("predicted_voxels").dump() + "</td></tr>";
     }
     patient_table += "</table>";
   }
@@ -266,7 +305,7 @@ int command_report(const Args& args) {
   }
 
   std::ostringstream html;
-  html << "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>unet run: " << escape(folder.filename().string())
+  html << page_start << escape(folder.filename().string())
        << "</title><style>body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}"
           "h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collapse}"
           "td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}"

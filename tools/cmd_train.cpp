@@ -3,6 +3,7 @@
 // per-volume Dice), last.safetensors (resumable), val_patients.csv and overlays/.
 #include <cstdio>
 
+#include "engine/paths.h"
 #include "models/training_run.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
@@ -99,14 +100,24 @@ int command_train(const Args& args) {
   if (options.given("val-frac") && options.given("val-patients")) {
     throw UsageError("give --val-frac or --val-patients, not both");
   }
-  if (f.run.val_patients < 0 && f.run.val_fraction >= 1) throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
+  if (f.run.val_patients < 0 && f.run.val_fraction >= 1) {
+    throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
+  }
 
+  if (!f.data.data.empty()) f.data.data = canonical_path(f.data.data).string();  // resumable from anywhere
+  if (!f.resume) {  // refused before the run folder is touched
+    refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
+    if (!f.run.init.empty()) {
+      check_readable_file(f.run.init, "--init");
+      check_weights_file(f.run.init, f.run.model);
+    }
+  }
   TrainingRun run(f.out, f.resume);
   if (f.resume) {
     options.restore(run.resumed_state().at("identity"), FlagRole::identity);
     options.restore(run.resumed_state(), FlagRole::resumable);
+    refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
   }
-  if (!f.run.init.empty() && !f.resume) check_readable_file(f.run.init, "--init");
   const DeviceKind kind = resolve_device(f.device, true);
   f.device = device_name(kind);  // saved as resolved: a resumed run stays on it
   const TrainingConfig config = training_config(f, kind, options);
