@@ -218,8 +218,7 @@ class Session {
   int best_epoch_;
 };
 
-Session::Session(const TrainingConfig& config, const fs::path& folder, const SafeTensors* checkpoint,
-                 const Json& state)
+Session::Session(const TrainingConfig& config, const fs::path& folder, const SafeTensors* checkpoint, const Json& state)
     : config_(config),
       preprocessing_{config.load.image_size, config.zscore},
       folder_(folder),

@@ -105,8 +105,8 @@ int command_bench(const Args& args) {
   std::fflush(stderr);
   for (int k = 0; k < steps; ++k) seconds.push_back(time_one(step));
   const double step_seconds = median(seconds);
-  const double flops = train ? unet_training_flops_per_image(config, size, size)
-                             : unet_forward_flops_per_image(config, size, size);
+  const double flops =
+      train ? unet_training_flops_per_image(config, size, size) : unet_forward_flops_per_image(config, size, size);
   const double tflops = flops * batch / step_seconds / 1e12;
   const DeviceInfo info = dev.info();
 
