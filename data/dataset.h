@@ -51,6 +51,9 @@ struct LoadOptions {
   bool skip_bad = false;
 };
 
+// Channels of every slice: pre-contrast, FLAIR, post-contrast (what a model's input must take).
+constexpr int slice_channel_count = 3;
+
 // Every slice in memory, resized: what is uploaded to a device once (data/resident.h).
 struct Dataset {
   std::string root;

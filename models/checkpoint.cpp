@@ -9,6 +9,7 @@ namespace unet {
 namespace {
 
 constexpr const char* config_key = "unet.config";
+constexpr const char* preprocessing_key = "unet.preprocessing";
 constexpr const char* training_key = "unet.training";
 constexpr const char* exp_avg = "optimizer.exp_avg.";
 constexpr const char* exp_avg_sq = "optimizer.exp_avg_sq.";
@@ -52,6 +53,18 @@ int config_field(const Json& config, const char* key, const std::string& source)
   return static_cast<int>(value->as_integer());
 }
 
+// A metadata entry that holds a JSON object.
+Json metadata_object(const SafeTensors& file, const std::string& key, const std::string& value) {
+  Json json;
+  try {
+    json = Json::parse(value);
+  } catch (const Error& error) {
+    throw Error(file.source() + ": " + key + " is not valid JSON: " + error.what());
+  }
+  if (!json.is_object()) throw Error(file.source() + ": " + key + " is not a JSON object");
+  return json;
+}
+
 }  // namespace
 
 Json config_json(const UNetConfig& config) {
@@ -65,19 +78,28 @@ Json config_json(const UNetConfig& config) {
 UNetConfig read_config(const SafeTensors& file) {
   const auto found = file.metadata.find(config_key);
   if (found == file.metadata.end()) throw Error(file.source() + ": no unet.config in the metadata (not a unet weights file)");
-  Json config;
-  try {
-    config = Json::parse(found->second);
-  } catch (const Error& error) {
-    throw Error(file.source() + ": unet.config is not valid JSON: " + error.what());
-  }
-  if (!config.is_object()) throw Error(file.source() + ": unet.config is not a JSON object");
+  const Json config = metadata_object(file, config_key, found->second);
   UNetConfig result;
   result.in_channels = config_field(config, "in_channels", file.source());
   result.base_width = config_field(config, "base_width", file.source());
   result.depth = config_field(config, "depth", file.source());
   if (result.depth > 8) throw Error(file.source() + ": unet.config depth " + std::to_string(result.depth) + " is out of range");
   return result;
+}
+
+std::optional<Preprocessing> read_preprocessing(const SafeTensors& file) {
+  const auto found = file.metadata.find(preprocessing_key);
+  if (found == file.metadata.end()) return std::nullopt;
+  const Json json = metadata_object(file, preprocessing_key, found->second);
+  const Json* size = json.find("image_size");
+  const Json* zscore = json.find("zscore");
+  if (size == nullptr || !size->is_integer() || size->as_integer() < 1 || size->as_integer() > 65536) {
+    throw Error(file.source() + ": unet.preprocessing needs an 'image_size' from 1 to 65536");
+  }
+  if (zscore == nullptr || zscore->type() != Json::Type::boolean) {
+    throw Error(file.source() + ": unet.preprocessing needs 'zscore', true or false");
+  }
+  return Preprocessing{static_cast<int>(size->as_integer()), zscore->as_bool()};
 }
 
 bool is_unet_weights_file(const std::string& path) {
@@ -88,15 +110,21 @@ bool is_unet_weights_file(const std::string& path) {
   }
 }
 
-SafeTensors weights_file(const UNet& model) {
+SafeTensors weights_file(const UNet& model, const Preprocessing& preprocessing) {
   SafeTensors file;
   file.metadata[config_key] = config_json(model.config()).dump();
+  Json recorded = Json::object();
+  recorded.set("image_size", preprocessing.image_size);
+  recorded.set("zscore", preprocessing.zscore);
+  file.metadata[preprocessing_key] = recorded.dump();
   file.metadata["format"] = "pt";
   model.parameters().export_tensors(model.parameters().values(), "", file);
   return file;
 }
 
-void save_weights(const std::string& path, const UNet& model) { weights_file(model).save(path); }
+void save_weights(const std::string& path, const UNet& model, const Preprocessing& preprocessing) {
+  weights_file(model, preprocessing).save(path);
+}
 
 void load_weights(const SafeTensors& file, UNet& model) {
   const UNetConfig saved = read_config(file);
@@ -116,8 +144,9 @@ void check_weights_file(const std::string& path, const UNetConfig& config) {
   load_weights(SafeTensors::load(path), probe);
 }
 
-void save_training_checkpoint(const std::string& path, const UNet& model, const Json& training_state) {
-  SafeTensors file = weights_file(model);
+void save_training_checkpoint(const std::string& path, const UNet& model, const Preprocessing& preprocessing,
+                              const Json& training_state) {
+  SafeTensors file = weights_file(model, preprocessing);
   const ParameterStore& parameters = model.parameters();
   parameters.export_tensors(parameters.first_moments(), exp_avg, file);
   parameters.export_tensors(parameters.second_moments(), exp_avg_sq, file);

@@ -7,16 +7,30 @@
 
 namespace unet {
 
+namespace {
+
+int input_channels(const UNet& model) {
+  const int channels = model.config().in_channels;
+  if (channels != slice_channel_count) {
+    throw Error("the model takes " + std::to_string(channels) + " input channels; the slices have " +
+                std::to_string(slice_channel_count) + " (pre-contrast, FLAIR, post-contrast)");
+  }
+  return channels;
+}
+
+}  // namespace
+
 Evaluator::Evaluator(const UNet& model, ResidentDataset& resident, const Dataset& data, int batch)
     : model_(model),
       resident_(resident),
       data_(data),
       batch_(batch),
+      channels_(input_channels(model)),
       device_(resident.device()),
       stream_(device_.create_stream()),
       context_(std::make_unique<Context>(device_, stream_)) {
   context_->set_recording(false);
-  const Shape image_shape{batch, data.height, data.width, 3}, mask_shape{batch, data.height, data.width, 1};
+  const Shape image_shape{batch, data.height, data.width, channels_}, mask_shape{batch, data.height, data.width, 1};
   image_ = Tensor(&device_, static_cast<float*>(device_.allocate(image_shape.numel() * sizeof(float))), image_shape);
   mask_ = Tensor(&device_, static_cast<float*>(device_.allocate(mask_shape.numel() * sizeof(float))), mask_shape);
 }
@@ -42,9 +56,9 @@ Evaluation Evaluator::run(const std::vector<int32_t>& unordered, bool largest_co
     const std::vector<int32_t> chunk(slices.begin() + static_cast<long>(first),
                                      slices.begin() + static_cast<long>(std::min(slices.size(), first + batch_)));
     const int n = static_cast<int>(chunk.size());
-    resident_.eval_batch(chunk, {image_.data(), 3, mask_.data(), 1}, stream_);
+    resident_.eval_batch(chunk, {image_.data(), channels_, mask_.data(), 1}, stream_);
     context_->end_step();
-    const Tensor images(&device_, image_.data(), {n, data_.height, data_.width, 3});
+    const Tensor images(&device_, image_.data(), {n, data_.height, data_.width, channels_});
     const std::vector<float> logits = model_.forward(*context_, images).value().to_host();
     for (int i = 0; i < n; ++i) {
       const size_t at = first + static_cast<size_t>(i);

@@ -25,7 +25,8 @@ struct Evaluation {
 
 class Evaluator {
  public:
-  // `data` is the host copy of what `resident` holds on the model's device.
+  // `data` is the host copy of what `resident` holds on the model's device. Throws unet::Error if
+  // the model does not take the slices' channels (data/dataset.h slice_channel_count).
   Evaluator(const UNet& model, ResidentDataset& resident, const Dataset& data, int batch);
   ~Evaluator();
   Evaluator(const Evaluator&) = delete;
@@ -39,6 +40,7 @@ class Evaluator {
   ResidentDataset& resident_;
   const Dataset& data_;
   int batch_;
+  int channels_;  // the model's input channels
   Device& device_;
   Stream stream_;
   std::unique_ptr<Context> context_;

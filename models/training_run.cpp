@@ -204,6 +204,7 @@ class Session {
   void finish();
 
   const TrainingConfig& config_;
+  const Preprocessing preprocessing_;  // recorded in every weights file the run writes
   const fs::path folder_, last_, log_;
   const bool resume_;
   Communicator& comm_;
@@ -226,9 +227,9 @@ class Session {
   int best_epoch_;
 };
 
-Session::Session(const TrainingConfig& config, const fs::path& folder, const SafeTensors* checkpoint,
-                 const Json& state)
+Session::Session(const TrainingConfig& config, const fs::path& folder, const SafeTensors* checkpoint, const Json& state)
     : config_(config),
+      preprocessing_{config.load.image_size, config.zscore},
       folder_(folder),
       last_(folder / "last.safetensors"),
       log_(folder / "log.jsonl"),
@@ -283,7 +284,7 @@ void Session::save_last(double loss_sum) {
   state.set("best_dice", best_dice_);
   state.set("best_epoch", best_epoch_);
   state.set("identity", config_.identity);
-  save_training_checkpoint(last_.string(), model_, state);
+  save_training_checkpoint(last_.string(), model_, preprocessing_, state);
 }
 
 void Session::log_start() {
@@ -397,7 +398,7 @@ void Session::end_epoch(int epoch, double train_seconds) {
   if (validating && val.volume_dice_mean > best_dice_) {
     best_dice_ = val.volume_dice_mean;
     best_epoch_ = epoch + 1;
-    save_weights((folder_ / "best.safetensors").string(), model_);
+    save_weights((folder_ / "best.safetensors").string(), model_, preprocessing_);
   }
   save_last(0.0);
   const MetricsSummary* scored = validating ? &val : nullptr;

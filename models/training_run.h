@@ -8,6 +8,7 @@
 //   split.json        the patient split (written once, read back on resume)
 //   best.safetensors  the weights of the epoch with the best validation per-volume mean Dice
 //   last.safetensors  a training checkpoint (weights, Adam's moments, the state below)
+//   (both record the run's preprocessing: the image size and --zscore, models/checkpoint.h)
 //   val_patients.csv  the best weights on each validation patient
 //   overlays/         the best, median and worst validation patients' most tumorous slice
 //

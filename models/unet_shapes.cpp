@@ -106,4 +106,13 @@ double unet_forward_flops_per_image(const UNetConfig& config, int height, int wi
   return 2 * macs;
 }
 
+double unet_training_flops_per_image(const UNetConfig& config, int height, int width) {
+  double macs = 0;
+  for (const LayerShape& layer : unet_layers(config, 1, height, width)) {
+    const bool reads_the_image = layer.name == "encoder.0.conv1";
+    macs += static_cast<double>(layer.macs()) * (reads_the_image ? 2 : 3);
+  }
+  return 2 * macs;
+}
+
 }  // namespace unet

@@ -32,7 +32,10 @@ struct LayerShape {
 std::vector<LayerShape> unet_layers(const UNetConfig& config, int batch, int height, int width);
 
 int64_t unet_parameters(const UNetConfig& config);
-// 2 * multiply-adds of the forward pass per image; a training step is about three times this.
+// 2 * multiply-adds of the forward pass per image.
 double unet_forward_flops_per_image(const UNetConfig& config, int height, int width);
+// 2 * multiply-adds of a training step per image: the forward pass, the data gradients (none for
+// the input image, so encoder.0.conv1 has none) and the weight gradients, each as many as forward.
+double unet_training_flops_per_image(const UNetConfig& config, int height, int width);
 
 }  // namespace unet

@@ -96,6 +96,13 @@ Options& Options::shown_default(const std::string& text) {
   return *this;
 }
 
+Options& Options::shown_default(const std::string& name, const std::string& text) {
+  for (auto& option : options_) {
+    if (option.name == name) option.default_text = text;
+  }
+  return *this;
+}
+
 Options& Options::role(FlagRole role) {
   options_.back().role = role;
   return *this;

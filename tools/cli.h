@@ -48,6 +48,7 @@ class Options {
   Options& at_least(double minimum);
   // What --help shows as the default, where the stored value is a sentinel.
   Options& shown_default(const std::string& text);
+  Options& shown_default(const std::string& name, const std::string& text);  // of the option `name`
   Options& role(FlagRole role);
 
   // The values (parsed, or the defaults) of the flags of `role`, as {"name": value}.

@@ -21,18 +21,6 @@ namespace unet {
 
 namespace {
 
-// Multiply-adds of one training step per image: forward, data gradients (none for the input
-// image), weight gradients.
-double training_macs_per_image(const UNetConfig& config, int size) {
-  double macs = 0;
-  for (const LayerShape& layer : unet_layers(config, 1, size, size)) {
-    const double m = static_cast<double>(layer.macs());
-    const bool first = layer.name == "encoder.0.conv1";
-    macs += m * (first ? 2 : 3);
-  }
-  return macs;
-}
-
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const size_t n = values.size();
@@ -117,8 +105,9 @@ int command_bench(const Args& args) {
   std::fflush(stderr);
   for (int k = 0; k < steps; ++k) seconds.push_back(time_one(step));
   const double step_seconds = median(seconds);
-  const double macs = train ? training_macs_per_image(config, size) : unet_forward_flops_per_image(config, size, size) / 2;
-  const double tflops = 2 * macs * batch / step_seconds / 1e12;
+  const double flops =
+      train ? unet_training_flops_per_image(config, size, size) : unet_forward_flops_per_image(config, size, size);
+  const double tflops = flops * batch / step_seconds / 1e12;
   const DeviceInfo info = dev.info();
 
   char rate[32];

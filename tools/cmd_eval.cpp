@@ -6,12 +6,12 @@
 #include "engine/files.h"
 #include "engine/paths.h"
 #include "models/checkpoint.h"
+#include "models/evaluator.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/common.h"
 #include "tools/csv.h"
 #include "tools/data_options.h"
-#include "models/evaluator.h"
 
 namespace unet {
 
@@ -33,6 +33,7 @@ int command_eval(const Args& args) {
   Options options("eval", "Scores weights on a dataset: per patient (Dice, IoU, true and predicted tumour volume in\nvoxels) and in summary (per-volume Dice mean and median, slice and global Dice, IoU, BCE;\ndocs/metrics.md). With --split, only the patients of one side of a training run's split.");
   options.add("weights", &weights, "FILE", "weights (a run's best.safetensors, or any unet weights file)").required();
   add_data_options(options, &data_options, true);
+  options.shown_default("image-size", "as the weights record").shown_default("zscore", "as the weights record");
   options.add("split", &split_path, "FILE", "a run's split.json: evaluate the patients of one side")
       .add("subset", &subset, "SIDE", "with --split: test, val, train or all (auto: test if any, else val)")
       .choices({"auto", "test", "val", "train", "all"})
@@ -58,6 +59,9 @@ int command_eval(const Args& args) {
   Device& dev = device(resolve_device(device_choice, true));
   UNet model(read_config(file), dev);
   load_weights(file, model);
+  const Preprocessing preprocessing = preprocessing_for(file, options, data_options.image_size, data_options.zscore);
+  data_options.image_size = preprocessing.image_size;
+  data_options.zscore = preprocessing.zscore;
   const Dataset data = load_dataset(data_options.data, data_options.find(), data_options.load());
   model.check_input({1, data.height, data.width, model.config().in_channels});
 

@@ -12,6 +12,7 @@ namespace unet {
 
 int command_init(const Args& args) {
   UNetConfig config;
+  Preprocessing preprocessing;
   int64_t seed = 0;
   std::string out;
   bool force = false;
@@ -19,6 +20,9 @@ int command_init(const Args& args) {
   options.add("base-width", &config.base_width, "W", "channels of the first level; level l has W*2^l").at_least(1)
       .add("depth", &config.depth, "D", "pooling steps (the bottleneck is at 1/2^D resolution)").at_least(1)
       .add("in-channels", &config.in_channels, "C", "input channels").at_least(1)
+      .add("image-size", &preprocessing.image_size, "N", "the slice size the weights are for (recorded in the file)")
+      .at_least(1)
+      .flag("zscore", &preprocessing.zscore, "record that the weights are for --zscore-normalised slices")
       .add("seed", &seed, "S", "random seed").at_least(0)
       .add("out", &out, "FILE", "weights file to write (.safetensors)").required()
       .flag("force", &force, "replace --out even if it is not a unet weights file");
@@ -29,7 +33,7 @@ int command_init(const Args& args) {
 
   UNet model(config, device(DeviceKind::cpu));
   model.parameters().initialize(static_cast<uint64_t>(seed));
-  save_weights(out, model);
+  save_weights(out, model, preprocessing);
   std::printf("wrote %s: %s, depth %d, %lld parameters, %.2f GFLOP forward per 256x256 image\n", out.c_str(),
               config.describe().c_str(), config.depth, static_cast<long long>(unet_parameters(config)),
               unet_forward_flops_per_image(config, 256, 256) / 1e9);

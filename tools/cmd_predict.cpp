@@ -8,11 +8,12 @@
 #include "data/image.h"
 #include "engine/paths.h"
 #include "models/checkpoint.h"
+#include "models/evaluator.h"
+#include "models/overlay.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/common.h"
-#include "models/evaluator.h"
-#include "models/overlay.h"
+#include "tools/data_options.h"
 
 namespace unet {
 
@@ -117,8 +118,10 @@ int command_predict(const Args& args) {
       .add("input", &input, "PATH", "an image file or a folder").required()
       .add("out", &out, "DIR", "folder for the pictures (created if missing)").required()
       .add("threshold", &threshold, "T", "tumour where the predicted probability exceeds T")
-      .add("image-size", &size, "N", "resize inputs to N x N, as the model was trained").at_least(1)
-      .flag("zscore", &zscore, "normalise as a model trained with --zscore expects")
+      .add("image-size", &size, "N", "resize inputs to N x N").at_least(1)
+      .shown_default("as the weights record")
+      .flag("zscore", &zscore, "normalise each channel by its volume's mean and standard deviation")
+      .shown_default("as the weights record")
       .add("batch", &batch, "B", "slices per forward pass").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"});
   if (!options.parse(args)) return 0;
@@ -135,6 +138,9 @@ int command_predict(const Args& args) {
   Device& dev = device(resolve_device(device_choice, true));
   UNet model(read_config(file), dev);
   load_weights(file, model);
+  const Preprocessing preprocessing = preprocessing_for(file, options, size, zscore);
+  size = preprocessing.image_size;
+  zscore = preprocessing.zscore;
   model.check_input({1, size, size, model.config().in_channels});
   const Inputs inputs = gather(input, size);
   const Dataset& data = inputs.data;

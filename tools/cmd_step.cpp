@@ -78,7 +78,8 @@ int command_step(const Args& args) {
     std::printf("step %d: loss %.6f (bce %.6f, dice %.6f)\n", k + 1, step.total, step.bce, step.dice);
   }
 
-  save_weights(out, model);
+  // A fixed batch says nothing of preprocessing: the weights keep what they recorded.
+  save_weights(out, model, read_preprocessing(weights_file).value_or(Preprocessing{}));
   if (!trace.empty()) {
     SafeTensors file;
     file.add_floats("losses", {steps}, losses);

@@ -19,48 +19,44 @@ namespace unet {
 
 namespace {
 
+// What the flags write into: the run's own settings where a flag is one already (most are), the
+// rest in the form a user types them, for training_config().
 struct TrainFlags {
+  TrainingConfig run;
   DataOptions data;
   AugmentOptions augment;
-  UNetConfig model;
-  double val_frac = 0.1;
-  int val_patients = -1;  // -1: use val_frac
-  int test_patients = 0;
-  int epochs = 30, batch = 16, oversample = 1, warmup_steps = 0;
-  double lr = 1e-4, weight_decay = 0;
-  std::string lr_schedule = "constant", loss = "bce", device = "auto", graph = "on", out, init;
+  std::string lr_schedule = "constant", loss = "bce", device = "auto", graph = "on", out;
   int64_t seed = 0;
   bool resume = false;
-  int64_t stop_after_steps = 0;  // testing: behave as if interrupted after this many steps
-  double collective_timeout = 300;
 };
 
 // Every flag of unet train, once: the parser, the run's identity (log.jsonl's "flags", the
 // checkpoint's "identity"), what resume restores and what it refuses all read this table. A flag
 // that changes what the run computes has FlagRole::identity; one that may change on resume,
-// FlagRole::resumable; one that does neither, no role.
+// FlagRole::resumable; one that does neither, no role. A new flag is its TrainingConfig field and
+// one line here (and a line in training_config() only if users type it in another form).
 void describe_flags(Options& options, TrainFlags& f) {
   constexpr FlagRole identity = FlagRole::identity, resumable = FlagRole::resumable;
   add_data_options(options, &f.data, true, /*data_required=*/false, identity);
-  options.add("val-frac", &f.val_frac, "F", "fraction of patients for validation (split by patient)").at_least(0)
+  options.add("val-frac", &f.run.val_fraction, "F", "fraction of patients for validation (split by patient)").at_least(0)
       .role(identity)
-      .add("val-patients", &f.val_patients, "N", "number of validation patients (instead of --val-frac)").at_least(0)
+      .add("val-patients", &f.run.val_patients, "N", "number of validation patients (instead of --val-frac)").at_least(0)
       .shown_default("from --val-frac").role(identity)
-      .add("test-patients", &f.test_patients, "N", "patients held out for `unet eval --split` only").at_least(0)
+      .add("test-patients", &f.run.test_patients, "N", "patients held out for `unet eval --split` only").at_least(0)
       .role(identity)
-      .add("epochs", &f.epochs, "E", "passes over the training slices").at_least(1).role(resumable)
-      .add("batch", &f.batch, "B", "slices per step").at_least(1).role(identity)
-      .add("lr", &f.lr, "LR", "Adam learning rate").at_least(0).role(identity)
+      .add("epochs", &f.run.epochs, "E", "passes over the training slices").at_least(1).role(resumable)
+      .add("batch", &f.run.batch, "B", "slices per step").at_least(1).role(identity)
+      .add("lr", &f.run.adam.lr, "LR", "Adam learning rate").at_least(0).role(identity)
       .add("lr-schedule", &f.lr_schedule, "S", "constant or cosine (decay to 0 at the last step)")
       .choices({"constant", "cosine"}).role(identity)
-      .add("warmup-steps", &f.warmup_steps, "N", "linear learning-rate warm-up").at_least(0).role(identity)
-      .add("weight-decay", &f.weight_decay, "W", "AdamW's decoupled weight decay").at_least(0).role(identity)
+      .add("warmup-steps", &f.run.adam.warmup_steps, "N", "linear learning-rate warm-up").at_least(0).role(identity)
+      .add("weight-decay", &f.run.adam.weight_decay, "W", "AdamW's decoupled weight decay").at_least(0).role(identity)
       .add("loss", &f.loss, "LOSS", "bce, dice or bce+dice").choices({"bce", "dice", "bce+dice"}).role(identity)
-      .add("oversample", &f.oversample, "K", "show slices with tumour K times per epoch").at_least(1).role(identity)
-      .add("base-width", &f.model.base_width, "W", "channels of the first level (64: the specified model)")
+      .add("oversample", &f.run.oversample, "K", "show slices with tumour K times per epoch").at_least(1).role(identity)
+      .add("base-width", &f.run.model.base_width, "W", "channels of the first level (64: the specified model)")
       .at_least(1).role(identity)
-      .add("depth", &f.model.depth, "D", "pooling steps (3: the specified model)").at_least(1).role(identity)
-      .add("init", &f.init, "FILE", "start from these weights instead of a fresh initialisation").role(identity)
+      .add("depth", &f.run.model.depth, "D", "pooling steps (3: the specified model)").at_least(1).role(identity)
+      .add("init", &f.run.init, "FILE", "start from these weights instead of a fresh initialisation").role(identity)
       // Resuming keeps the device and graph mode unless asked otherwise: only they continue the run
       // bit for bit (cpu and sim agree to rounding, not to the bit).
       .add("device", &f.device, "DEVICE", "auto (the GPU if there is one, else cpu), cuda, cpu or sim")
@@ -70,9 +66,9 @@ void describe_flags(Options& options, TrainFlags& f) {
       .at_least(0).role(identity)
       .add("out", &f.out, "RUN_DIR", "run folder to write").required()
       .flag("resume", &f.resume, "continue the run in RUN_DIR from its last checkpoint")
-      .add("stop-after-steps", &f.stop_after_steps, "N", "stop as if interrupted after N steps (for testing resume)")
+      .add("stop-after-steps", &f.run.stop_after_steps, "N", "stop as if interrupted after N steps (for testing resume)")
       .at_least(0).shown_default("never")
-      .add("collective-timeout", &f.collective_timeout, "SECONDS",
+      .add("collective-timeout", &f.run.collective_timeout, "SECONDS",
            "under mpirun: how long a rank waits for the others in a collective before it gives up")
       .at_least(1);
   add_augment_options(options, &f.augment, identity);
@@ -80,31 +76,18 @@ void describe_flags(Options& options, TrainFlags& f) {
 
 // The run's settings, typed, from the flags (the device already resolved).
 TrainingConfig training_config(const TrainFlags& f, DeviceKind kind, const Options& options) {
-  TrainingConfig config;
+  TrainingConfig config = f.run;
   config.data = f.data.data;
   config.find = f.data.find();
   config.load = f.data.load();
   config.zscore = f.data.zscore;
-  config.val_fraction = f.val_frac;
-  config.val_patients = f.val_patients;
-  config.test_patients = f.test_patients;
-  config.model = f.model;
-  config.init = f.init;
-  config.epochs = f.epochs;
-  config.batch = f.batch;
-  config.oversample = f.oversample;
-  config.adam.lr = f.lr;
-  config.adam.weight_decay = f.weight_decay;
-  config.adam.decoupled_weight_decay = f.weight_decay > 0;
+  config.adam.decoupled_weight_decay = config.adam.weight_decay > 0;
   config.adam.schedule = f.lr_schedule == "cosine" ? LrSchedule::cosine : LrSchedule::constant;
-  config.adam.warmup_steps = f.warmup_steps;
   config.loss = parse_loss(f.loss);
   config.augment = f.augment.ranges();
   config.seed = static_cast<uint64_t>(f.seed);
   config.device = kind;
   config.graph = f.graph == "on";
-  config.stop_after_steps = f.stop_after_steps;
-  config.collective_timeout = f.collective_timeout;
   config.identity = options.saved(FlagRole::identity);
   config.resumable = options.saved(FlagRole::resumable);
   return config;
@@ -125,14 +108,16 @@ int command_train(const Args& args) {
   if (options.given("val-frac") && options.given("val-patients")) {
     throw UsageError("give --val-frac or --val-patients, not both");
   }
-  if (f.val_patients < 0 && f.val_frac >= 1) throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
+  if (f.run.val_patients < 0 && f.run.val_fraction >= 1) {
+    throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
+  }
 
   if (!f.data.data.empty()) f.data.data = canonical_path(f.data.data).string();  // resumable from anywhere
   if (!f.resume) {  // refused before the run folder is touched
     refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
-    if (!f.init.empty()) {
-      check_readable_file(f.init, "--init");
-      check_weights_file(f.init, f.model);
+    if (!f.run.init.empty()) {
+      check_readable_file(f.run.init, "--init");
+      check_weights_file(f.run.init, f.run.model);
     }
   }
   TrainingRun run(f.out, f.resume);
@@ -142,15 +127,7 @@ int command_train(const Args& args) {
     refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
   }
   const Communicator& comm = Communicator::world();
-  const int ranks = comm.size();
-  if (ranks > f.batch) {
-    throw UsageError("--batch " + std::to_string(f.batch) + " is smaller than the " + std::to_string(ranks) +
-                     " ranks: each rank needs at least one sample of every batch");
-  }
-  if (f.batch % ranks != 0) {
-    throw UsageError("--batch " + std::to_string(f.batch) + " does not divide among " + std::to_string(ranks) +
-                     " ranks (the global batch is split evenly: use a multiple of " + std::to_string(ranks) + ")");
-  }
+  check_batch_among_ranks(f.run.batch, comm.size());
 #if UNET_WITH_NCCL
   // Before anything touches the cuda device: each rank takes the GPU of its rank on the machine.
   const bool may_use_gpu = f.device == "cuda" || f.device == "auto";

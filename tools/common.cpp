@@ -9,6 +9,17 @@
 
 namespace unet {
 
+void check_batch_among_ranks(int batch, int ranks) {
+  if (ranks > batch) {
+    throw UsageError("--batch " + std::to_string(batch) + " is smaller than the " + std::to_string(ranks) +
+                     " ranks: each rank needs at least one sample of every batch");
+  }
+  if (batch % ranks != 0) {
+    throw UsageError("--batch " + std::to_string(batch) + " does not divide among " + std::to_string(ranks) +
+                     " ranks (the global batch is split evenly: use a multiple of " + std::to_string(ranks) + ")");
+  }
+}
+
 DeviceKind resolve_device(const std::string& name, bool announce) {
   if (name != "auto") {
     const DeviceKind kind = parse_device(name);

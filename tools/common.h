@@ -8,6 +8,9 @@
 
 namespace unet {
 
+// Under mpirun the global --batch is split evenly among the ranks: a UsageError unless it divides.
+void check_batch_among_ranks(int batch, int ranks);
+
 // "auto" is cuda where a GPU is usable, else cpu (saying so on stderr when `announce`).
 DeviceKind resolve_device(const std::string& name, bool announce);
 // bce | dice | bce+dice

@@ -1,5 +1,7 @@
 #include "tools/data_options.h"
 
+#include <cstdio>
+
 namespace unet {
 
 void add_data_options(Options& options, DataOptions* data, bool with_zscore, bool data_required, FlagRole role) {
@@ -28,6 +30,28 @@ void add_augment_options(Options& options, AugmentOptions* augment, FlagRole rol
       .add("zoom", &augment->zoom, "F", "scale uniform in [1 - F, 1 + F]").role(role)
       .add("shift", &augment->shift, "F", "shift uniform in [-F, F] of the image size, each direction").role(role)
       .flag("no-augment", &augment->none, "no augmentation: every sample is its slice as loaded").role(role);
+}
+
+Preprocessing preprocessing_for(const SafeTensors& weights, const Options& options, int image_size, bool zscore) {
+  const std::optional<Preprocessing> recorded = read_preprocessing(weights);
+  if (!recorded) {
+    std::fprintf(stderr,
+                 "note: %s records no preprocessing (written before unet recorded it); using --image-size %d %s\n",
+                 weights.source().c_str(), image_size, zscore ? "with --zscore" : "without --zscore");
+    return {image_size, zscore};
+  }
+  if (zscore && !recorded->zscore) {
+    throw UsageError("--zscore contradicts " + weights.source() + ", whose model takes slices without it; "
+                     "leave --zscore out");
+  }
+  Preprocessing chosen = *recorded;
+  if (options.given("image-size") && image_size != recorded->image_size) {
+    std::fprintf(stderr, "warning: %s was trained on %dx%d slices; using %dx%d as --image-size asks (figures at "
+                 "another size than training's)\n", weights.source().c_str(), recorded->image_size,
+                 recorded->image_size, image_size, image_size);
+    chosen.image_size = image_size;
+  }
+  return chosen;
 }
 
 AugmentRanges AugmentOptions::ranges() const {

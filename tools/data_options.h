@@ -6,7 +6,9 @@
 #include <string>
 
 #include "data/dataset.h"
+#include "engine/safetensors.h"
 #include "kernels/augment.h"
+#include "models/checkpoint.h"
 #include "tools/cli.h"
 
 namespace unet {
@@ -26,6 +28,15 @@ struct DataOptions {
 // `role` (unet train: FlagRole::identity).
 void add_data_options(Options& options, DataOptions* data, bool with_zscore, bool data_required = true,
                       FlagRole role = FlagRole::none);
+
+// How `unet eval` and `unet predict` prepare slices for weights: as the weights record
+// (models/checkpoint.h Preprocessing) unless --image-size or --zscore (the values given in
+// `image_size` and `zscore`) say otherwise. Another --image-size is deliberate and supported (the
+// model is fully convolutional): it is used, with a warning that the figures are not at the
+// training's size. --zscore on weights trained without it is refused (UsageError): such a model
+// was never shown normalised slices. Weights that record nothing (written before unet recorded
+// it) get the flags' values, with a one-line notice.
+Preprocessing preprocessing_for(const SafeTensors& weights, const Options& options, int image_size, bool zscore);
 
 // Symmetric ranges, as flags: --flip-h P, --flip-v P, --rotate DEGREES (uniform in [-D, D]),
 // --zoom F (scale uniform in [1 - F, 1 + F]), --shift F (of the size), --no-augment.

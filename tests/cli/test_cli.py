@@ -225,6 +225,99 @@ class Resume(unittest.TestCase):
         self.assertIn("resuming at step", resumed.stdout)
 
 
+class Preprocessing(unittest.TestCase):
+    """Weights record their image size and --zscore: eval and predict use them without being told."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.data = os.path.join(WORK, "phantom-preprocessing")
+        unet("synth", "--out", cls.data, "--patients", "4", "--slices", "8", "--size", "64", "--seed", "3")
+        cls.runs = {}
+        for name, zscore in [("zscore", ["--zscore"]), ("plain", [])]:
+            cls.runs[name] = os.path.join(WORK, f"preprocessing-{name}")
+            unet("train", "--data", cls.data, *TINY, *zscore, "--epochs", "1", "--device", "cpu",
+                 "--out", cls.runs[name])
+        cls.weights = os.path.join(cls.runs["zscore"], "best.safetensors")
+
+    def test_weights_files_record_the_preprocessing(self):
+        import json
+        for name in ["best.safetensors", "last.safetensors"]:
+            with open(os.path.join(self.runs["zscore"], name), "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                metadata = json.loads(f.read(length))["__metadata__"]
+            self.assertEqual(json.loads(metadata["unet.preprocessing"]), {"image_size": 32, "zscore": True}, name)
+
+    def test_eval_without_the_flags_scores_as_with_them(self):
+        csv = [os.path.join(WORK, f"preprocessing-{k}.csv") for k in range(2)]
+        split = ["--split", os.path.join(self.runs["zscore"], "split.json"), "--subset", "all", "--device", "cpu"]
+        told = unet("eval", "--weights", self.weights, "--data", self.data, *split, "--image-size", "32", "--zscore",
+                    "--csv", csv[0])
+        untold = unet("eval", "--weights", self.weights, "--data", self.data, *split, "--csv", csv[1])
+        self.assertEqual(untold.stdout.replace(csv[1], ""), told.stdout.replace(csv[0], ""))
+        self.assertEqual(untold.stderr, "")
+        with open(csv[0]) as a, open(csv[1]) as b:
+            self.assertEqual(a.read(), b.read())
+
+    def test_predict_without_the_flags_draws_as_with_them(self):
+        patient = os.path.join(self.data, sorted(os.listdir(self.data))[0])
+        outs = [os.path.join(WORK, f"preprocessing-predict-{k}") for k in range(2)]
+        told = unet("predict", "--weights", self.weights, "--input", patient, "--out", outs[0], "--image-size", "32",
+                    "--zscore", "--device", "cpu")
+        untold = unet("predict", "--weights", self.weights, "--input", patient, "--out", outs[1], "--device", "cpu")
+        self.assertEqual(untold.stdout.replace(outs[1], ""), told.stdout.replace(outs[0], ""))
+        pictures = sorted(os.listdir(outs[0]))
+        self.assertEqual(pictures, sorted(os.listdir(outs[1])))
+        for name in pictures:
+            with open(os.path.join(outs[0], name), "rb") as a, open(os.path.join(outs[1], name), "rb") as b:
+                self.assertEqual(a.read(), b.read(), name)
+        with open(os.path.join(outs[1], pictures[0]), "rb") as f:
+            self.assertEqual(struct.unpack(">II", f.read(24)[16:24]), (32, 32))  # the PNG's width and height
+
+    def test_a_contradicting_zscore_is_refused(self):
+        plain = os.path.join(self.runs["plain"], "best.safetensors")
+        for command in [["eval", "--data", self.data], ["predict", "--input", self.data,
+                                                        "--out", os.path.join(WORK, "preprocessing-refused")]]:
+            result = unet(*command, "--weights", plain, "--zscore", "--device", "cpu", check=False)
+            self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+            self.assertEqual(result.stderr.strip().splitlines(),
+                             [f"error: --zscore contradicts {plain}, whose model takes slices without it; "
+                              "leave --zscore out"])
+        self.assertFalse(os.path.exists(os.path.join(WORK, "preprocessing-refused")))
+
+    def test_another_image_size_is_used_with_a_warning(self):
+        result = unet("eval", "--weights", self.weights, "--data", self.data, "--image-size", "64", "--device", "cpu")
+        self.assertEqual(result.stderr.strip().splitlines(),
+                         [f"warning: {self.weights} was trained on 32x32 slices; using 64x64 as --image-size asks "
+                          "(figures at another size than training's)"])
+
+    def test_weights_from_before_fall_back_to_the_defaults_with_a_notice(self):
+        import json
+        with open(self.weights, "rb") as f:
+            data = f.read()
+        (length,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + length])
+        del header["__metadata__"]["unet.preprocessing"]  # as unet wrote weights before recording it
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)
+        older = os.path.join(WORK, "preprocessing-older.safetensors")
+        with open(older, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + data[8 + length:])
+        result = unet("eval", "--weights", older, "--data", self.data, "--image-size", "32", "--device", "cpu")
+        self.assertEqual(result.stderr.strip().splitlines(),
+                         [f"note: {older} records no preprocessing (written before unet recorded it); "
+                          "using --image-size 32 without --zscore"])
+        self.assertIn("per-volume Dice  mean", result.stdout)
+
+    def test_a_model_of_other_input_channels_is_refused(self):
+        weights = os.path.join(WORK, "preprocessing-4-channels.safetensors")
+        unet("init", "--in-channels", "4", "--base-width", "4", "--depth", "2", "--image-size", "32", "--out", weights)
+        result = unet("eval", "--weights", weights, "--data", self.data, "--device", "cpu", check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.strip().splitlines(),
+                         ["error: the model takes 4 input channels; the slices have 3 (pre-contrast, FLAIR, "
+                          "post-contrast)"])
+
+
 class Bench(unittest.TestCase):
     def test_bench_train_and_infer_write_json_records(self):
         import json
@@ -460,7 +553,7 @@ class Safety(unittest.TestCase):
         skipped = unet("dataset", "--data", data, "--skip-bad", timeout=60)
         self.assertIn("skipped       2 (--skip-bad)", skipped.stdout)  # the FIFO, and its mask left alone
         weights = os.path.join(WORK, "safety-fifo.safetensors")
-        unet("init", "--base-width", "4", "--depth", "2", "--out", weights)
+        unet("init", "--base-width", "4", "--depth", "2", "--image-size", "32", "--out", weights)
         line = self.one_error(unet("predict", "--weights", weights, "--input", fifo, "--out", self.folder("fifo-out"),
                                    "--image-size", "32", "--device", "cpu", check=False, timeout=60))
         self.assertIn("not a regular file", line)

@@ -45,7 +45,7 @@ std::string load_error(const SafeTensors& file, const UNetConfig& config = small
 TEST_CASE("checkpoint: weights round-trip through PyTorch layouts", "[checkpoint]") {
   const auto model = initialised(1);
   const std::string path = temporary("weights.safetensors");
-  save_weights(path, *model);
+  save_weights(path, *model, {});
   const SafeTensors file = SafeTensors::load(path);
   CHECK(file.get("encoder.0.conv1.weight").shape == std::vector<int64_t>{4, 3, 3, 3});  // [Cout, Cin, k, k]
   CHECK(file.get("decoder.0.up.weight").shape == std::vector<int64_t>{16, 8, 2, 2});   // [Cin, Cout, 2, 2]
@@ -56,9 +56,31 @@ TEST_CASE("checkpoint: weights round-trip through PyTorch layouts", "[checkpoint
   CHECK(loaded.parameters().download(loaded.parameters().values()) == model->parameters().download(model->parameters().values()));
 }
 
+TEST_CASE("checkpoint: weights record their preprocessing; files from before it record none", "[checkpoint]") {
+  SafeTensors file = weights_file(*initialised(1), {64, true});
+  CHECK(file.metadata.at("unet.preprocessing") == R"({"image_size":64,"zscore":true})");
+  const std::string path = temporary("preprocessing.safetensors");
+  file.save(path);
+  const std::optional<Preprocessing> read = read_preprocessing(SafeTensors::load(path));
+  REQUIRE(read.has_value());
+  CHECK(read->image_size == 64);
+  CHECK(read->zscore);
+
+  file.metadata.erase("unet.preprocessing");  // as unet wrote weights before it recorded them
+  CHECK_FALSE(read_preprocessing(file).has_value());
+  for (const auto& [bad, message] : std::vector<std::pair<std::string, std::string>>{
+           {"[64]", "unet.preprocessing is not a JSON object"},
+           {R"({"image_size":0,"zscore":false})", "needs an 'image_size' from 1 to 65536"},
+           {R"({"image_size":64})", "needs 'zscore', true or false"},
+           {R"({"image_size":64,"zscore":1})", "needs 'zscore', true or false"}}) {
+    file.metadata["unet.preprocessing"] = bad;
+    CHECK_THROWS_WITH(read_preprocessing(file), Catch::Contains(message));
+  }
+}
+
 TEST_CASE("checkpoint: the layout conversion puts each weight where PyTorch has it", "[checkpoint]") {
   const auto model = initialised(2);
-  const SafeTensors file = weights_file(*model);
+  const SafeTensors file = weights_file(*model, {});
   const std::vector<float> ours = model->parameters().download(model->parameters().values());
   for (const ParameterEntry& entry : model->parameters().entries()) {
     if (entry.kind == ParameterKind::bias) continue;
@@ -70,7 +92,7 @@ TEST_CASE("checkpoint: the layout conversion puts each weight where PyTorch has 
 }
 
 TEST_CASE("checkpoint: bad weights files are refused with one clear line", "[checkpoint]") {
-  const SafeTensors good = weights_file(*initialised(3));
+  const SafeTensors good = weights_file(*initialised(3), {});
   CHECK(load_error(good).empty());
 
   CHECK_THAT(load_error(good, UNetConfig{3, 8, 2}), Catch::Contains("another configuration"));
@@ -118,7 +140,7 @@ TEST_CASE("checkpoint: bad weights files are refused with one clear line", "[che
 TEST_CASE("checkpoint: weights or moments holding NaN or infinity are refused, naming the tensor and the count",
           "[checkpoint]") {
   const auto model = initialised(5);
-  SafeTensors poisoned = weights_file(*model);
+  SafeTensors poisoned = weights_file(*model, {});
   std::vector<float> values = poisoned.floats("decoder.0.up.weight");
   values[3] = std::nanf("");
   values[7] = -std::numeric_limits<float>::infinity();
@@ -127,7 +149,7 @@ TEST_CASE("checkpoint: weights or moments holding NaN or infinity are refused, n
                                 "infinity) of " + std::to_string(values.size()) + "; refusing to load it");
 
   const std::string path = temporary("poisoned-moments.safetensors");
-  save_training_checkpoint(path, *model, Json::object());
+  save_training_checkpoint(path, *model, {}, Json::object());
   SafeTensors checkpoint = SafeTensors::load(path);
   std::vector<float> moments = checkpoint.floats("optimizer.exp_avg_sq.head.bias");
   moments[0] = std::numeric_limits<float>::infinity();
@@ -139,7 +161,7 @@ TEST_CASE("checkpoint: weights or moments holding NaN or infinity are refused, n
 
 TEST_CASE("checkpoint: is_unet_weights_file tells weights from other files", "[checkpoint]") {
   const std::string weights = temporary("kind.safetensors"), other = temporary("kind.txt");
-  save_weights(weights, *initialised(6));
+  save_weights(weights, *initialised(6), {});
   write_file_atomic(other, "patient,slices\n");
   CHECK(is_unet_weights_file(weights));
   CHECK_FALSE(is_unet_weights_file(other));
@@ -160,7 +182,7 @@ TEST_CASE("checkpoint: a training checkpoint restores weights, moments and state
   state.set("step", int64_t{1234});
   state.set("epoch", 5);
   const std::string path = temporary("training.safetensors");
-  save_training_checkpoint(path, *model, state);
+  save_training_checkpoint(path, *model, {}, state);
 
   const SafeTensors file = SafeTensors::load(path);
   UNet restored(read_config(file), device(DeviceKind::cpu));
@@ -172,13 +194,14 @@ TEST_CASE("checkpoint: a training checkpoint restores weights, moments and state
   // A training checkpoint is also a weights file; a weights file is not a training checkpoint.
   UNet weights_only(small, device(DeviceKind::cpu));
   load_weights(file, weights_only);
-  CHECK_THROWS_WITH(load_training_checkpoint(weights_file(*model), weights_only), Catch::Contains("not a training checkpoint"));
+  CHECK_THROWS_WITH(load_training_checkpoint(weights_file(*model, {}), weights_only),
+                    Catch::Contains("not a training checkpoint"));
 }
 
 TEST_CASE("checkpoint: a writer killed mid-write never leaves a damaged file", "[checkpoint]") {
   const auto small_model = initialised(5);
   const std::string path = temporary("crash.safetensors");
-  save_weights(path, *small_model);
+  save_weights(path, *small_model, {});
   const std::string original = read_text_file(path);
   // A large file, so the kill lands mid-write.
   const auto large = initialised(6, UNetConfig{3, 64, 3});
@@ -187,7 +210,7 @@ TEST_CASE("checkpoint: a writer killed mid-write never leaves a damaged file", "
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-      save_weights(path, *large);
+      save_weights(path, *large, {});
       ::_exit(0);
     }
     ::usleep(static_cast<useconds_t>(2000 + 15000 * trial));

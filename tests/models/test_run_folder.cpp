@@ -140,14 +140,14 @@ TEST_CASE("run folder: best.safetensors is checked before resuming, with the way
   UNet model(small, device(DeviceKind::cpu));
   model.parameters().initialize(1);
   const std::string best = (run / "best.safetensors").string();
-  save_weights(best, model);
+  save_weights(best, model, {});
   CHECK(folder.check_best_weights(small));
   const std::string hint =
       "; to resume, remove " + best + " (the best weights are then chosen among the epochs still to come)";
   CHECK_THROWS_WITH(folder.check_best_weights(UNetConfig{3, 8, 2}),
                     Catch::Contains("another configuration") && Catch::EndsWith(hint));
 
-  SafeTensors poisoned = weights_file(model);
+  SafeTensors poisoned = weights_file(model, {});
   std::vector<float> bias = poisoned.floats("head.bias");
   bias[0] = std::nanf("");
   poisoned.add_floats("head.bias", {1}, bias);

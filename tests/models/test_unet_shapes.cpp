@@ -12,6 +12,14 @@ TEST_CASE("the default U-Net has 7,697,345 parameters and 73.5 GFLOP per 256x256
   CHECK(config.describe() == "in 3, widths 64/128/256, bottleneck 512");
 }
 
+TEST_CASE("a training step is three passes of each layer, but no data gradient for the image", "[models]") {
+  const UNetConfig config;
+  const auto layers = unet_layers(config, 1, 256, 256);
+  const double first = 2.0 * static_cast<double>(layers.front().macs());
+  const double forward = unet_forward_flops_per_image(config, 256, 256);
+  CHECK(unet_training_flops_per_image(config, 256, 256) == Approx(3 * forward - first));
+}
+
 TEST_CASE("the layer table follows the data through the U-Net", "[models]") {
   const auto layers = unet_layers(UNetConfig{}, 16, 256, 256);
   REQUIRE(layers.size() == 3 * 3 + 2 + 3 * 3 + 1);
