@@ -1,5 +1,6 @@
 #include "models/trainer.h"
 
+#include "engine/nvtx.h"
 #include "engine/ops.h"
 
 namespace unet {
@@ -31,16 +32,26 @@ const Tensor* Trainer::run_step() {
   Context& ctx = *context_;
   ctx.set_recording(true);
   clock_.advance(stream_);
-  if (batch_source_) batch_source_(stream_);
+  if (batch_source_) {
+    const nvtx::Range range("data");
+    batch_source_(stream_);
+  }
   const Var logits = model_.forward(ctx, image_);
   logits_ = logits.value();
-  losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_);
+  {
+    const nvtx::Range range("loss");
+    losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_);
+  }
   ctx.backward();
-  adam_update(model_.parameters(), adam_, clock_, stream_);
+  {
+    const nvtx::Range range("optimizer");
+    adam_update(model_.parameters(), adam_, clock_, stream_);
+  }
   return &losses_;
 }
 
 StepLosses Trainer::step(std::vector<float>* logits) {
+  const nvtx::Range range(graph_ != nullptr ? "step (graph replay)" : "step");
   // The last step's tensors are dead: rewind the arena (it may reallocate, which a capture forbids).
   if (graph_ == nullptr) context_->end_step();
   if (graph_ != nullptr) {
