@@ -21,7 +21,7 @@ Options::Option& Options::add_option(const std::string& name, Target target, con
         using T = std::remove_pointer_t<decltype(value)>;
         if constexpr (std::is_same_v<T, std::string>) {
           option.default_text = value->empty() ? "" : *value;
-        } else if constexpr (std::is_same_v<T, bool>) {
+        } else if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::vector<std::string>>) {
           option.default_text = "";
         } else if constexpr (std::is_same_v<T, double>) {
           std::ostringstream text;
@@ -50,6 +50,11 @@ Options& Options::add(const std::string& name, int64_t* value, const std::string
 }
 Options& Options::add(const std::string& name, double* value, const std::string& value_name, const std::string& help) {
   add_option(name, value, value_name, help);
+  return *this;
+}
+Options& Options::add(const std::string& name, std::vector<std::string>* values, const std::string& value_name,
+                      const std::string& help) {
+  add_option(name, values, value_name, help + " (repeatable)");
   return *this;
 }
 Options& Options::flag(const std::string& name, bool* value, const std::string& help) {
@@ -114,6 +119,8 @@ void Options::assign(Option& option, const std::string& text) {
         using T = std::remove_pointer_t<decltype(value)>;
         if constexpr (std::is_same_v<T, std::string>) {
           *value = text;
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          value->push_back(text);
         } else if constexpr (std::is_same_v<T, double>) {
           *value = numeric = parse_number(option.name, text);
         } else if constexpr (std::is_same_v<T, bool>) {
@@ -152,7 +159,8 @@ bool Options::parse(const std::vector<std::string>& args) {
       if (candidate.name == name) option = &candidate;
     }
     if (option == nullptr) throw UsageError(command_ + ": unknown option '--" + name + "' (see unet " + command_ + " --help)");
-    if (option->given) throw UsageError("--" + name + " given twice");
+    const bool repeatable = std::holds_alternative<std::vector<std::string>*>(option->target);
+    if (option->given && !repeatable) throw UsageError("--" + name + " given twice");
     option->given = true;
     if (std::holds_alternative<bool*>(option->target)) {
       if (inline_value) throw UsageError("--" + name + " takes no value");
