@@ -196,6 +196,18 @@ double mean_of_defined(const std::vector<double>& values, int* undefined) {
   return count ? sum / count : 0;
 }
 
+void summarise_hd95(MetricsSummary& summary) {
+  std::vector<double> voxels, mm;
+  for (const VolumeMetrics& v : summary.volumes) {
+    voxels.push_back(v.hd95_voxels);
+    mm.push_back(v.hd95_mm);
+  }
+  int undefined_mm = 0;
+  summary.has_hd95 = true;
+  summary.hd95_voxels_mean = mean_of_defined(voxels, &summary.hd95_undefined);
+  summary.hd95_mm_mean = mean_of_defined(mm, &undefined_mm);
+}
+
 MetricsAccumulator::MetricsAccumulator(std::vector<std::string> volume_names) {
   for (auto& name : volume_names) volumes_.push_back({std::move(name), {}, 0});
 }

@@ -68,7 +68,14 @@ struct MetricsSummary {
   int tumour_slices = 0;          // the slices those means are over
   double global_dice = 0, global_iou = 0;
   double bce = 0;
+  // With HD95: the means over the patients where it is defined, and how many it is not (NaN).
+  bool has_hd95 = false;
+  double hd95_voxels_mean = 0, hd95_mm_mean = 0;
+  int hd95_undefined = 0;
 };
+
+// Fills the HD95 means of `summary` from its volumes' values.
+void summarise_hd95(MetricsSummary& summary);
 
 // Accumulates slice by slice; volumes are identified by index into `names`.
 class MetricsAccumulator {

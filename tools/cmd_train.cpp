@@ -39,6 +39,7 @@ struct TrainFlags {
   double val_frac = 0.1;
   int val_patients = -1;  // -1: use val_frac
   int test_patients = 0;
+  int folds = 0, fold = 0;  // K-fold cross-validation: fold `fold` of `folds`; 0 folds: a plain split
   int epochs = 30, batch = 16, oversample = 1, warmup_steps = 0;
   double lr = 1e-4, weight_decay = 0;
   std::string lr_schedule = "constant", loss = "bce", device = "auto", graph = "on", out, init;
@@ -58,6 +59,8 @@ struct TrainFlags {
     json.set("val-frac", val_frac);
     json.set("val-patients", val_patients);
     json.set("test-patients", test_patients);
+    json.set("folds", folds);
+    json.set("fold", fold);
     json.set("batch", batch);
     json.set("oversample", oversample);
     json.set("lr", lr);
@@ -87,6 +90,10 @@ struct TrainFlags {
     val_frac = saved.at("val-frac").as_number();
     val_patients = static_cast<int>(saved.at("val-patients").as_integer());
     test_patients = static_cast<int>(saved.at("test-patients").as_integer());
+    if (const Json* saved_folds = saved.find("folds")) {  // runs from before folds have none
+      folds = static_cast<int>(saved_folds->as_integer());
+      fold = static_cast<int>(saved.at("fold").as_integer());
+    }
     batch = static_cast<int>(saved.at("batch").as_integer());
     oversample = static_cast<int>(saved.at("oversample").as_integer());
     lr = saved.at("lr").as_number();
@@ -191,6 +198,9 @@ int command_train(const Args& args) {
       .add("val-patients", &f.val_patients, "N", "number of validation patients (instead of --val-frac)").at_least(0)
       .shown_default("from --val-frac")
       .add("test-patients", &f.test_patients, "N", "patients held out for `unet eval --split` only").at_least(0)
+      .add("folds", &f.folds, "K", "K-fold cross-validation by patient (instead of --val-frac/--val-patients)")
+      .shown_default("none")
+      .add("fold", &f.fold, "I", "with --folds: validate on part I (0..K-1) and train on the others")
       .add("epochs", &f.epochs, "E", "passes over the training slices").at_least(1)
       .add("batch", &f.batch, "B", "slices per step").at_least(1)
       .add("lr", &f.lr, "LR", "Adam learning rate").at_least(0)
@@ -214,6 +224,17 @@ int command_train(const Args& args) {
   if (!f.resume && f.data.data.empty()) throw UsageError("train: --data is required (unless resuming with --resume)");
   if (options.given("val-frac") && options.given("val-patients")) throw UsageError("give --val-frac or --val-patients, not both");
   if (f.val_patients < 0 && f.val_frac >= 1) throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
+  if (options.given("fold") && !options.given("folds")) throw UsageError("--fold needs --folds");
+  if (options.given("folds")) {
+    if (options.given("val-frac") || options.given("val-patients")) {
+      throw UsageError("--folds chooses the validation patients: give it without --val-frac or --val-patients");
+    }
+    if (f.folds < 2) throw UsageError("--folds: " + std::to_string(f.folds) + " is below the minimum, 2");
+    if (f.fold < 0 || f.fold >= f.folds) {
+      throw UsageError("--fold: " + std::to_string(f.fold) + " is not in 0.." + std::to_string(f.folds - 1) + " (--folds " +
+                       std::to_string(f.folds) + ")");
+    }
+  }
 
   // The run folder: new, or the same run continued.
   const fs::path run(f.out);
@@ -260,14 +281,17 @@ int command_train(const Args& args) {
   const Dataset data = load_dataset(f.data.data, f.data.find(), f.data.load());
   if (!data.skipped.empty()) std::printf("skipped %zu bad slices (--skip-bad)\n", data.skipped.size());
   const fs::path split_path = run / "split.json";
-  const PatientSplit split = f.resume ? load_split(split_path.string())
-                                      : split_patients(data.patients, f.val_patients >= 0 ? f.val_patients : f.val_frac,
-                                                       f.test_patients, static_cast<uint64_t>(f.seed));
+  const PatientSplit split =
+      f.resume      ? load_split(split_path.string())
+      : f.folds > 0 ? kfold_split(data.patients, f.folds, f.fold, f.test_patients, static_cast<uint64_t>(f.seed))
+                    : split_patients(data.patients, f.val_patients >= 0 ? f.val_patients : f.val_frac, f.test_patients,
+                                     static_cast<uint64_t>(f.seed));
   if (split.train.empty()) throw Error("no patients left for training (" + std::to_string(data.patients.size()) + " in the dataset)");
   if (!f.resume) save_split(split_path.string(), split);
   const SplitSlices sides = split_slices(data, split);
-  std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test\n", data.patients.size(),
-              split.train.size(), sides.train.size(), split.val.size(), sides.val.size(), split.test.size());
+  std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test%s\n", data.patients.size(),
+              split.train.size(), sides.train.size(), split.val.size(), sides.val.size(), split.test.size(),
+              split.folds > 0 ? (" (fold " + std::to_string(split.fold) + " of " + std::to_string(split.folds) + ")").c_str() : "");
   ResidentDataset resident(dev, data, f.data.zscore);
   const EpochSampler sampler(sides.train, data.tumour, f.oversample, f.batch, static_cast<uint64_t>(f.seed));
 
