@@ -9,13 +9,13 @@
 #include "data/split.h"
 #include "engine/files.h"
 #include "models/checkpoint.h"
+#include "models/evaluator.h"
 #include "models/summary_json.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/common.h"
 #include "tools/csv.h"
 #include "tools/data_options.h"
-#include "tools/evaluate.h"
 #include "tools/volumes.h"
 
 namespace unet {
@@ -158,19 +158,11 @@ int command_eval(const Args& args) {
   std::printf("%s on %s (%zu slices)%s\n\n", weights.front().c_str(), scored.which.c_str(), scored.slices, how.c_str());
   std::printf("%-28s %7s %8s %8s %12s %12s%s\n", "patient", "slices", "Dice", "IoU", "true voxels", "predicted",
               hd95 ? "  HD95 (voxels, mm)" : "");
-  std::string table = std::string("patient,slices,dice,iou,true_voxels,predicted_voxels") + (hd95 ? ",hd95,hd95_mm" : "") + "\n";
   for (const VolumeMetrics& v : s.volumes) {
     std::printf("%-28s %7d %8.4f %8.4f %12lld %12lld", v.name.c_str(), v.slices, v.confusion.dice(), v.confusion.iou(),
                 static_cast<long long>(v.confusion.truth()), static_cast<long long>(v.confusion.predicted()));
-    std::vector<std::string> row = {v.name, std::to_string(v.slices), fixed(v.confusion.dice(), 6), fixed(v.confusion.iou(), 6),
-                                    std::to_string(v.confusion.truth()), std::to_string(v.confusion.predicted())};
-    if (hd95) {
-      std::printf("  %8.3f %8.3f", v.hd95_voxels, v.hd95_mm);
-      row.push_back(std::isnan(v.hd95_voxels) ? "" : fixed(v.hd95_voxels, 6));
-      row.push_back(std::isnan(v.hd95_mm) ? "" : fixed(v.hd95_mm, 6));
-    }
+    if (hd95) std::printf("  %8.3f %8.3f", v.hd95_voxels, v.hd95_mm);
     std::printf("\n");
-    table += csv_line(row) + "\n";
   }
   std::printf("\nper-volume Dice  mean %.4f, median %.4f over %zu patients (%d without tumour or prediction, scored 1)\n",
               s.volume_dice_mean, s.volume_dice_median, s.volumes.size(), s.empty_volumes);
@@ -191,13 +183,13 @@ int command_eval(const Args& args) {
               s.volumes.empty() ? 0.0 : static_cast<double>(without_tumour) / static_cast<double>(s.volumes.size()),
               without_tumour, s.volumes.size());
   if (!csv.empty()) {
-    std::vector<std::string> row = {"(summary: per-volume mean)", std::to_string(scored.slices),
-                                    fixed(s.volume_dice_mean, 6), fixed(s.volume_iou_mean, 6), "", ""};
+    std::vector<std::string> summary_row = {"(summary: per-volume mean)", std::to_string(scored.slices),
+                                            fixed(s.volume_dice_mean, 6), fixed(s.volume_iou_mean, 6), "", ""};
     if (hd95) {
-      row.push_back(fixed(s.hd95_voxels_mean, 6));
-      row.push_back(nifti_images.empty() ? "" : fixed(s.hd95_mm_mean, 6));
+      summary_row.push_back(fixed(s.hd95_voxels_mean, 6));
+      summary_row.push_back(nifti_images.empty() ? "" : fixed(s.hd95_mm_mean, 6));
     }
-    table += csv_line(row) + "\n";
+    const std::string table = patient_table_csv(s) + csv_line(summary_row) + "\n";
     write_file_atomic(csv, table);
     std::printf("wrote %s\n", csv.c_str());
   }

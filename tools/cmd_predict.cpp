@@ -8,11 +8,11 @@
 #include "data/image.h"
 #include "data/nifti.h"
 #include "models/checkpoint.h"
+#include "models/evaluator.h"
+#include "models/overlay.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/common.h"
-#include "tools/evaluate.h"
-#include "tools/overlay.h"
 #include "tools/volumes.h"
 
 namespace unet {

@@ -5,8 +5,8 @@
 #include "data/resident.h"
 #include "engine/safetensors.h"
 #include "models/checkpoint.h"
+#include "models/evaluator.h"
 #include "tools/common.h"
-#include "tools/evaluate.h"
 
 namespace unet {
 

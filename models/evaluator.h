@@ -1,9 +1,10 @@
-// Running a model over a set of slices and scoring it (models/metrics.h): what `unet train` does
-// after each epoch and `unet eval` does once.
+// Running a model over a set of slices and scoring it (models/metrics.h): what a training run does
+// after each epoch, and `unet eval` and `unet predict` do once.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "data/dataset.h"
@@ -52,5 +53,9 @@ class Evaluator {
   std::unique_ptr<Context> context_;
   Tensor image_, mask_;
 };
+
+// The per-patient table as CSV (a run's val_patients.csv, `unet eval --csv`):
+// patient,slices,dice,iou,true_voxels,predicted_voxels with a header row.
+std::string patient_table_csv(const MetricsSummary& summary);
 
 }  // namespace unet

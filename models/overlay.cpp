@@ -1,4 +1,4 @@
-#include "tools/overlay.h"
+#include "models/overlay.h"
 
 #include <stb/stb_image_write.h>
 

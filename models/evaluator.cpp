@@ -1,10 +1,12 @@
-#include "tools/evaluate.h"
+#include "models/evaluator.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "models/inference.h"
+#include "tools/csv.h"
 
 namespace unet {
 
@@ -125,6 +127,28 @@ Evaluation Evaluator::run(const std::vector<int32_t>& unordered, bool largest_co
     summarise_hd95(result.summary);
   }
   return result;
+}
+
+std::string patient_table_csv(const MetricsSummary& summary) {
+  const auto six_decimals = [](double value) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.6f", value);
+    return std::string(text);
+  };
+  const auto defined = [&](double value) { return std::isnan(value) ? std::string() : six_decimals(value); };
+  std::string text = std::string("patient,slices,dice,iou,true_voxels,predicted_voxels") +
+                     (summary.has_hd95 ? ",hd95,hd95_mm" : "") + "\n";
+  for (const VolumeMetrics& v : summary.volumes) {
+    std::vector<std::string> row = {v.name, std::to_string(v.slices), six_decimals(v.confusion.dice()),
+                                    six_decimals(v.confusion.iou()), std::to_string(v.confusion.truth()),
+                                    std::to_string(v.confusion.predicted())};
+    if (summary.has_hd95) {
+      row.push_back(defined(v.hd95_voxels));
+      row.push_back(defined(v.hd95_mm));
+    }
+    text += csv_line(row) + "\n";
+  }
+  return text;
 }
 
 }  // namespace unet
