@@ -157,11 +157,12 @@ int command_eval(const Args& args) {
   if (tta) how += ", mirroring (TTA)";
   std::printf("%s on %s (%zu slices)%s\n\n", weights.front().c_str(), scored.which.c_str(), scored.slices, how.c_str());
   std::printf("%-28s %7s %8s %8s %12s %12s%s\n", "patient", "slices", "Dice", "IoU", "true voxels", "predicted",
-              hd95 ? "  HD95 (voxels, mm)" : "");
+              !hd95 ? "" : nifti_images.empty() ? "  HD95 (voxels)" : "  HD95 (voxels, mm)");
   for (const VolumeMetrics& v : s.volumes) {
     std::printf("%-28s %7d %8.4f %8.4f %12lld %12lld", v.name.c_str(), v.slices, v.confusion.dice(), v.confusion.iou(),
                 static_cast<long long>(v.confusion.truth()), static_cast<long long>(v.confusion.predicted()));
-    if (hd95) std::printf("  %8.3f %8.3f", v.hd95_voxels, v.hd95_mm);
+    if (hd95) std::printf("  %8.3f", v.hd95_voxels);
+    if (hd95 && !nifti_images.empty()) std::printf(" %8.3f", v.hd95_mm);
     std::printf("\n");
   }
   std::printf("\nper-volume Dice  mean %.4f, median %.4f over %zu patients (%d without tumour or prediction, scored 1)\n",
