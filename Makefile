@@ -2,7 +2,7 @@
 #   make test   installs dependencies, builds (Release), runs every test, then the sim tests again
 #               under AddressSanitizer + UndefinedBehaviorSanitizer, and the symbol check.
 #   make demo   installs and builds, then trains on phantom data, evaluates on held-out phantom
-#               patients and writes the report and overlays (tools/demo.sh).
+#               patients and writes the report and overlays (scripts/demo.sh).
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -14,7 +14,7 @@ CMAKE_ARGS ?=
 all: build
 
 setup:
-	tools/setup.sh
+	scripts/setup.sh
 
 build:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
@@ -33,7 +33,7 @@ asan-tests:
 
 # Only meaningful where nvcc built the cuda copies of the kernels.
 symbols: build
-	@if grep -q 'UNET_WITH_CUDA=ON' $(BUILD)/unet-build.env; then tools/check_symbols.sh $(BUILD); \
+	@if grep -q 'UNET_WITH_CUDA=ON' $(BUILD)/unet-build.env; then scripts/check_symbols.sh $(BUILD); \
 	else echo "symbols: no cuda build (no nvcc), nothing to compare"; fi
 
 test: setup
@@ -44,7 +44,7 @@ test: setup
 	echo "make test: passed; build and tests $$((t1 - start)) s, sanitizer build and tests $$((t2 - t1)) s, symbols $$((t3 - t2)) s"
 
 demo: setup build
-	BUILD=$(BUILD) tools/demo.sh
+	BUILD=$(BUILD) scripts/demo.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -26,7 +26,7 @@
 // median is ours, not Google Benchmark's: each benchmark is one Google Benchmark iteration whose
 // manual time is the median (so real_time in the JSON is the median), with counters ms, ms_min,
 // ms_max, reps, flop or bytes, gflops or gbs, pct_peak (H100 SXM and H200 only: bench/card.h) and
-// finite. Ratios between ours and the libraries are left to tools/bench_summary.py, which sees
+// finite. Ratios between ours and the libraries are left to scripts/bench_summary.py, which sees
 // every entry of a layer and pass at once.
 //
 // Order: memory-bound ops first, then per layer the libraries and our fast versions, and every

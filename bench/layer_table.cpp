@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/text.h"
 #include "models/unet_shapes.h"
 
 namespace unet {
@@ -31,12 +32,6 @@ struct Peak {
 };
 constexpr Peak kPeaks[] = {{"FP32 (FMA)", 67}, {"TF32 tensor cores", 495}, {"BF16 tensor cores", 989}};
 constexpr double kH100Bandwidth = 3.35e12, kH200Bandwidth = 4.8e12;
-
-std::string fixed(double value, int decimals) {
-  char text[64];
-  std::snprintf(text, sizeof(text), "%.*f", decimals, value);
-  return text;
-}
 
 std::string grouped(int64_t value) {  // 7704321 -> 7,704,321
   std::string digits = std::to_string(value), out;

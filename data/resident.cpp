@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "engine/dispatch.h"
+
 namespace unet {
 
 template <class T>
@@ -87,17 +89,8 @@ void ResidentDataset::eval_batch(const std::vector<int32_t>& slices, const Batch
 
 void ResidentDataset::build(const BatchSource& source, int batch, const BatchTarget& target, Stream stream,
                             int version) const {
-  switch (device_.kind()) {
-    case DeviceKind::cpu: cpu::build_batch(view_, source, batch, target); return;
-    case DeviceKind::sim: Augment<DeviceKind::sim>::build_batch(view_, source, batch, target, stream, version); return;
-    case DeviceKind::cuda:
-#if UNET_WITH_CUDA
-      Augment<DeviceKind::cuda>::build_batch(view_, source, batch, target, stream, version);
-      return;
-#else
-      throw Error("this build of unet has no cuda device");
-#endif
-  }
+  dispatch(device_.kind(),
+           [&]<DeviceKind D>() { Augment<D>::build_batch(view_, source, batch, target, stream, version); });
 }
 
 }  // namespace unet

@@ -8,6 +8,7 @@
 #include <new>
 
 #include "engine/cuda_device.h"
+#include "engine/dispatch.h"
 #include "kernels/sim/runtime.h"
 
 namespace unet {
@@ -172,6 +173,12 @@ bool cuda_available(std::string* why) {
 #endif
 }
 
+void refuse_cuda_device() {
+  std::string why;
+  cuda_available(&why);
+  throw Error("the cuda device is not available: " + why + " (use --device cpu or sim)");
+}
+
 Device& device(DeviceKind kind) {
   static std::mutex mutex;
   static std::unique_ptr<Device> devices[3];
@@ -182,8 +189,7 @@ Device& device(DeviceKind kind) {
       case DeviceKind::cpu: slot = std::make_unique<CpuDevice>(); break;
       case DeviceKind::sim: slot = std::make_unique<SimDevice>(); break;
       case DeviceKind::cuda: {
-        std::string why;
-        if (!cuda_available(&why)) throw Error("the cuda device is not available: " + why + " (use --device cpu or sim)");
+        if (!cuda_available()) refuse_cuda_device();
 #if UNET_WITH_CUDA
         slot = make_cuda_device();
 #endif

@@ -1,9 +1,8 @@
 #include "engine/json.h"
 
-#include <charconv>
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
 
 namespace unet {
 
@@ -25,73 +24,36 @@ const char* type_name(Json::Type type) {
   throw Error(std::string("JSON: expected ") + expected + ", found " + type_name(actual));
 }
 
-void dump_string(const std::string& text, std::string& out) {
-  out += '"';
-  for (const unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char escape[8];
-          std::snprintf(escape, sizeof escape, "\\u%04x", c);
-          out += escape;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
-void dump_value(const Json& value, std::string& out) {
+// The nlohmann value to write: numbers keep their kind (64-bit integer or double), objects their order.
+nlohmann::ordered_json to_nlohmann(const Json& value) {
   switch (value.type()) {
-    case Json::Type::null: out += "null"; break;
-    case Json::Type::boolean: out += value.as_bool() ? "true" : "false"; break;
-    case Json::Type::number: {
-      if (value.is_integer()) {
-        out += std::to_string(value.as_integer());
-      } else if (!std::isfinite(value.as_number())) {
-        out += "null";  // JSON has no NaN or infinity
-      } else {
-        // The shortest of %.15g / %.17g that reads back as the same double: logs stay readable,
-        // and a checkpoint's numbers survive a round trip exactly.
-        char text[32];
-        std::snprintf(text, sizeof text, "%.15g", value.as_number());
-        if (std::strtod(text, nullptr) != value.as_number()) std::snprintf(text, sizeof text, "%.17g", value.as_number());
-        out += text;
-      }
-      break;
-    }
-    case Json::Type::string: dump_string(value.as_string(), out); break;
+    case Json::Type::null: return nullptr;
+    case Json::Type::boolean: return value.as_bool();
+    case Json::Type::number:
+      if (value.is_integer()) return value.as_integer();
+      return value.as_number();
+    case Json::Type::string: return value.as_string();
     case Json::Type::array: {
-      out += '[';
-      bool first = true;
-      for (const Json& item : value.items()) {
-        if (!first) out += ',';
-        first = false;
-        dump_value(item, out);
-      }
-      out += ']';
-      break;
+      nlohmann::ordered_json array = nlohmann::ordered_json::array();
+      for (const Json& item : value.items()) array.push_back(to_nlohmann(item));
+      return array;
     }
     case Json::Type::object: {
-      out += '{';
-      bool first = true;
-      for (const auto& [key, item] : value.members()) {
-        if (!first) out += ',';
-        first = false;
-        dump_string(key, out);
-        out += ':';
-        dump_value(item, out);
-      }
-      out += '}';
-      break;
+      nlohmann::ordered_json object = nlohmann::ordered_json::object();
+      for (const auto& [key, item] : value.members()) object[key] = to_nlohmann(item);
+      return object;
     }
   }
+  return nullptr;
+}
+
+// "[json.exception.parse_error.101] parse error at line 1, column 2: syntax error ..." without
+// its prefix: the part a user can act on.
+std::string reason(const nlohmann::detail::exception& error) {
+  const std::string what = error.what();
+  const size_t column = what.find("column ");
+  const size_t colon = what.find(": ", column == std::string::npos ? 0 : column);
+  return colon == std::string::npos ? what : what.substr(colon + 2);
 }
 
 }  // namespace
@@ -151,206 +113,79 @@ Json& Json::push(Json value) {
   return items_.back();
 }
 
+// Strings that are not valid UTF-8 are written with U+FFFD in place of the bad bytes; NaN and the
+// infinities as null (JSON has neither). Doubles are written in the shortest form that reads back
+// as the same double, so a checkpoint's numbers survive a round trip exactly.
 std::string Json::dump() const {
-  std::string out;
-  dump_value(*this, out);
-  return out;
+  return to_nlohmann(*this).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
-class JsonParser {
+// Builds a Json while nlohmann parses, refusing what nlohmann would accept and this project does
+// not: a duplicate key (nlohmann keeps the last) and nesting deeper than 64.
+class JsonBuilder : public nlohmann::json_sax<nlohmann::json> {
  public:
-  explicit JsonParser(std::string_view text) : text_(text) {}
+  Json result() { return std::move(root_); }
 
-  Json document() {
-    Json value = parse_value(0);
-    skip_space();
-    if (at_ < text_.size()) fail("unexpected text after the value");
-    return value;
+  bool null() override { return add(Json()); }
+  bool boolean(bool value) override { return add(Json(value)); }
+  bool number_integer(number_integer_t value) override { return add(Json(static_cast<int64_t>(value))); }
+  bool number_unsigned(number_unsigned_t value) override {
+    if (value <= static_cast<number_unsigned_t>(INT64_MAX)) return add(Json(static_cast<int64_t>(value)));
+    return add(Json(static_cast<double>(value)));
+  }
+  bool number_float(number_float_t value, const string_t&) override { return add(Json(value)); }
+  bool string(string_t& value) override { return add(Json(std::move(value))); }
+  bool binary(binary_t&) override { return false; }  // JSON text has none
+
+  bool start_object(std::size_t) override { return open(Json::object()); }
+  bool key(string_t& key) override {
+    Json& object = *open_.back();
+    if (object.find(key) != nullptr) throw Error("JSON: duplicate key '" + key + "'");
+    key_ = std::move(key);
+    return true;
+  }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(Json::array()); }
+  bool end_array() override { return close(); }
+
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& error) override {
+    throw Error("JSON: " + reason(error) + " at offset " + std::to_string(position));
   }
 
  private:
-  static constexpr int max_depth = 64;
+  static constexpr size_t max_depth = 64;
 
-  [[noreturn]] void fail(const std::string& what) const {
-    throw Error("JSON: " + what + " at offset " + std::to_string(at_));
+  // Puts a value where the document is: the root, the next array item or the member under key_.
+  Json* place(Json value) {
+    if (open_.empty()) return &(root_ = std::move(value));
+    Json& parent = *open_.back();
+    if (parent.is_array()) return &parent.push(std::move(value));
+    parent.members_.emplace_back(std::move(key_), std::move(value));
+    return &parent.members_.back().second;
   }
-  void skip_space() {
-    while (at_ < text_.size() && (text_[at_] == ' ' || text_[at_] == '\n' || text_[at_] == '\r' || text_[at_] == '\t')) ++at_;
+  bool add(Json value) {
+    place(std::move(value));
+    return true;
   }
-  char peek() {
-    skip_space();
-    if (at_ >= text_.size()) fail("unexpected end");
-    return text_[at_];
+  bool open(Json container) {
+    if (open_.size() == max_depth) throw Error("JSON: nesting deeper than 64");
+    open_.push_back(place(std::move(container)));
+    return true;
   }
-  void expect(char c) {
-    if (peek() != c) fail(std::string("expected '") + c + "'");
-    ++at_;
-  }
-  void literal(std::string_view word) {
-    if (text_.substr(at_, word.size()) != word) fail("invalid literal");
-    at_ += word.size();
-  }
-
-  Json parse_value(int depth) {
-    if (depth > max_depth) fail("nesting deeper than 64");
-    switch (peek()) {
-      case '{': return parse_object(depth);
-      case '[': return parse_array(depth);
-      case '"': return Json(parse_string());
-      case 't': literal("true"); return Json(true);
-      case 'f': literal("false"); return Json(false);
-      case 'n': literal("null"); return Json();
-      default: return parse_number();
-    }
+  bool close() {
+    open_.pop_back();
+    return true;
   }
 
-  Json parse_object(int depth) {
-    expect('{');
-    Json object = Json::object();
-    if (peek() == '}') {
-      ++at_;
-      return object;
-    }
-    for (;;) {
-      if (peek() != '"') fail("expected a key");
-      std::string key = parse_string();
-      if (object.find(key) != nullptr) fail("duplicate key '" + key + "'");
-      expect(':');
-      object.members_.emplace_back(std::move(key), parse_value(depth + 1));
-      const char c = peek();
-      ++at_;
-      if (c == '}') return object;
-      if (c != ',') fail("expected ',' or '}'");
-    }
-  }
-
-  Json parse_array(int depth) {
-    expect('[');
-    Json array = Json::array();
-    if (peek() == ']') {
-      ++at_;
-      return array;
-    }
-    for (;;) {
-      array.items_.push_back(parse_value(depth + 1));
-      const char c = peek();
-      ++at_;
-      if (c == ']') return array;
-      if (c != ',') fail("expected ',' or ']'");
-    }
-  }
-
-  unsigned hex4() {
-    if (at_ + 4 > text_.size()) fail("truncated \\u escape");
-    unsigned value = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = text_[at_++];
-      value <<= 4;
-      if (c >= '0' && c <= '9') value |= static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') value |= static_cast<unsigned>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') value |= static_cast<unsigned>(c - 'A' + 10);
-      else fail("bad \\u escape");
-    }
-    return value;
-  }
-
-  static void append_utf8(unsigned code, std::string& out) {
-    if (code < 0x80) {
-      out += static_cast<char>(code);
-    } else if (code < 0x800) {
-      out += static_cast<char>(0xc0 | (code >> 6));
-      out += static_cast<char>(0x80 | (code & 0x3f));
-    } else if (code < 0x10000) {
-      out += static_cast<char>(0xe0 | (code >> 12));
-      out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (code & 0x3f));
-    } else {
-      out += static_cast<char>(0xf0 | (code >> 18));
-      out += static_cast<char>(0x80 | ((code >> 12) & 0x3f));
-      out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (code & 0x3f));
-    }
-  }
-
-  std::string parse_string() {
-    expect('"');
-    std::string out;
-    for (;;) {
-      if (at_ >= text_.size()) fail("unterminated string");
-      const char c = text_[at_++];
-      if (c == '"') return out;
-      if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (at_ >= text_.size()) fail("unterminated string");
-      const char e = text_[at_++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          unsigned code = hex4();
-          if (code >= 0xd800 && code < 0xdc00) {  // a surrogate pair
-            if (text_.substr(at_, 2) != "\\u") fail("unpaired surrogate");
-            at_ += 2;
-            const unsigned low = hex4();
-            if (low < 0xdc00 || low >= 0xe000) fail("unpaired surrogate");
-            code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
-          } else if (code >= 0xdc00 && code < 0xe000) {
-            fail("unpaired surrogate");
-          }
-          append_utf8(code, out);
-          break;
-        }
-        default: fail("bad escape");
-      }
-    }
-  }
-
-  Json parse_number() {
-    const size_t start = at_;
-    if (at_ < text_.size() && text_[at_] == '-') ++at_;
-    const auto digits = [&] {
-      const size_t from = at_;
-      while (at_ < text_.size() && text_[at_] >= '0' && text_[at_] <= '9') ++at_;
-      return at_ - from;
-    };
-    const size_t integer_start = at_;
-    if (digits() == 0) fail("invalid value");
-    if (text_[integer_start] == '0' && at_ - integer_start > 1) fail("leading zero");
-    bool integral = true;
-    if (at_ < text_.size() && text_[at_] == '.') {
-      ++at_;
-      integral = false;
-      if (digits() == 0) fail("digits expected after '.'");
-    }
-    if (at_ < text_.size() && (text_[at_] == 'e' || text_[at_] == 'E')) {
-      ++at_;
-      integral = false;
-      if (at_ < text_.size() && (text_[at_] == '+' || text_[at_] == '-')) ++at_;
-      if (digits() == 0) fail("digits expected in exponent");
-    }
-    const std::string_view literal_text = text_.substr(start, at_ - start);
-    if (integral) {
-      int64_t value = 0;
-      const auto [end, status] = std::from_chars(literal_text.data(), literal_text.data() + literal_text.size(), value);
-      if (status == std::errc{} && end == literal_text.data() + literal_text.size()) return Json(value);
-    }
-    const std::string copy(literal_text);
-    return Json(std::strtod(copy.c_str(), nullptr));
-  }
-
-  std::string_view text_;
-  size_t at_ = 0;
+  Json root_;
+  std::vector<Json*> open_;  // the containers being filled, outermost first
+  std::string key_;
 };
 
-Json Json::parse(std::string_view text) { return JsonParser(text).document(); }
+Json Json::parse(std::string_view text) {
+  JsonBuilder builder;
+  nlohmann::json::sax_parse(text, &builder);
+  return builder.result();
+}
 
 }  // namespace unet

@@ -1,6 +1,7 @@
-// A small JSON value with a strict parser and a compact writer: for safetensors headers, run logs
-// (log.jsonl), splits and benchmark summaries. Strict: duplicate keys, trailing commas, comments,
-// bad escapes and nesting deeper than 64 are errors; integers keep all 64 bits.
+// A small JSON value for safetensors headers, run logs (log.jsonl), splits and benchmark
+// summaries, read and written by nlohmann-json (engine/json.cpp). Parsing is strict: duplicate
+// keys, trailing commas, comments, bad escapes, invalid UTF-8 and nesting deeper than 64 are
+// errors; integers keep all 64 bits. Writing is compact; NaN and the infinities are written as null.
 #pragma once
 
 #include <cstdint>
@@ -54,7 +55,7 @@ class Json {
 
  private:
   explicit Json(Type type) : type_(type) {}
-  friend class JsonParser;
+  friend class JsonBuilder;
 
   Type type_ = Type::null;
   bool boolean_ = false;

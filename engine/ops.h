@@ -1,6 +1,7 @@
 // The differentiable ops: each runs its forward kernels on the context's device and stream and,
 // when the context records, puts its backward on the tape (engine/autograd.h). The kernels are
-// kernels/*: the CPU references on the cpu device, the CUDA kernels on sim and cuda.
+// kernels/*, reached through dispatch() (engine/dispatch.h): the CPU references on the cpu device, the
+// CUDA kernels on sim and cuda.
 //
 // Weights are tensors in the kernels' layouts: conv2d (Cout, k, k, Cin) as Shape{Cout, k, k, Cin};
 // conv_transpose2d (Cin, 2, 2, Cout) as Shape{Cin, 2, 2, Cout}; biases Shape{1, 1, 1, Cout}.
@@ -16,9 +17,6 @@ namespace unet::ops {
 Var conv2d(Context& ctx, const Var& x, const Var& weight, const Var& bias, bool relu, const Var* out = nullptr);
 Var conv_transpose2d(Context& ctx, const Var& x, const Var& weight, const Var& bias, const Var* out = nullptr);
 Var max_pool2d(Context& ctx, const Var& x);
-Var relu(Context& ctx, const Var& x);
-Var sigmoid(Context& ctx, const Var& x);
-Var concat(Context& ctx, const Var& a, const Var& b);
 
 // The loss of (N, H, W, 1) logits against (N, H, W, 1) 0/1 targets: returns a device tensor of
 // three values (total, BCE, Dice; kernels/loss.h). When recording, dL/dlogits is computed in the

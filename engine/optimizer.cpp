@@ -1,5 +1,6 @@
 #include "engine/optimizer.h"
 
+#include "engine/dispatch.h"
 #include "kernels/clock.h"
 
 namespace unet {
@@ -12,15 +13,7 @@ TrainingClock::TrainingClock(Device& device) : device_(device) {
 TrainingClock::~TrainingClock() { device_.release(step_); }
 
 void TrainingClock::advance(Stream stream) {
-  switch (device_.kind()) {
-    case DeviceKind::cpu: ++*step_; return;
-    case DeviceKind::sim: Clock<DeviceKind::sim>::advance(step_, stream); return;
-    case DeviceKind::cuda:
-#if UNET_WITH_CUDA
-      Clock<DeviceKind::cuda>::advance(step_, stream);
-#endif
-      return;
-  }
+  dispatch(device_.kind(), [&]<DeviceKind D>() { Clock<D>::advance(step_, stream); });
 }
 
 int64_t TrainingClock::read() const {
@@ -41,15 +34,8 @@ void adam_update(ParameterStore& parameters, const AdamConfig& config, const Tra
   const float* const grad = parameters.grads();
   float* const m = parameters.first_moments();
   float* const v = parameters.second_moments();
-  switch (parameters.device().kind()) {
-    case DeviceKind::cpu: cpu::adam_step<float>(n, param, grad, m, v, config, *clock.step()); return;
-    case DeviceKind::sim: Adam<DeviceKind::sim>::step(n, param, grad, m, v, config, clock.step(), stream); return;
-    case DeviceKind::cuda:
-#if UNET_WITH_CUDA
-      Adam<DeviceKind::cuda>::step(n, param, grad, m, v, config, clock.step(), stream);
-#endif
-      return;
-  }
+  dispatch(parameters.device().kind(),
+           [&]<DeviceKind D>() { Adam<D>::step(n, param, grad, m, v, config, clock.step(), stream); });
 }
 
 }  // namespace unet

@@ -108,25 +108,15 @@ namespace unet {
 
 using namespace KERNEL_BACKEND;
 
-namespace {
-
-constexpr int block_threads = 256;
-
-bool aligned16(const float* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
-
-}  // namespace
-
 template <DeviceKind D>
 void Adam<D>::step(int64_t n, float* param, const float* grad, float* m, float* v, const AdamConfig& config,
                    const int64_t* step, Stream stream, int version) {
   if (n == 0) return;
-  if (version != 1 && aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v)) {
-    launch(KERNEL(adam_kernel2), blocks_for(n / 4 + n % 4, block_threads), dim3(block_threads), 0, stream, n, param,
-           grad, m, v, config, step);
+  if (version != 1 && quads_fit({param, grad, m, v}, {})) {
+    launch_flat(KERNEL(adam_kernel2), n / 4 + n % 4, stream, n, param, grad, m, v, config, step);
     return;
   }
-  launch(KERNEL(adam_kernel1), blocks_for(n, block_threads), dim3(block_threads), 0, stream, n, param, grad, m, v,
-         config, step);
+  launch_flat(KERNEL(adam_kernel1), n, stream, n, param, grad, m, v, config, step);
 }
 
 template struct Adam<KERNEL_DEVICE>;

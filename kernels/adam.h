@@ -79,4 +79,10 @@ struct Adam {
 extern template struct Adam<DeviceKind::sim>;
 extern template struct Adam<DeviceKind::cuda>;
 
+// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// adam_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
+template <>
+void Adam<DeviceKind::cpu>::step(int64_t, float*, const float*, float*, float*, const AdamConfig&, const int64_t*, Stream,
+                                 int);
+
 }  // namespace unet

@@ -36,3 +36,14 @@ template void adam_step(int64_t, float*, const float*, float*, float*, const Ada
 template void adam_step(int64_t, double*, const double*, double*, double*, const AdamConfig&, int64_t);
 
 }  // namespace unet::cpu
+
+namespace unet {
+
+// The cpu device's launcher (adam.h): the reference above, in float; the step is host memory there.
+template <>
+void Adam<DeviceKind::cpu>::step(int64_t n, float* param, const float* grad, float* m, float* v,
+                                 const AdamConfig& config, const int64_t* step, Stream, int) {
+  cpu::adam_step(n, param, grad, m, v, config, *step);
+}
+
+}  // namespace unet

@@ -219,4 +219,9 @@ struct Augment {
 extern template struct Augment<DeviceKind::sim>;
 extern template struct Augment<DeviceKind::cuda>;
 
+// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// augment_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
+template <>
+void Augment<DeviceKind::cpu>::build_batch(const SliceData&, const BatchSource&, int, const BatchTarget&, Stream, int);
+
 }  // namespace unet

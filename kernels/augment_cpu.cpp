@@ -30,3 +30,14 @@ void build_batch(const SliceData& data, const BatchSource& source, int batch, co
 }
 
 }  // namespace unet::cpu
+
+namespace unet {
+
+// The cpu device's launcher (augment.h): the reference above.
+template <>
+void Augment<DeviceKind::cpu>::build_batch(const SliceData& data, const BatchSource& source, int batch,
+                                           const BatchTarget& target, Stream, int) {
+  cpu::build_batch(data, source, batch, target);
+}
+
+}  // namespace unet

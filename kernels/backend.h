@@ -1,19 +1,12 @@
-// What the engine and the kernels agree on: which device runs an op, and on which stream.
+// What the engine and the kernels agree on: which device runs an op, on which stream, and the
+// error type (kernels/error.h).
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
+
+#include "kernels/error.h"
 
 namespace unet {
-
-// Every error the project reports to a user derives from this; tools print what() after "error: ".
-// Its destructor is defined out of line (kernels/backend.cpp), so its vtable exists once: a launcher
-// in kernels/*.cu may throw it without the sim and cuda libraries both defining it.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-  ~Error() override;
-};
 
 // cpu: the references in kernels/*_cpu.cpp. sim and cuda: the same kernels/*.cu sources, compiled
 // by the host compiler against kernels/sim/ and by nvcc respectively.
@@ -40,7 +33,7 @@ constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Functions shared by a CPU reference and its kernels are marked UNET_HOST_DEVICE and given
 // internal linkage (static inline): each library then has its own copy, so the sim and cuda
-// compilations never define the same symbol (tools/check_symbols.sh).
+// compilations never define the same symbol (scripts/check_symbols.sh).
 #if defined(__CUDACC__)
 #define UNET_HOST_DEVICE __host__ __device__
 #else

@@ -18,4 +18,8 @@ struct Clock {
 extern template struct Clock<DeviceKind::sim>;
 extern template struct Clock<DeviceKind::cuda>;
 
+// The cpu device: the step counter is host memory there (clock_cpu.cpp).
+template <>
+void Clock<DeviceKind::cpu>::advance(int64_t*, Stream);
+
 }  // namespace unet

@@ -493,8 +493,6 @@ void check_shape([[maybe_unused]] const Conv2dShape& shape) {
   assert(pixel_count(shape) <= INT_MAX && int64_t{shape.c_out} * window(shape) <= INT_MAX);
 }
 
-dim3 flat_grid(int64_t threads, int block) { return dim3(static_cast<unsigned>(ceil_div(threads, block))); }
-
 dim3 gemm_grid(int64_t m, int64_t n, int bn, int64_t z = 1) {
   return dim3(static_cast<unsigned>(ceil_div(m, gemm::kTileM)), static_cast<unsigned>(ceil_div(n, bn)),
               static_cast<unsigned>(z));
@@ -525,13 +523,13 @@ void Conv2d<D>::forward(const Conv2dShape& shape, const float* x, int x_stride, 
   if (pixel_count(shape) * shape.c_out == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch(KERNEL(conv2d_forward_kernel1), flat_grid(pixel_count(shape) * shape.c_out, 256), dim3(256), 0, stream,
-           shape, x, x_stride, weight, bias, relu, y, y_stride);
+    launch_flat(KERNEL(conv2d_forward_kernel1), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride, weight,
+                bias, relu, y, y_stride);
     return;
   }
-  const bool vector_in = gemm::quads_fit({x, weight}, {shape.c_in, x_stride});
+  const bool vector_in = quads_fit({x, weight}, {shape.c_in, x_stride});
   if (shape.c_out <= kThinOutputs) {
-    const dim3 grid = flat_grid(pixel_count(shape), 128);
+    const dim3 grid = blocks_for(pixel_count(shape), 128);
     if (shape.c_out == 1 && vector_in) {
       launch(KERNEL(conv2d_forward_thin_kernel2<1, true>), grid, dim3(128), 0, stream, shape, x, x_stride, weight,
              bias, relu, y, y_stride);
@@ -547,7 +545,7 @@ void Conv2d<D>::forward(const Conv2dShape& shape, const float* x, int x_stride, 
     }
     return;
   }
-  const bool vector_out = gemm::quads_fit({y}, {shape.c_out, y_stride});
+  const bool vector_out = quads_fit({y}, {shape.c_out, y_stride});
   gemm::with_tile(shape.c_out <= 64 ? 64 : 128, vector_in, [&]<int BN, bool kVector>() {
     launch(KERNEL(conv2d_forward_kernel2<BN, kVector>), gemm_grid(pixel_count(shape), shape.c_out, BN),
            dim3(gemm::kThreads), 0, stream, shape, x, x_stride, weight, bias, relu, y, y_stride, vector_out);
@@ -561,13 +559,13 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
   if (pixel_count(shape) * shape.c_in == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch(KERNEL(conv2d_backward_data_kernel1), flat_grid(pixel_count(shape) * shape.c_in, 256), dim3(256), 0,
-           stream, shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+    launch_flat(KERNEL(conv2d_backward_data_kernel1), pixel_count(shape) * shape.c_in, stream, shape, dy, dy_stride,
+                relu_output, relu_output_stride, weight, beta, dx, dx_stride);
     return;
   }
-  const bool vector_in = gemm::quads_fit({dy, weight}, {shape.c_out, shape.c_in, dy_stride}) &&
-                         (relu_output == nullptr || gemm::quads_fit({relu_output}, {relu_output_stride}));
-  const bool vector_out = gemm::quads_fit({dx}, {shape.c_in, dx_stride});
+  const bool vector_in = quads_fit({dy, weight}, {shape.c_out, shape.c_in, dy_stride}) &&
+                         (relu_output == nullptr || quads_fit({relu_output}, {relu_output_stride}));
+  const bool vector_out = quads_fit({dx}, {shape.c_in, dx_stride});
   gemm::with_tile(shape.c_in <= 64 ? 64 : 128, vector_in, [&]<int BN, bool kVector>() {
     launch(KERNEL(conv2d_backward_data_kernel2<BN, kVector>), gemm_grid(pixel_count(shape), shape.c_in, BN),
            dim3(gemm::kThreads), 0, stream, shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx,
@@ -589,8 +587,8 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const float* x, int x_
   if (weights == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch(KERNEL(conv2d_backward_weight_kernel1), flat_grid(weights, 256), dim3(256), 0, stream, shape, x, x_stride,
-           dy, dy_stride, relu_output, relu_output_stride, beta, dweight);
+    launch_flat(KERNEL(conv2d_backward_weight_kernel1), weights, stream, shape, x, x_stride, dy, dy_stride, relu_output,
+                relu_output_stride, beta, dweight);
     return;
   }
   const WeightPlan plan = weight_plan(shape);
@@ -609,8 +607,8 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const float* x, int x_
                shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, chunk, partial);
       }
     } else {
-      const bool vector_in = gemm::quads_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride}) &&
-                             (relu_output == nullptr || gemm::quads_fit({relu_output}, {relu_output_stride}));
+      const bool vector_in = quads_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride}) &&
+                             (relu_output == nullptr || quads_fit({relu_output}, {relu_output_stride}));
       gemm::with_tile(plan.bn, vector_in, [&]<int BN, bool kVector>() {
         launch(KERNEL(conv2d_backward_weight_kernel2<BN, kVector>),
                gemm_grid(window(shape), shape.c_out, BN, splits), dim3(gemm::kThreads), 0, stream, shape,

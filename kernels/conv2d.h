@@ -11,8 +11,8 @@
 // Layouts. Activations are NHWC, read and written through a pixel stride (elements from one pixel
 // to the next, >= the channel count): a channel slice of a wider buffer is a valid operand, which
 // makes the U-Net's skip concatenation free. Weights are OHWI, W[Cout][k][k][Cin] (cuDNN's NHWC
-// filter layout); PyTorch's Conv2d weight [Cout][Cin][k][k] is converted at the checkpoint
-// boundary (engine/checkpoint). Reductions over pixels (weight and bias gradients) are two-pass
+// filter layout); PyTorch's Conv2d weight [Cout][Cin][k][k] is converted at the file boundary
+// (ParameterStore::export_tensors / import_tensors, engine/parameters.h). Reductions over pixels (weight and bias gradients) are two-pass
 // and tree-shaped through a caller-provided workspace: no floating-point atomics, the same bits
 // on every run.
 #pragma once
@@ -99,5 +99,25 @@ struct Conv2d {
 
 extern template struct Conv2d<DeviceKind::sim>;
 extern template struct Conv2d<DeviceKind::cuda>;
+
+// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// conv2d_cpu.cpp. Declared here so that the compiler checks each against the launcher above. This is
+// where a faster CPU convolution takes the reference's place.
+template <>
+void Conv2d<DeviceKind::cpu>::forward(const Conv2dShape&, const float*, int, const float*, const float*, bool, float*,
+                                      int, Stream, int);
+template <>
+void Conv2d<DeviceKind::cpu>::backward_data(const Conv2dShape&, const float*, int, const float*, int, const float*,
+                                            float, float*, int, Stream, int);
+template <>
+size_t Conv2d<DeviceKind::cpu>::backward_weight_workspace(const Conv2dShape&, int);
+template <>
+void Conv2d<DeviceKind::cpu>::backward_weight(const Conv2dShape&, const float*, int, const float*, int, const float*,
+                                              int, float, float*, void*, Stream, int);
+template <>
+size_t Conv2d<DeviceKind::cpu>::backward_bias_workspace(const Conv2dShape&);
+template <>
+void Conv2d<DeviceKind::cpu>::backward_bias(const Conv2dShape&, const float*, int, const float*, int, float, float*,
+                                            void*, Stream);
 
 }  // namespace unet

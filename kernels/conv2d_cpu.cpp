@@ -141,3 +141,45 @@ UNET_CONV2D_REFERENCE(double)
 #undef UNET_CONV2D_REFERENCE
 
 }  // namespace unet::cpu
+
+namespace unet {
+
+// The cpu device's launchers (conv2d.h): the reference above, in float.
+template <>
+void Conv2d<DeviceKind::cpu>::forward(const Conv2dShape& shape, const float* x, int x_stride, const float* weight,
+                                      const float* bias, bool relu, float* y, int y_stride, Stream, int) {
+  cpu::conv2d_forward(shape, x, x_stride, weight, bias, relu, y, y_stride);
+}
+
+template <>
+void Conv2d<DeviceKind::cpu>::backward_data(const Conv2dShape& shape, const float* dy, int dy_stride,
+                                            const float* relu_output, int relu_output_stride, const float* weight,
+                                            float beta, float* dx, int dx_stride, Stream, int) {
+  cpu::conv2d_backward_data(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+}
+
+template <>
+size_t Conv2d<DeviceKind::cpu>::backward_weight_workspace(const Conv2dShape&, int) {
+  return 0;
+}
+
+template <>
+void Conv2d<DeviceKind::cpu>::backward_weight(const Conv2dShape& shape, const float* x, int x_stride, const float* dy,
+                                              int dy_stride, const float* relu_output, int relu_output_stride,
+                                              float beta, float* dweight, void*, Stream, int) {
+  cpu::conv2d_backward_weight(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, beta, dweight);
+}
+
+template <>
+size_t Conv2d<DeviceKind::cpu>::backward_bias_workspace(const Conv2dShape&) {
+  return 0;
+}
+
+template <>
+void Conv2d<DeviceKind::cpu>::backward_bias(const Conv2dShape& shape, const float* dy, int dy_stride,
+                                            const float* relu_output, int relu_output_stride, float beta, float* dbias,
+                                            void*, Stream) {
+  cpu::conv2d_backward_bias(shape, dy, dy_stride, relu_output, relu_output_stride, beta, dbias);
+}
+
+}  // namespace unet

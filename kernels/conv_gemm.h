@@ -276,16 +276,4 @@ void with_tile(int bn, bool vector, Body&& body) {
   }
 }
 
-// Whether every pointer is 16-byte aligned and every stride and width a multiple of 4: the
-// condition for kVector gathers and float4 epilogues.
-static inline bool quads_fit(std::initializer_list<const void*> pointers, std::initializer_list<int64_t> counts) {
-  for (const void* p : pointers) {
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  }
-  for (int64_t c : counts) {
-    if (c % 4 != 0) return false;
-  }
-  return true;
-}
-
 }  // namespace unet::KERNEL_BACKEND::gemm

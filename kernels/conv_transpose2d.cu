@@ -323,8 +323,6 @@ void check_shape([[maybe_unused]] const ConvTranspose2dShape& shape) {
   assert(pixel_count(shape) <= INT_MAX / 4 && weight_count(shape) <= INT_MAX);
 }
 
-dim3 flat_grid(int64_t threads, int block) { return dim3(static_cast<unsigned>(ceil_div(threads, block))); }
-
 dim3 gemm_grid(int64_t m, int64_t n, int bn, int64_t z) {
   return dim3(static_cast<unsigned>(ceil_div(m, gemm::kTileM)), static_cast<unsigned>(ceil_div(n, bn)),
               static_cast<unsigned>(z));
@@ -348,12 +346,12 @@ void ConvTranspose2d<D>::forward(const ConvTranspose2dShape& shape, const float*
   if (pixel_count(shape) * shape.c_out == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch(KERNEL(conv_transpose2d_forward_kernel1), flat_grid(pixel_count(shape) * 4 * shape.c_out, 256), dim3(256),
-           0, stream, shape, x, x_stride, weight, bias, y, y_stride);
+    launch_flat(KERNEL(conv_transpose2d_forward_kernel1), pixel_count(shape) * 4 * shape.c_out, stream, shape, x,
+                x_stride, weight, bias, y, y_stride);
     return;
   }
-  const bool vector_in = gemm::quads_fit({x, weight}, {shape.c_in, shape.c_out, x_stride});
-  const bool vector_out = gemm::quads_fit({y}, {shape.c_out, y_stride});
+  const bool vector_in = quads_fit({x, weight}, {shape.c_in, shape.c_out, x_stride});
+  const bool vector_out = quads_fit({y}, {shape.c_out, y_stride});
   gemm::with_tile(tile_width(shape.c_out), vector_in, [&]<int BN, bool kVector>() {
     launch(KERNEL(conv_transpose2d_forward_kernel2<BN, kVector>), gemm_grid(pixel_count(shape), shape.c_out, BN, 4),
            dim3(gemm::kThreads), 0, stream, shape, x, x_stride, weight, bias, y, y_stride, vector_out);
@@ -367,12 +365,12 @@ void ConvTranspose2d<D>::backward_data(const ConvTranspose2dShape& shape, const 
   if (pixel_count(shape) * shape.c_in == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch(KERNEL(conv_transpose2d_backward_data_kernel1), flat_grid(pixel_count(shape) * shape.c_in, 256), dim3(256),
-           0, stream, shape, dy, dy_stride, weight, beta, dx, dx_stride);
+    launch_flat(KERNEL(conv_transpose2d_backward_data_kernel1), pixel_count(shape) * shape.c_in, stream, shape, dy,
+                dy_stride, weight, beta, dx, dx_stride);
     return;
   }
-  const bool vector_in = gemm::quads_fit({dy, weight}, {shape.c_out, dy_stride});
-  const bool vector_out = gemm::quads_fit({dx}, {shape.c_in, dx_stride});
+  const bool vector_in = quads_fit({dy, weight}, {shape.c_out, dy_stride});
+  const bool vector_out = quads_fit({dx}, {shape.c_in, dx_stride});
   gemm::with_tile(tile_width(shape.c_in), vector_in, [&]<int BN, bool kVector>() {
     launch(KERNEL(conv_transpose2d_backward_data_kernel2<BN, kVector>),
            gemm_grid(pixel_count(shape), shape.c_in, BN, 1), dim3(gemm::kThreads), 0, stream, shape, dy, dy_stride,
@@ -394,15 +392,15 @@ void ConvTranspose2d<D>::backward_weight(const ConvTranspose2dShape& shape, cons
   check_shape(shape);
   assert((2 * int64_t{shape.w} + 2) * dy_stride <= INT_MAX);  // UpWeightTiles' column offsets are int
   if (version == 1) {
-    launch(KERNEL(conv_transpose2d_backward_weight_kernel1), flat_grid(weight_count(shape), 256), dim3(256), 0,
-           stream, shape, x, x_stride, dy, dy_stride, beta, dweight);
+    launch_flat(KERNEL(conv_transpose2d_backward_weight_kernel1), weight_count(shape), stream, shape, x, x_stride, dy,
+                dy_stride, beta, dweight);
     return;
   }
   const gemm::PixelSplit split = weight_split(shape);
   const int64_t splits = split.splits, columns = 4 * int64_t{shape.c_out};
   const int chunk = static_cast<int>(split.chunk);
   auto* partial = static_cast<float*>(workspace);
-  const bool vector_in = gemm::quads_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride});
+  const bool vector_in = quads_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride});
   if (splits > 0) {
     gemm::with_tile(tile_width(columns), vector_in, [&]<int BN, bool kVector>() {
       launch(KERNEL(conv_transpose2d_backward_weight_kernel2<BN, kVector>), gemm_grid(shape.c_in, columns, BN, splits),

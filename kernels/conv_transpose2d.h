@@ -93,4 +93,23 @@ struct ConvTranspose2d {
 extern template struct ConvTranspose2d<DeviceKind::sim>;
 extern template struct ConvTranspose2d<DeviceKind::cuda>;
 
+// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// conv_transpose2d_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::forward(const ConvTranspose2dShape&, const float*, int, const float*,
+                                               const float*, float*, int, Stream, int);
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::backward_data(const ConvTranspose2dShape&, const float*, int, const float*,
+                                                     float, float*, int, Stream, int);
+template <>
+size_t ConvTranspose2d<DeviceKind::cpu>::backward_weight_workspace(const ConvTranspose2dShape&, int);
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::backward_weight(const ConvTranspose2dShape&, const float*, int, const float*,
+                                                       int, float, float*, void*, Stream, int);
+template <>
+size_t ConvTranspose2d<DeviceKind::cpu>::backward_bias_workspace(const ConvTranspose2dShape&);
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::backward_bias(const ConvTranspose2dShape&, const float*, int, float, float*,
+                                                     void*, Stream);
+
 }  // namespace unet

@@ -113,3 +113,45 @@ UNET_CONV_TRANSPOSE2D_REFERENCE(double)
 #undef UNET_CONV_TRANSPOSE2D_REFERENCE
 
 }  // namespace unet::cpu
+
+namespace unet {
+
+// The cpu device's launchers (conv_transpose2d.h): the reference above, in float.
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::forward(const ConvTranspose2dShape& shape, const float* x, int x_stride,
+                                               const float* weight, const float* bias, float* y, int y_stride, Stream,
+                                               int) {
+  cpu::conv_transpose2d_forward(shape, x, x_stride, weight, bias, y, y_stride);
+}
+
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::backward_data(const ConvTranspose2dShape& shape, const float* dy, int dy_stride,
+                                                     const float* weight, float beta, float* dx, int dx_stride, Stream,
+                                                     int) {
+  cpu::conv_transpose2d_backward_data(shape, dy, dy_stride, weight, beta, dx, dx_stride);
+}
+
+template <>
+size_t ConvTranspose2d<DeviceKind::cpu>::backward_weight_workspace(const ConvTranspose2dShape&, int) {
+  return 0;
+}
+
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::backward_weight(const ConvTranspose2dShape& shape, const float* x, int x_stride,
+                                                       const float* dy, int dy_stride, float beta, float* dweight,
+                                                       void*, Stream, int) {
+  cpu::conv_transpose2d_backward_weight(shape, x, x_stride, dy, dy_stride, beta, dweight);
+}
+
+template <>
+size_t ConvTranspose2d<DeviceKind::cpu>::backward_bias_workspace(const ConvTranspose2dShape&) {
+  return 0;
+}
+
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::backward_bias(const ConvTranspose2dShape& shape, const float* dy, int dy_stride,
+                                                     float beta, float* dbias, void*, Stream) {
+  cpu::conv_transpose2d_backward_bias(shape, dy, dy_stride, beta, dbias);
+}
+
+}  // namespace unet

@@ -11,6 +11,10 @@
 // DYNAMIC_SHARED(float, tile); more than 48 KiB of it needs allow_dynamic_shared(KERNEL(k), bytes).
 #pragma once
 
+#include <cstdint>
+#include <initializer_list>
+#include <utility>
+
 #include "kernels/backend.h"
 
 #if defined(__CUDACC__)
@@ -89,6 +93,26 @@ namespace unet::KERNEL_BACKEND {
 
 // Enough blocks of `block` threads to give `threads` threads: the grid of a one-dimensional launch.
 inline dim3 blocks_for(int64_t threads, int block) { return dim3(static_cast<unsigned>(ceil_div(threads, block))); }
+
+// The launch of a kernel with one thread per element (per four, for float4 versions): `threads`
+// threads in blocks of flat_block, no dynamic shared memory.
+constexpr int flat_block = 256;
+template <class... Params, class... Args>
+void launch_flat(KernelRef<Params...> kernel, int64_t threads, Stream stream, Args&&... args) {
+  launch(kernel, blocks_for(threads, flat_block), dim3(flat_block), 0, stream, std::forward<Args>(args)...);
+}
+
+// Whether float4 accesses fit: every pointer 16-byte aligned and every count (channels, strides,
+// widths) a multiple of 4. The condition of every kernel version that moves four floats at once.
+inline bool quads_fit(std::initializer_list<const void*> pointers, std::initializer_list<int64_t> counts) {
+  for (const void* p : pointers) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  for (int64_t c : counts) {
+    if (c % 4 != 0) return false;
+  }
+  return true;
+}
 
 // Lets `kernel` take up to `bytes` of dynamic shared memory (cudaFuncSetAttribute on cuda).
 template <class... Params>

@@ -63,4 +63,12 @@ struct SegmentationLoss {
 extern template struct SegmentationLoss<DeviceKind::sim>;
 extern template struct SegmentationLoss<DeviceKind::cuda>;
 
+// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// loss_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
+template <>
+size_t SegmentationLoss<DeviceKind::cpu>::workspace(int, int64_t);
+template <>
+void SegmentationLoss<DeviceKind::cpu>::forward_backward(int, int64_t, const float*, const float*, const LossConfig&,
+                                                         float*, float*, void*, Stream, int);
+
 }  // namespace unet

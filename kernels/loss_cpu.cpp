@@ -99,3 +99,20 @@ template void segmentation_loss(int, int64_t, const float*, const float*, const 
 template void segmentation_loss(int, int64_t, const double*, const double*, const LossConfig&, double*, double*);
 
 }  // namespace unet::cpu
+
+namespace unet {
+
+// The cpu device's launchers (loss.h): the reference above, in float.
+template <>
+size_t SegmentationLoss<DeviceKind::cpu>::workspace(int, int64_t) {
+  return 0;
+}
+
+template <>
+void SegmentationLoss<DeviceKind::cpu>::forward_backward(int n, int64_t pixels_per_sample, const float* logits,
+                                                         const float* target, const LossConfig& config, float* loss,
+                                                         float* dlogits, void*, Stream, int) {
+  cpu::segmentation_loss(n, pixels_per_sample, logits, target, config, loss, dlogits);
+}
+
+}  // namespace unet

@@ -11,8 +11,6 @@
 #include "kernels/max_pool2d.h"
 
 #include <cstdint>
-#include <initializer_list>
-#include <utility>
 
 #include "kernels/dialect.h"
 
@@ -159,16 +157,8 @@ using namespace KERNEL_BACKEND;
 
 namespace {
 
-constexpr int block_threads = 256;
-
-// Version 2 needs whole float4s and whole 4-byte argmax groups.
-bool quads_fit(int channels, const uint8_t* argmax, std::initializer_list<std::pair<const float*, int>> operands) {
-  if (channels % 4 != 0 || reinterpret_cast<uintptr_t>(argmax) % 4 != 0) return false;
-  for (const auto& [pointer, stride] : operands) {
-    if (stride % 4 != 0 || reinterpret_cast<uintptr_t>(pointer) % 16 != 0) return false;
-  }
-  return true;
-}
+// Version 2 needs whole float4s (quads_fit) and whole 4-byte argmax groups.
+bool argmax_quads_fit(const uint8_t* argmax) { return reinterpret_cast<uintptr_t>(argmax) % 4 == 0; }
 
 }  // namespace
 
@@ -177,13 +167,12 @@ void MaxPool2d<D>::forward(const PoolShape& shape, const float* x, int x_stride,
                            uint8_t* argmax, Stream stream, int version) {
   const int64_t outputs = int64_t{shape.n} * (shape.h / 2) * (shape.w / 2) * shape.c;
   if (outputs == 0) return;
-  if (version != 1 && quads_fit(shape.c, argmax, {{x, x_stride}, {y, y_stride}})) {
-    launch(KERNEL(max_pool2d_forward_kernel2), blocks_for(outputs / 4, block_threads), dim3(block_threads), 0, stream,
-           shape, outputs, x, x_stride, y, y_stride, argmax);
+  if (version != 1 && quads_fit({x, y}, {shape.c, x_stride, y_stride}) && argmax_quads_fit(argmax)) {
+    launch_flat(KERNEL(max_pool2d_forward_kernel2), outputs / 4, stream, shape, outputs, x, x_stride, y, y_stride,
+                argmax);
     return;
   }
-  launch(KERNEL(max_pool2d_forward_kernel1), blocks_for(outputs, block_threads), dim3(block_threads), 0, stream,
-         shape, outputs, x, x_stride, y, y_stride, argmax);
+  launch_flat(KERNEL(max_pool2d_forward_kernel1), outputs, stream, shape, outputs, x, x_stride, y, y_stride, argmax);
 }
 
 template <DeviceKind D>
@@ -191,13 +180,13 @@ void MaxPool2d<D>::backward(const PoolShape& shape, const float* dy, int dy_stri
                             float beta, float* dx, int dx_stride, Stream stream, int version) {
   const int64_t inputs = int64_t{shape.n} * shape.h * shape.w * shape.c;
   if (inputs == 0) return;
-  if (version != 1 && quads_fit(shape.c, argmax, {{dy, dy_stride}, {dx, dx_stride}})) {
-    launch(KERNEL(max_pool2d_backward_kernel2), blocks_for(inputs / 4, block_threads), dim3(block_threads), 0, stream,
-           shape, inputs, dy, dy_stride, argmax, beta, dx, dx_stride);
+  if (version != 1 && quads_fit({dy, dx}, {shape.c, dy_stride, dx_stride}) && argmax_quads_fit(argmax)) {
+    launch_flat(KERNEL(max_pool2d_backward_kernel2), inputs / 4, stream, shape, inputs, dy, dy_stride, argmax, beta, dx,
+                dx_stride);
     return;
   }
-  launch(KERNEL(max_pool2d_backward_kernel1), blocks_for(inputs, block_threads), dim3(block_threads), 0, stream,
-         shape, inputs, dy, dy_stride, argmax, beta, dx, dx_stride);
+  launch_flat(KERNEL(max_pool2d_backward_kernel1), inputs, stream, shape, inputs, dy, dy_stride, argmax, beta, dx,
+              dx_stride);
 }
 
 template struct MaxPool2d<KERNEL_DEVICE>;

@@ -52,4 +52,12 @@ struct MaxPool2d {
 extern template struct MaxPool2d<DeviceKind::sim>;
 extern template struct MaxPool2d<DeviceKind::cuda>;
 
+// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// max_pool2d_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
+template <>
+void MaxPool2d<DeviceKind::cpu>::forward(const PoolShape&, const float*, int, float*, int, uint8_t*, Stream, int);
+template <>
+void MaxPool2d<DeviceKind::cpu>::backward(const PoolShape&, const float*, int, const uint8_t*, float, float*, int, Stream,
+                                          int);
+
 }  // namespace unet

@@ -73,3 +73,20 @@ template void max_pool2d_backward(const PoolShape&, const float*, int, const uin
 template void max_pool2d_backward(const PoolShape&, const double*, int, const uint8_t*, double, double*, int);
 
 }  // namespace unet::cpu
+
+namespace unet {
+
+// The cpu device's launchers (max_pool2d.h): the reference above, in float.
+template <>
+void MaxPool2d<DeviceKind::cpu>::forward(const PoolShape& shape, const float* x, int x_stride, float* y, int y_stride,
+                                         uint8_t* argmax, Stream, int) {
+  cpu::max_pool2d_forward(shape, x, x_stride, y, y_stride, argmax);
+}
+
+template <>
+void MaxPool2d<DeviceKind::cpu>::backward(const PoolShape& shape, const float* dy, int dy_stride, const uint8_t* argmax,
+                                          float beta, float* dx, int dx_stride, Stream, int) {
+  cpu::max_pool2d_backward(shape, dy, dy_stride, argmax, beta, dx, dx_stride);
+}
+
+}  // namespace unet

@@ -8,8 +8,6 @@
 #include "kernels/relu.h"
 
 #include <cstdint>
-#include <initializer_list>
-#include <utility>
 
 #include "kernels/dialect.h"
 
@@ -86,47 +84,30 @@ namespace unet {
 
 using namespace KERNEL_BACKEND;
 
-namespace {
-
-constexpr int block_threads = 256;
-
-// Version 2 needs whole float4s: channels and strides multiples of 4 and 16-byte-aligned bases.
-bool quads_fit(int channels, std::initializer_list<std::pair<const float*, int>> operands) {
-  if (channels % 4 != 0) return false;
-  for (const auto& [pointer, stride] : operands) {
-    if (stride % 4 != 0 || reinterpret_cast<uintptr_t>(pointer) % 16 != 0) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 template <DeviceKind D>
 void Relu<D>::forward(int64_t pixels, int channels, const float* x, int x_stride, float* y, int y_stride,
                       Stream stream, int version) {
   if (pixels * channels == 0) return;
-  if (version != 1 && quads_fit(channels, {{x, x_stride}, {y, y_stride}})) {
+  if (version != 1 && quads_fit({x, y}, {channels, x_stride, y_stride})) {
     const int quads = channels / 4;
-    launch(KERNEL(relu_forward_kernel2), blocks_for(pixels * quads, block_threads), dim3(block_threads), 0, stream,
-           pixels, quads, x, x_stride, y, y_stride);
+    launch_flat(KERNEL(relu_forward_kernel2), pixels * quads, stream, pixels, quads, x, x_stride, y, y_stride);
     return;
   }
-  launch(KERNEL(relu_forward_kernel1), blocks_for(pixels * channels, block_threads), dim3(block_threads), 0, stream,
-         pixels, channels, x, x_stride, y, y_stride);
+  launch_flat(KERNEL(relu_forward_kernel1), pixels * channels, stream, pixels, channels, x, x_stride, y, y_stride);
 }
 
 template <DeviceKind D>
 void Relu<D>::backward(int64_t pixels, int channels, const float* dy, int dy_stride, const float* y, int y_stride,
                        float beta, float* dx, int dx_stride, Stream stream, int version) {
   if (pixels * channels == 0) return;
-  if (version != 1 && quads_fit(channels, {{dy, dy_stride}, {y, y_stride}, {dx, dx_stride}})) {
+  if (version != 1 && quads_fit({dy, y, dx}, {channels, dy_stride, y_stride, dx_stride})) {
     const int quads = channels / 4;
-    launch(KERNEL(relu_backward_kernel2), blocks_for(pixels * quads, block_threads), dim3(block_threads), 0, stream,
-           pixels, quads, dy, dy_stride, y, y_stride, beta, dx, dx_stride);
+    launch_flat(KERNEL(relu_backward_kernel2), pixels * quads, stream, pixels, quads, dy, dy_stride, y, y_stride, beta,
+                dx, dx_stride);
     return;
   }
-  launch(KERNEL(relu_backward_kernel1), blocks_for(pixels * channels, block_threads), dim3(block_threads), 0, stream,
-         pixels, channels, dy, dy_stride, y, y_stride, beta, dx, dx_stride);
+  launch_flat(KERNEL(relu_backward_kernel1), pixels * channels, stream, pixels, channels, dy, dy_stride, y, y_stride,
+              beta, dx, dx_stride);
 }
 
 template struct Relu<KERNEL_DEVICE>;

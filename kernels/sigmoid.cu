@@ -54,26 +54,19 @@ namespace unet {
 
 using namespace KERNEL_BACKEND;
 
-namespace {
-
-constexpr int block_threads = 256;
-
-}  // namespace
-
 template <DeviceKind D>
 void Sigmoid<D>::forward(int64_t pixels, int channels, const float* x, int x_stride, float* y, int y_stride,
                          Stream stream, int /*version: only 1*/) {
   if (pixels * channels == 0) return;
-  launch(KERNEL(sigmoid_forward_kernel1), blocks_for(pixels * channels, block_threads), dim3(block_threads), 0,
-         stream, pixels, channels, x, x_stride, y, y_stride);
+  launch_flat(KERNEL(sigmoid_forward_kernel1), pixels * channels, stream, pixels, channels, x, x_stride, y, y_stride);
 }
 
 template <DeviceKind D>
 void Sigmoid<D>::backward(int64_t pixels, int channels, const float* dy, int dy_stride, const float* y, int y_stride,
                           float beta, float* dx, int dx_stride, Stream stream, int /*version: only 1*/) {
   if (pixels * channels == 0) return;
-  launch(KERNEL(sigmoid_backward_kernel1), blocks_for(pixels * channels, block_threads), dim3(block_threads), 0,
-         stream, pixels, channels, dy, dy_stride, y, y_stride, beta, dx, dx_stride);
+  launch_flat(KERNEL(sigmoid_backward_kernel1), pixels * channels, stream, pixels, channels, dy, dy_stride, y, y_stride,
+              beta, dx, dx_stride);
 }
 
 template struct Sigmoid<KERNEL_DEVICE>;

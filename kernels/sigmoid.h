@@ -1,6 +1,7 @@
 // sigmoid: y = 1 / (1 + exp(-x)), computed without overflow for any finite x;
 // dx = beta*dx + dy * y * (1 - y). Over `pixels` rows of `channels` values with pixel strides.
-// Used at inference (probabilities from logits); the losses fuse their own sigmoid.
+// No op calls it today: the losses fuse their own sigmoid, and eval and predict threshold the logits
+// (a positive logit is a probability above 0.5). It is kept, tested, for probability outputs.
 #pragma once
 
 #include <cstdint>
@@ -37,5 +38,10 @@ struct Sigmoid {
 
 extern template struct Sigmoid<DeviceKind::sim>;
 extern template struct Sigmoid<DeviceKind::cuda>;
+
+// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// sigmoid_cpu.cpp; test-time augmentation and ensembles use the forward (models/inference.h).
+template <>
+void Sigmoid<DeviceKind::cpu>::forward(int64_t, int, const float*, int, float*, int, Stream, int);
 
 }  // namespace unet

@@ -1,6 +1,7 @@
 #include "models/inference.h"
 
-#include "engine/ops.h"
+#include "engine/dispatch.h"
+#include "kernels/sigmoid.h"
 
 namespace unet {
 
@@ -29,7 +30,13 @@ std::vector<float> mean_probabilities(Context& ctx, const std::vector<const UNet
       flip_images(original.data(), flipped.data(), shape.n, shape.h, shape.w, shape.c, horizontal, vertical);
       const Tensor input = ctx.scratch(shape);
       input.from_host(flipped);
-      probability = ops::sigmoid(ctx, model->forward(ctx, input)).value().to_host();
+      const Tensor logits = model->forward(ctx, input).value();
+      const Tensor sigmoid = ctx.scratch(logits.shape());
+      dispatch(ctx.kind(), [&]<DeviceKind D>() {
+        Sigmoid<D>::forward(logits.shape().pixels(), 1, logits.data(), logits.pixel_stride(), sigmoid.data(), 1,
+                            ctx.stream());
+      });
+      probability = sigmoid.to_host();
       ctx.end_step();
       flip_images(probability.data(), unflipped.data(), shape.n, shape.h, shape.w, 1, horizontal, vertical);
       for (size_t i = 0; i < sum.size(); ++i) sum[i] += unflipped[i];

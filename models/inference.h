@@ -4,7 +4,7 @@
 //
 //   p(x) = 1 / (M F) sum_models sum_flips  flip^-1( sigmoid( model( flip(x) ) ) )
 //
-// Probabilities are averaged, not logits or masks (the sigmoid runs on the device: ops::sigmoid).
+// Probabilities are averaged, not logits or masks (the sigmoid kernel runs on the device: kernels/sigmoid.h).
 // The sum is in double and in a fixed order (model, then flip), so the result is deterministic.
 // A flip is its own inverse.
 #pragma once

@@ -29,12 +29,6 @@ Confusion confusion_of(const uint8_t* predicted, const float* mask, int64_t pixe
   return c;
 }
 
-std::vector<uint8_t> threshold_logits(const float* logits, int64_t pixels) {
-  std::vector<uint8_t> predicted(static_cast<size_t>(pixels));
-  for (int64_t i = 0; i < pixels; ++i) predicted[i] = logits[i] > 0.0f;
-  return predicted;
-}
-
 double bce_sum(const float* logits, const float* mask, int64_t pixels) {
   double sum = 0;
   for (int64_t i = 0; i < pixels; ++i) {

@@ -32,8 +32,6 @@ struct Confusion {
 };
 
 Confusion confusion_of(const uint8_t* predicted, const float* mask, int64_t pixels);
-// predicted[i] = logits[i] > 0
-std::vector<uint8_t> threshold_logits(const float* logits, int64_t pixels);
 double bce_sum(const float* logits, const float* mask, int64_t pixels);  // summed, not averaged
 
 // Keeps only the largest 26-connected component of a (depth, height, width) binary volume.

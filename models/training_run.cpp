@@ -112,7 +112,9 @@ std::string metrics_row(int epoch, int64_t step, double train_loss, const Metric
   return csv_line(row);
 }
 
-Json epoch_record(int epoch, int64_t step, double train_loss, const MetricsSummary* val, double seconds) {
+// log.jsonl's record of an epoch: every column of metrics.csv, unrounded.
+Json epoch_record(int epoch, int64_t step, double train_loss, const MetricsSummary* val, double lr,
+                  double seconds) {
   Json record = Json::object();
   record.set("event", "epoch");
   record.set("epoch", epoch);
@@ -126,7 +128,29 @@ Json epoch_record(int epoch, int64_t step, double train_loss, const MetricsSumma
     record.set("val_slice_dice", val->slice_dice_mean);
     record.set("val_global_dice", val->global_dice);
     record.set("val_iou_mean", val->volume_iou_mean);
+    record.set("val_iou_median", val->volume_iou_median);
+    record.set("val_empty_patients", val->empty_volumes);
   }
+  record.set("lr", lr);
+  return record;
+}
+
+// log.jsonl's record of the best epoch's validation patients: what val_patients.csv holds.
+Json patients_record(int best_epoch, const MetricsSummary& summary) {
+  Json patients = Json::array();
+  for (const VolumeMetrics& v : summary.volumes) {
+    Json& patient = patients.push(Json::object());
+    patient.set("patient", v.name);
+    patient.set("slices", v.slices);
+    patient.set("dice", v.confusion.dice());
+    patient.set("iou", v.confusion.iou());
+    patient.set("true_voxels", v.confusion.truth());
+    patient.set("predicted_voxels", v.confusion.predicted());
+  }
+  Json record = Json::object();
+  record.set("event", "val_patients");
+  record.set("epoch", best_epoch);
+  record.set("patients", std::move(patients));
   return record;
 }
 
@@ -342,7 +366,7 @@ void Session::end_epoch(int epoch, double train_seconds) {
   const MetricsSummary* scored = validating ? &val : nullptr;
   const double lr = scheduled_lr(adam_, step_);
   append_line((folder_ / "metrics.csv").string(), metrics_row(epoch + 1, step_, train_loss, scored, lr, seconds));
-  append_line(log_.string(), epoch_record(epoch + 1, step_, train_loss, scored, seconds).dump());
+  append_line(log_.string(), epoch_record(epoch + 1, step_, train_loss, scored, lr, seconds).dump());
   std::printf("epoch %d/%d: train loss %.4f, %s, %s\n", epoch + 1, config_.epochs, train_loss,
               validating ? summary_line(val).c_str() : "no validation patients", format_duration(seconds).c_str());
   std::fflush(stdout);
@@ -354,6 +378,7 @@ void Session::finish() {
     load_weights(SafeTensors::load((folder_ / "best.safetensors").string()), model_);
     const Evaluation best = evaluator_.run(sides_.val, false);
     write_file_atomic((folder_ / "val_patients.csv").string(), patient_table_csv(best.summary));
+    append_line(log_.string(), patients_record(best_epoch_, best.summary).dump());
     write_overlays(folder_ / "overlays", data_, best);
     std::printf("best epoch %d: %s\n", best_epoch_, summary_line(best.summary).c_str());
   }

@@ -7,6 +7,45 @@
 
 namespace unet {
 
+namespace {
+
+Json value_json(const FlagTarget& target) {
+  return std::visit(
+      [](auto* value) {
+        if constexpr (std::is_same_v<std::remove_pointer_t<decltype(value)>, std::vector<std::string>>) {
+          Json list = Json::array();
+          for (const std::string& item : *value) list.push(item);
+          return list;
+        } else {
+          return Json(*value);
+        }
+      },
+      target);
+}
+
+// Throws unet::Error unless `value` has the target's type.
+void set_from_json(const FlagTarget& target, const Json& value) {
+  std::visit(
+      [&](auto* into) {
+        using T = std::remove_pointer_t<decltype(into)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          *into = value.as_string();
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          into->clear();
+          for (const Json& item : value.items()) into->push_back(item.as_string());
+        } else if constexpr (std::is_same_v<T, double>) {
+          *into = value.as_number();
+        } else if constexpr (std::is_same_v<T, bool>) {
+          *into = value.as_bool();
+        } else {
+          *into = static_cast<T>(value.as_integer());
+        }
+      },
+      target);
+}
+
+}  // namespace
+
 Options::Options(std::string command, std::string summary) : command_(std::move(command)), summary_(std::move(summary)) {}
 
 Options::Option& Options::add_option(const std::string& name, Target target, const std::string& value_name,
@@ -32,6 +71,7 @@ Options::Option& Options::add_option(const std::string& name, Target target, con
         }
       },
       target);
+  option.default_value = value_json(target);
   options_.push_back(option);
   return options_.back();
 }
@@ -71,6 +111,11 @@ Options& Options::choices(std::vector<std::string> allowed) {
 }
 Options& Options::shown_default(const std::string& text) {
   options_.back().default_text = text;
+  return *this;
+}
+
+Options& Options::role(FlagRole role) {
+  options_.back().role = role;
   return *this;
 }
 
@@ -179,11 +224,53 @@ bool Options::parse(const std::vector<std::string>& args) {
   return true;
 }
 
-bool Options::given(const std::string& name) const {
+const Options::Option* Options::find(const std::string& name) const {
   for (const auto& option : options_) {
-    if (option.name == name) return option.given;
+    if (option.name == name) return &option;
   }
-  return false;
+  return nullptr;
+}
+
+bool Options::given(const std::string& name) const {
+  const Option* option = find(name);
+  return option != nullptr && option->given;
+}
+
+Json Options::saved(FlagRole role) const {
+  Json json = Json::object();
+  for (const auto& option : options_) {
+    if (option.role == role) json.set(option.name, value_json(option.target));
+  }
+  return json;
+}
+
+void Options::restore(const Json& saved, FlagRole role) {
+  if (role == FlagRole::identity) {
+    for (const auto& [name, value] : saved.members()) {
+      const Option* option = find(name);
+      if (option == nullptr || option->role != FlagRole::identity) {
+        throw Error("the run was started with --" + name + " " + value.dump() + ", which this unet " + command_ +
+                    " does not know (a run of another version)");
+      }
+    }
+  }
+  for (auto& option : options_) {
+    if (option.role != role) continue;
+    const Json* found = saved.find(option.name);
+    const Json& value = found != nullptr ? *found : option.default_value;
+    if (option.given) {
+      const std::string now = value_json(option.target).dump();
+      if (role == FlagRole::identity && now != value.dump()) {
+        throw Error("--" + option.name + " " + now + " differs from the run being resumed (" + value.dump() + ")");
+      }
+      continue;
+    }
+    try {
+      set_from_json(option.target, value);
+    } catch (const Error& error) {
+      throw Error("the run's saved --" + option.name + " " + value.dump() + " is not valid: " + error.what());
+    }
+  }
 }
 
 std::string Options::help() const {

@@ -1,5 +1,10 @@
 // Command-line options for the `unet` subcommands: every option has a type, a default and a line
 // of help; unknown options and bad values are errors (UsageError), never ignored.
+//
+// The table is also what a training run saves of its flags and restores on resume: each flag has
+// a role, and saved()/restore() read and write the flags of a role as JSON keyed by name, so a flag
+// declared once (one add() with its role) is parsed, recorded in the run's identity and checkpoint,
+// and restored on resume.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "engine/json.h"
 #include "kernels/backend.h"
 
 namespace unet {
@@ -16,6 +22,15 @@ class UsageError : public Error {
  public:
   using Error::Error;
 };
+
+// What a flag is to a run that saves its flags (unet train).
+enum class FlagRole {
+  none,       // not saved (where to write, what to do now)
+  identity,   // makes the run this run: saved, and refused on resume if given with another value
+  resumable,  // saved, and restored on resume unless given again (--epochs may be raised)
+};
+
+using FlagTarget = std::variant<std::string*, int*, int64_t*, double*, bool*, std::vector<std::string>*>;
 
 class Options {
  public:
@@ -36,6 +51,15 @@ class Options {
   Options& at_least(double minimum);
   // What --help shows as the default, where the stored value is a sentinel.
   Options& shown_default(const std::string& text);
+  Options& role(FlagRole role);
+
+  // The values (parsed, or the defaults) of the flags of `role`, as {"name": value}.
+  Json saved(FlagRole role) const;
+  // Resuming: each flag of `role` takes its value in `saved` unless given now. An identity flag
+  // given with another value is refused (unet::Error), and one that `saved` lacks (a flag newer than
+  // the run) counts as saved with its default. With `role` identity, a name in `saved` that is no
+  // identity flag here is refused: the run was written by another version of unet.
+  void restore(const Json& saved, FlagRole role);
 
   // False if --help was asked for (the help is then printed); throws UsageError on bad input.
   bool parse(const std::vector<std::string>& args);
@@ -43,7 +67,7 @@ class Options {
   std::string help() const;
 
  private:
-  using Target = std::variant<std::string*, int*, int64_t*, double*, bool*, std::vector<std::string>*>;
+  using Target = FlagTarget;
   struct Option {
     std::string name, value_name, help, default_text;
     Target target;
@@ -52,9 +76,12 @@ class Options {
     std::vector<std::string> allowed;
     bool has_minimum = false;
     double minimum = 0;
+    FlagRole role = FlagRole::none;
+    Json default_value;
   };
   Option& add_option(const std::string& name, Target target, const std::string& value_name, const std::string& help);
   void assign(Option& option, const std::string& text);
+  const Option* find(const std::string& name) const;
 
   std::string command_, summary_;
   std::vector<Option> options_;

@@ -10,6 +10,7 @@
 #include "engine/files.h"
 #include "engine/json.h"
 #include "engine/ops.h"
+#include "engine/text.h"
 #include "models/trainer.h"
 #include "models/unet_shapes.h"
 #include "tools/cli.h"
@@ -30,13 +31,6 @@ double training_macs_per_image(const UNetConfig& config, int size) {
     macs += m * (first ? 2 : 3);
   }
   return macs;
-}
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  return text;
 }
 
 double median(std::vector<double> values) {

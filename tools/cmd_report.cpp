@@ -4,15 +4,16 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <tuple>
 
 #include "data/split.h"
 #include "engine/files.h"
 #include "engine/json.h"
+#include "engine/text.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
-#include "tools/csv.h"
 
 namespace unet {
 
@@ -34,12 +35,7 @@ std::string escape(const std::string& text) {
   return out;
 }
 
-std::string number(double value, int decimals = 3) {
-  if (!std::isfinite(value)) return "–";
-  char text[32];
-  std::snprintf(text, sizeof text, "%.*f", decimals, value);
-  return text;
-}
+std::string number(double value, int decimals = 3) { return std::isfinite(value) ? fixed(value, decimals) : "–"; }
 
 std::string base64(const std::vector<uint8_t>& bytes) {
   static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -173,6 +169,28 @@ std::string bar_chart(std::vector<PatientScore> patients) {
   return svg.str();
 }
 
+// A number from a log record: NaN where it is absent or null (a non-finite value is written as null).
+double number_at(const Json& record, const char* key) {
+  const Json* value = record.find(key);
+  return value != nullptr && value->is_number() ? value->as_number() : NAN;
+}
+
+// log.jsonl as the run folder writes it (docs/training.md): one record per line.
+std::vector<Json> read_log(const fs::path& path, const std::string& text) {
+  std::vector<Json> records;
+  std::istringstream lines(text);
+  std::string line;
+  for (int number = 1; std::getline(lines, line); ++number) {
+    if (line.empty()) continue;
+    try {
+      records.push_back(Json::parse(line));
+    } catch (const Error& error) {
+      throw Error(path.string() + " line " + std::to_string(number) + ": " + error.what());
+    }
+  }
+  return records;
+}
+
 std::string read_if_exists(const fs::path& path) {
   std::error_code error;
   return fs::is_regular_file(path, error) ? read_text_file(path.string()) : std::string();
@@ -217,29 +235,36 @@ int cross_validation_report(const std::vector<std::string>& runs, std::string ou
     std::error_code error;
     if (!fs::is_directory(folder, error)) throw Error(run + ": no such run folder");
     Fold fold{run, load_split((folder / "split.json").string()), 0, NAN, NAN, {}};
-    if (fold.split.folds == 0) throw Error(run + ": not a cross-validation fold (its split.json has no folds; train with --folds)");
+    if (fold.split.folds == 0) {
+      throw Error(run + ": not a cross-validation fold (its split.json has no folds; train with --folds)");
+    }
     for (const Fold& other : folds) {
-      if (other.split.folds != fold.split.folds || other.split.seed != fold.split.seed || other.split.test != fold.split.test) {
+      if (other.split.folds != fold.split.folds || other.split.seed != fold.split.seed ||
+          other.split.test != fold.split.test) {
         throw Error(run + ": a fold of another cross-validation than " + other.run + " (folds, seed or test patients differ)");
       }
-      if (other.split.fold == fold.split.fold) throw Error(run + ": fold " + std::to_string(fold.split.fold) + " again (also " + other.run + ")");
-    }
-    const std::string metrics_text = read_if_exists(folder / "metrics.csv");
-    const std::string patients_text = read_if_exists(folder / "val_patients.csv");
-    if (metrics_text.empty() || patients_text.empty()) {
-      throw Error(run + ": no metrics.csv or val_patients.csv (the run has not finished)");
-    }
-    const CsvTable metrics(metrics_text, (folder / "metrics.csv").string());
-    for (size_t r = 0; r < metrics.rows(); ++r) {
-      const double dice = metrics.number(r, "val_dice_mean");
-      if (std::isfinite(dice) && !(dice <= fold.best_mean)) {
-        fold.best_mean = dice;
-        fold.best_median = metrics.number(r, "val_dice_median");
-        fold.best_epoch = static_cast<int>(metrics.number(r, "epoch"));
+      if (other.split.fold == fold.split.fold) {
+        throw Error(run + ": fold " + std::to_string(fold.split.fold) + " again (also " + other.run + ")");
       }
     }
-    const CsvTable patients(patients_text, (folder / "val_patients.csv").string());
-    for (size_t r = 0; r < patients.rows(); ++r) fold.patients.push_back({patients.text(r, "patient"), patients.number(r, "dice")});
+    const fs::path log_path = folder / "log.jsonl";
+    const Json* patients = nullptr;
+    const std::vector<Json> log = read_log(log_path, read_if_exists(log_path));
+    for (const Json& record : log) {
+      const Json* event = record.find("event");
+      if (event == nullptr || !event->is_string()) continue;
+      const double dice = event->as_string() == "epoch" ? number_at(record, "val_dice_mean") : NAN;
+      if (std::isfinite(dice) && !(dice <= fold.best_mean)) {
+        fold.best_mean = dice;
+        fold.best_median = number_at(record, "val_dice_median");
+        fold.best_epoch = static_cast<int>(record.at("epoch").as_integer());
+      }
+      if (event->as_string() == "val_patients") patients = &record;  // the best epoch's, written at the end
+    }
+    if (patients == nullptr) throw Error(run + ": its log.jsonl has no validation patients (the run has not finished)");
+    for (const Json& patient : patients->at("patients").items()) {
+      fold.patients.push_back({patient.at("patient").as_string(), number_at(patient, "dice")});
+    }
     folds.push_back(std::move(fold));
   }
   std::sort(folds.begin(), folds.end(), [](const Fold& a, const Fold& b) { return a.split.fold < b.split.fold; });
@@ -309,57 +334,64 @@ int command_report(const Args& args) {
   const fs::path folder(run);
   std::error_code error;
   if (!fs::is_directory(folder, error)) throw Error(run + ": no such run folder");
-  const std::string metrics_text = read_if_exists(folder / "metrics.csv");
-  if (metrics_text.empty()) throw Error(run + ": no metrics.csv (not a unet train run folder, or no epoch finished yet)");
+  const fs::path log_path = folder / "log.jsonl";
+  const std::vector<Json> log = read_log(log_path, read_if_exists(log_path));
+  if (log.empty()) throw Error(run + ": no log.jsonl (not a unet train run folder)");
   if (out.empty()) out = (folder / "report.html").string();
 
-  const CsvTable metrics(metrics_text, (folder / "metrics.csv").string());
+  // The last record of each epoch (an epoch run again after a resume replaces the first), and the
+  // last val_patients record (the best epoch's patients).
+  std::map<int64_t, const Json*> epochs;
+  const Json* patients_record = nullptr;
+  for (const Json& record : log) {
+    const Json* event = record.find("event");
+    if (event == nullptr || !event->is_string()) continue;
+    if (event->as_string() == "epoch") epochs[record.at("epoch").as_integer()] = &record;
+    if (event->as_string() == "val_patients") patients_record = &record;
+  }
   Series train_loss{"train loss", "#4a7bd0", {}}, val_bce{"validation BCE", "#d04a4a", {}};
   Series dice_mean{"per-volume mean", "#4a7bd0", {}}, dice_median{"per-volume median", "#2a9d4a", {}},
       slice_dice{"slice", "#d08a2a", {}}, global_dice{"global", "#8a4ad0", {}};
-  for (size_t r = 0; r < metrics.rows(); ++r) {
-    const double epoch = metrics.number(r, "epoch");
-    train_loss.points.emplace_back(epoch, metrics.number(r, "train_loss"));
-    val_bce.points.emplace_back(epoch, metrics.number(r, "val_bce"));
-    dice_mean.points.emplace_back(epoch, metrics.number(r, "val_dice_mean"));
-    dice_median.points.emplace_back(epoch, metrics.number(r, "val_dice_median"));
-    slice_dice.points.emplace_back(epoch, metrics.number(r, "val_slice_dice"));
-    global_dice.points.emplace_back(epoch, metrics.number(r, "val_global_dice"));
+  for (const auto& [epoch_number, record] : epochs) {
+    const auto epoch = static_cast<double>(epoch_number);
+    train_loss.points.emplace_back(epoch, number_at(*record, "train_loss"));
+    val_bce.points.emplace_back(epoch, number_at(*record, "val_bce"));
+    dice_mean.points.emplace_back(epoch, number_at(*record, "val_dice_mean"));
+    dice_median.points.emplace_back(epoch, number_at(*record, "val_dice_median"));
+    slice_dice.points.emplace_back(epoch, number_at(*record, "val_slice_dice"));
+    global_dice.points.emplace_back(epoch, number_at(*record, "val_global_dice"));
   }
 
   std::string header_rows;
-  const std::string log = read_if_exists(folder / "log.jsonl");
-  if (!log.empty()) {
-    const Json start = Json::parse(log.substr(0, log.find('\n')));
-    for (const char* key : {"commit", "device", "device_name", "started"}) {
-      if (const Json* value = start.find(key); value && value->is_string()) {
-        header_rows += "<tr><th>" + std::string(key) + "</th><td>" + escape(value->as_string()) + "</td></tr>";
+  const Json& start = log.front();
+  for (const char* key : {"commit", "device", "device_name", "started"}) {
+    if (const Json* value = start.find(key); value && value->is_string()) {
+      header_rows += "<tr><th>" + std::string(key) + "</th><td>" + escape(value->as_string()) + "</td></tr>";
+    }
+  }
+  if (const Json* flags = start.find("flags"); flags && flags->is_object()) {
+    std::string text;
+    for (const auto& [key, value] : flags->members()) {
+      if (value.type() == Json::Type::boolean) {
+        if (value.as_bool()) text += "--" + key + " ";  // a switch: shown when on
+      } else if (!(value.is_string() && value.as_string().empty())) {
+        text += "--" + key + " " + (value.is_string() ? value.as_string() : value.dump()) + " ";
       }
     }
-    if (const Json* flags = start.find("flags"); flags && flags->is_object()) {
-      std::string text;
-      for (const auto& [key, value] : flags->members()) {
-        if (value.type() == Json::Type::boolean) {
-          if (value.as_bool()) text += "--" + key + " ";  // a switch: shown when on
-        } else if (!(value.is_string() && value.as_string().empty())) {
-          text += "--" + key + " " + (value.is_string() ? value.as_string() : value.dump()) + " ";
-        }
-      }
-      header_rows += "<tr><th>flags</th><td><code>" + escape(text) + "</code></td></tr>";
-    }
+    header_rows += "<tr><th>flags</th><td><code>" + escape(text) + "</code></td></tr>";
   }
 
   std::vector<PatientScore> patients;
   std::string patient_table;
-  const fs::path patients_path = folder / "val_patients.csv";
-  if (const std::string text = read_if_exists(patients_path); !text.empty()) {
-    const CsvTable table(text, patients_path.string());
+  if (patients_record != nullptr) {
     patient_table = "<table><tr><th>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>true voxels</th><th>predicted voxels</th></tr>";
-    for (size_t r = 0; r < table.rows(); ++r) {
-      patients.push_back({table.text(r, "patient"), table.number(r, "dice")});
-      patient_table += "<tr><td>" + escape(table.text(r, "patient")) + "</td><td>" + table.text(r, "slices") + "</td><td>" +
-                       number(table.number(r, "dice")) + "</td><td>" + number(table.number(r, "iou")) + "</td><td>" +
-                       table.text(r, "true_voxels") + "</td><td>" + table.text(r, "predicted_voxels") + "</td></tr>";
+    for (const Json& patient : patients_record->at("patients").items()) {
+      const std::string& name = patient.at("patient").as_string();
+      patients.push_back({name, number_at(patient, "dice")});
+      patient_table += "<tr><td>" + escape(name) + "</td><td>" + patient.at("slices").dump() + "</td><td>" +
+                       number(number_at(patient, "dice")) + "</td><td>" + number(number_at(patient, "iou")) +
+                       "</td><td>" + patient.at("true_voxels").dump() + "</td><td>" +
+                       patient.at("predicted_voxels").dump() + "</td></tr>";
     }
     patient_table += "</table>";
   }

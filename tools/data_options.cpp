@@ -2,26 +2,32 @@
 
 namespace unet {
 
-void add_data_options(Options& options, DataOptions* data, bool with_zscore, bool data_required) {
-  options.add("data", &data->data, "DIR", "dataset folder: kaggle_3m layout (patient folders) or images/ + masks/");
+void add_data_options(Options& options, DataOptions* data, bool with_zscore, bool data_required, FlagRole role) {
+  options.add("data", &data->data, "DIR", "dataset folder: kaggle_3m layout (patient folders) or images/ + masks/")
+      .role(role);
   if (data_required) options.required();
   options.add("image-size", &data->image_size, "N", "resize slices to N x N (bilinear images, nearest masks)")
-      .at_least(1);
+      .at_least(1).role(role);
   options.add("patient-pattern", &data->patient_pattern, "REGEX",
-              "images/ + masks/: the patient id is REGEX's first group in each file stem (default: one patient per image)");
-  options.flag("skip-bad", &data->skip_bad, "leave out unreadable or unpaired slices (and count them) instead of stopping");
+              "images/ + masks/: the patient id is REGEX's first group in each file stem "
+              "(default: one patient per image)")
+      .role(role);
+  options.flag("skip-bad", &data->skip_bad,
+               "leave out unreadable or unpaired slices (and count them) instead of stopping")
+      .role(role);
   if (with_zscore) {
-    options.flag("zscore", &data->zscore, "normalise each channel by its volume's mean and standard deviation");
+    options.flag("zscore", &data->zscore, "normalise each channel by its volume's mean and standard deviation")
+        .role(role);
   }
 }
 
-void add_augment_options(Options& options, AugmentOptions* augment) {
-  options.add("flip-h", &augment->flip_h, "P", "probability of a horizontal flip");
-  options.add("flip-v", &augment->flip_v, "P", "probability of a vertical flip");
-  options.add("rotate", &augment->rotate, "DEGREES", "rotation uniform in [-DEGREES, DEGREES]");
-  options.add("zoom", &augment->zoom, "F", "scale uniform in [1 - F, 1 + F]");
-  options.add("shift", &augment->shift, "F", "shift uniform in [-F, F] of the image size, each direction");
-  options.flag("no-augment", &augment->none, "no augmentation: every sample is its slice as loaded");
+void add_augment_options(Options& options, AugmentOptions* augment, FlagRole role) {
+  options.add("flip-h", &augment->flip_h, "P", "probability of a horizontal flip").role(role)
+      .add("flip-v", &augment->flip_v, "P", "probability of a vertical flip").role(role)
+      .add("rotate", &augment->rotate, "DEGREES", "rotation uniform in [-DEGREES, DEGREES]").role(role)
+      .add("zoom", &augment->zoom, "F", "scale uniform in [1 - F, 1 + F]").role(role)
+      .add("shift", &augment->shift, "F", "shift uniform in [-F, F] of the image size, each direction").role(role)
+      .flag("no-augment", &augment->none, "no augmentation: every sample is its slice as loaded").role(role);
 }
 
 AugmentRanges AugmentOptions::ranges() const {

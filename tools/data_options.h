@@ -22,8 +22,10 @@ struct DataOptions {
   LoadOptions load() const { return {image_size, skip_bad}; }
 };
 
-// --data, --image-size, --patient-pattern, --skip-bad; and --zscore when `with_zscore`.
-void add_data_options(Options& options, DataOptions* data, bool with_zscore, bool data_required = true);
+// --data, --image-size, --patient-pattern, --skip-bad; and --zscore when `with_zscore`. Each has
+// `role` (unet train: FlagRole::identity).
+void add_data_options(Options& options, DataOptions* data, bool with_zscore, bool data_required = true,
+                      FlagRole role = FlagRole::none);
 
 // Symmetric ranges, as flags: --flip-h P, --flip-v P, --rotate DEGREES (uniform in [-D, D]),
 // --zoom F (scale uniform in [1 - F, 1 + F]), --shift F (of the size), --no-augment.
@@ -33,6 +35,6 @@ struct AugmentOptions {
 
   AugmentRanges ranges() const;  // throws UsageError for a range out of bounds
 };
-void add_augment_options(Options& options, AugmentOptions* augment);
+void add_augment_options(Options& options, AugmentOptions* augment, FlagRole role = FlagRole::none);
 
 }  // namespace unet

@@ -8,7 +8,7 @@
 #   tools/gpu_check.sh run PACK_DIR [OUT_DIR]   on the GPU machine: run them, no build; writes
 #                                               gpu_check.log, each benchmark's JSON and summary.md
 #                                               (the steps, then the benchmark tables of
-#                                               tools/bench_summary.py) into OUT_DIR (default
+#                                               scripts/bench_summary.py) into OUT_DIR (default
 #                                               PACK_DIR/results) as it goes, prints the summary last
 set -uo pipefail
 
@@ -36,7 +36,7 @@ pack() {
                                               2>/dev/null | sort)
   cp "${binaries[@]}" "$pack_dir/bin/"
   [[ -d bench ]] && cp bench/*.py "$pack_dir/bin/" 2>/dev/null || true
-  cp tools/bench_summary.py "$pack_dir/bin/"
+  cp scripts/bench_summary.py "$pack_dir/bin/"
 
   # Libraries the GPU machine may lack: everything but the C library, the loader and the CUDA
   # libraries, which come from the machine (driver, toolkit or PyTorch's wheels).

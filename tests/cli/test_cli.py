@@ -4,6 +4,8 @@ report, interrupting and resuming, and every kind of bad input a user can give.
 
 usage: test_cli.py UNET_BINARY   (CTest passes the build's binary)
 """
+import csv
+import json
 import os
 import shutil
 import signal
@@ -34,6 +36,12 @@ def unet(*args, check=True, env=None):
 def metrics_without_time(run):
     with open(os.path.join(run, "metrics.csv")) as f:
         return [",".join(line.strip().split(",")[:-1]) for line in f]
+
+
+def rounding(text):
+    """The most a number written as `text` (fixed decimals) can differ from the value it was."""
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return 0.5 * 10 ** -decimals * (1 + 1e-9)
 
 
 def tensors_bytes(path):
@@ -79,6 +87,26 @@ class Phantom(unittest.TestCase):
             first = f.readline()
         for key in ['"commit"', '"device":"cpu"', '"flags"', '"base-width":8']:
             self.assertIn(key, first)
+
+    def test_log_holds_everything_metrics_csv_and_val_patients_csv_hold(self):
+        with open(os.path.join(self.run_dir, "log.jsonl")) as f:
+            records = [json.loads(line) for line in f]
+        epochs = [r for r in records if r["event"] == "epoch"]
+        with open(os.path.join(self.run_dir, "metrics.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual(len(epochs), len(rows))
+        for record, row in zip(epochs, rows):
+            for column, text in row.items():
+                self.assertIn(column, record)
+                self.assertAlmostEqual(float(record[column]), float(text), delta=rounding(text), msg=column)
+        [patients] = [r for r in records if r["event"] == "val_patients"]
+        with open(os.path.join(self.run_dir, "val_patients.csv")) as f:
+            table = list(csv.DictReader(f))
+        self.assertEqual([p["patient"] for p in patients["patients"]], [row["patient"] for row in table])
+        for patient, row in zip(patients["patients"], table):
+            for column, text in row.items():
+                if column != "patient":
+                    self.assertAlmostEqual(float(patient[column]), float(text), delta=rounding(text), msg=column)
 
     def test_nothing_is_written_into_the_dataset(self):
         self.assertEqual(listing(self.data), self.data_listing)
@@ -167,6 +195,20 @@ class Resume(unittest.TestCase):
 
     def test_interrupted_mid_epoch_then_resumed_is_bit_identical_on_sim(self):
         self.check_resume("sim")
+
+    def test_resume_refuses_a_flag_that_makes_another_run(self):
+        run = os.path.join(WORK, "refuse-flags")
+        args = ["--data", self.data, *TINY, "--epochs", "2", "--device", "cpu", "--out", run]
+        self.assertEqual(unet("train", *args, "--stop-after-steps", "2", check=False).returncode, 130)
+        for flag, value, saved in [("--lr", "0.5", "0.003"), ("--zoom", "0.2", "0.1"), ("--image-size", "64", "32")]:
+            result = unet("train", "--out", run, "--resume", flag, value, check=False)
+            self.assertEqual(result.returncode, 1)
+            self.assertEqual(result.stderr.strip().splitlines(),
+                             [f"error: {flag} {value} differs from the run being resumed ({saved})"])
+        same = unet("train", "--out", run, "--resume", "--lr", "3e-3", "--epochs", "3", "--stop-after-steps", "1",
+                    check=False)
+        self.assertEqual(same.returncode, 130, same.stdout + same.stderr)
+        self.assertIn("3 epochs", same.stdout)  # --epochs may change on resume
 
     def test_ctrl_c_saves_a_resumable_checkpoint(self):
         run = os.path.join(WORK, "ctrl-c")

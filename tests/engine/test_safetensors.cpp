@@ -2,6 +2,7 @@
 // read (the sanitizer build runs these too).
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -133,4 +134,15 @@ TEST_CASE("json: strict parsing and exact integers", "[json]") {
   }
   std::string deep(100, '[');
   CHECK_THROWS_WITH(Json::parse(deep), Catch::Contains("deeper than 64"));
+  CHECK_THROWS_WITH(Json::parse(R"({"a": 1, "b": {"a": 2}, "a": 3})"), "JSON: duplicate key 'a'");
+  CHECK_THROWS_WITH(Json::parse("[1,]"), Catch::StartsWith("JSON: ") && Catch::EndsWith(" at offset 4"));
+}
+
+TEST_CASE("json: writing keeps order and integers, and writes non-finite numbers as null", "[json]") {
+  Json value = Json::object();
+  value.set("z", int64_t{9007199254740993});
+  value.set("a", Json::array()).push(0.1);
+  value.set("nan", std::nan(""));
+  value.set("inf", HUGE_VAL);
+  CHECK(value.dump() == R"({"z":9007199254740993,"a":[0.1],"nan":null,"inf":null})");
 }

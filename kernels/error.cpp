@@ -1,4 +1,4 @@
-#include "kernels/backend.h"
+#include "kernels/error.h"
 
 namespace unet {
 

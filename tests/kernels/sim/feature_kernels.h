@@ -1,5 +1,5 @@
 // Small kernels that each exercise one feature of the kernel dialect, so the sim runtime is proven
-// feature by feature against plain host computations (tests/test_sim_features.cpp), and the same
+// feature by feature against plain host computations (tests/kernels/sim/test_sim_features.cpp), and the same
 // kernels run on cuda when a GPU is present. Misuse kernels check that errors are reported.
 #pragma once
 

@@ -2,7 +2,7 @@
 # The compiler's resource report for every kernel, for sm_90: registers per thread, static shared
 # memory per block, stack frame and spills (ptxas -v). Needs nvcc, no GPU; prints a Markdown table.
 #
-# usage: tools/resource_report.sh [ARCH]     (default sm_90)
+# usage: scripts/resource_report.sh [ARCH]     (default sm_90)
 set -euo pipefail
 arch=${1:-sm_90}
 cd "$(dirname "$0")/.."

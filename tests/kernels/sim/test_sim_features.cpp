@@ -7,7 +7,7 @@
 #include <cstring>
 #include <numeric>
 
-#include "tests/features/feature_kernels.h"
+#include "tests/kernels/sim/feature_kernels.h"
 #include "tests/test_util.h"
 
 using namespace unet;

@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "kernels/sim/runtime.h"
-#include "tests/features/feature_kernels.h"
+#include "tests/kernels/sim/feature_kernels.h"
 #include "tests/test_util.h"
 
 using namespace unet;

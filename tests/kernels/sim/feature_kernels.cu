@@ -1,5 +1,5 @@
 // Feature kernels for the dialect tests; see feature_kernels.h.
-#include "tests/features/feature_kernels.h"
+#include "tests/kernels/sim/feature_kernels.h"
 
 #include <algorithm>
 

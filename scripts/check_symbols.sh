@@ -4,9 +4,9 @@
 # (unet::sim / unet::cuda) or by the DeviceKind the launchers are instantiated for. A symbol in
 # both would be one definition compiled two ways, and the linker would keep only one of them.
 #
-# usage: tools/check_symbols.sh BUILD_DIR
+# usage: scripts/check_symbols.sh BUILD_DIR
 set -euo pipefail
-build=${1:?usage: tools/check_symbols.sh BUILD_DIR}
+build=${1:?usage: scripts/check_symbols.sh BUILD_DIR}
 
 global_project_symbols() {  # defined, externally visible, in namespace unet
   nm --defined-only "$1" 2>/dev/null | awk '$2 ~ /^[TWVDBRu]$/ && $3 ~ /4unet/ { print $3 }' | sort -u

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/bench_summary.py on hand-written fixtures in the recorded formats (fixtures/README.md)."""
+"""scripts/bench_summary.py on hand-written fixtures in the recorded formats (fixtures/README.md)."""
 
 import importlib.util
 import json
@@ -9,7 +9,7 @@ import unittest
 
 HERE = pathlib.Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
-SCRIPT = HERE.parent.parent / "tools" / "bench_summary.py"
+SCRIPT = HERE.parent.parent / "scripts" / "bench_summary.py"
 
 spec = importlib.util.spec_from_file_location("bench_summary", SCRIPT)
 bench_summary = importlib.util.module_from_spec(spec)

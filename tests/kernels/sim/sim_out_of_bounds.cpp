@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "engine/device.h"
-#include "tests/features/feature_kernels.h"
+#include "tests/kernels/sim/feature_kernels.h"
 
 int main() {
   unet::Device& sim = unet::device(unet::DeviceKind::sim);
