@@ -49,7 +49,8 @@ NiftiHandle open_nifti(const std::string& path, bool with_data) {
     if (image->dim[0] >= d && image->dim[d] > 1) fail(path, "unsupported NIfTI: more than 4 dimensions");
   }
   if (image->nx * image->ny > (int64_t{1} << 28) || image->nvox > (int64_t{1} << 32)) fail(path, "volume too large");
-  if (with_data && nifti_image_load(image.get()) != 0) fail(path, "truncated or corrupt NIfTI (its voxels cannot be read)");
+  if (with_data && nifti_image_load(image.get()) != 0)
+    fail(path, "truncated or corrupt NIfTI (its voxels cannot be read)");
   return image;
 }
 
@@ -199,7 +200,8 @@ NiftiVolume read_nifti_volume(const std::string& path) {
   const nifti_image& first = *files[0];
   if (files.size() > 1) {
     for (size_t f = 0; f < files.size(); ++f) {
-      if (files[f]->nt != 1) fail(volume.files[f], "a channel file must be 3-D (it has " + std::to_string(files[f]->nt) + " channels)");
+      if (files[f]->nt != 1)
+        fail(volume.files[f], "a channel file must be 3-D (it has " + std::to_string(files[f]->nt) + " channels)");
       if (f > 0) check_same_grid(*files[f], volume.files[f], first, volume.files[0]);
     }
   }
@@ -249,7 +251,8 @@ std::vector<uint8_t> read_nifti_mask(const std::string& path, const NiftiVolume&
   check_same_grid(*label, path, *reference, image.files[0]);
   std::vector<uint8_t> mask(static_cast<size_t>(image.depth) * image.height * image.width);
   double value = 0;
-  if (!voxel_value(*label, 0, &value)) fail(path, std::string("unsupported NIfTI voxel type ") + nifti_datatype_to_string(label->datatype));
+  if (!voxel_value(*label, 0, &value))
+    fail(path, std::string("unsupported NIfTI voxel type ") + nifti_datatype_to_string(label->datatype));
   for (int64_t k = 0; k < image.depth; ++k)
     for (int64_t i = 0; i < image.height; ++i)
       for (int64_t j = 0; j < image.width; ++j) {
@@ -291,10 +294,9 @@ void write_like(const std::string& path, const NiftiVolume& image, const std::ve
   out->data = stored.data();
   const fs::path target(path);
   const std::string name = target.filename().string();
-  const std::string temporary =
-      (target.parent_path() / ("." + name.substr(0, name.size() - extension_of(name).size()) + ".tmp-" +
-                               std::to_string(::getpid()) + extension_of(name)))
-          .string();
+  const std::string temporary = (target.parent_path() / ("." + name.substr(0, name.size() - extension_of(name).size()) +
+                                                         ".tmp-" + std::to_string(::getpid()) + extension_of(name)))
+                                    .string();
   const int is_nifti2 = out->nifti_type == NIFTI_FTYPE_NIFTI2_1 || out->nifti_type == NIFTI_FTYPE_NIFTI2_2;
   out->nifti_type = is_nifti2 ? NIFTI_FTYPE_NIFTI2_1 : NIFTI_FTYPE_NIFTI1_1;  // one file, whatever the input was
   const int failed = nifti_set_filenames(out.get(), temporary.c_str(), 0, 1);
@@ -320,7 +322,8 @@ void write_nifti_mask(const std::string& path, const NiftiVolume& image, const s
   write_like(path, image, binary, DT_UINT8);
 }
 
-void write_nifti_probabilities(const std::string& path, const NiftiVolume& image, const std::vector<float>& probability) {
+void write_nifti_probabilities(const std::string& path, const NiftiVolume& image,
+                               const std::vector<float>& probability) {
   write_like(path, image, probability, DT_FLOAT32);
 }
 
@@ -330,7 +333,8 @@ void append_volume(Dataset& data, const NiftiVolume& volume, const std::vector<u
   data.patients.push_back(volume.name);
   data.height = data.width = size;
   for (int k = 0; k < volume.depth; ++k) {
-    const std::vector<uint8_t> slice(volume.slices.begin() + k * plane * 3, volume.slices.begin() + (k + 1) * plane * 3);
+    const std::vector<uint8_t> slice(volume.slices.begin() + k * plane * 3,
+                                     volume.slices.begin() + (k + 1) * plane * 3);
     const std::vector<uint8_t> resized = resize_bilinear(slice, volume.height, volume.width, 3, size, size);
     std::vector<uint8_t> truth(static_cast<size_t>(plane), 0);
     if (!mask.empty()) std::copy(mask.begin() + k * plane, mask.begin() + (k + 1) * plane, truth.begin());
@@ -347,9 +351,7 @@ void append_volume(Dataset& data, const NiftiVolume& volume, const std::vector<u
 std::vector<float> resize_probabilities(const std::vector<float>& probability, int slices, int from_height,
                                         int from_width, int to_height, int to_width) {
   if (from_height == to_height && from_width == to_width) return probability;
-  auto source = [](int i, int in, int out) {
-    return std::max((static_cast<double>(i) + 0.5) * in / out - 0.5, 0.0);
-  };
+  auto source = [](int i, int in, int out) { return std::max((static_cast<double>(i) + 0.5) * in / out - 0.5, 0.0); };
   std::vector<float> out(static_cast<size_t>(slices) * to_height * to_width);
   for (int s = 0; s < slices; ++s) {
     const float* in = probability.data() + int64_t{s} * from_height * from_width;

@@ -27,12 +27,12 @@
 namespace unet {
 
 struct NiftiVolume {
-  std::string name;                // the case: the file name without .nii[.gz] and the _0000 suffix
-  std::vector<std::string> files;  // one 4-D file, or one file per channel; files[0] is the header kept
+  std::string name;                      // the case: the file name without .nii[.gz] and the _0000 suffix
+  std::vector<std::string> files;        // one 4-D file, or one file per channel; files[0] is the header kept
   int height = 0, width = 0, depth = 0;  // voxel axes i, j, k
-  int channels = 0;                       // as stored (1 or 3)
-  double spacing[3] = {1, 1, 1};          // mm along i, j, k (the header's pixdim; unknown units as mm)
-  std::vector<uint8_t> slices;            // (depth, height, width, 3)
+  int channels = 0;                      // as stored (1 or 3)
+  double spacing[3] = {1, 1, 1};         // mm along i, j, k (the header's pixdim; unknown units as mm)
+  std::vector<uint8_t> slices;           // (depth, height, width, 3)
 };
 
 bool is_nifti_name(const std::string& path);  // ends in .nii or .nii.gz
@@ -49,7 +49,8 @@ std::vector<uint8_t> read_nifti_mask(const std::string& path, const NiftiVolume&
 // Writes a (depth, height, width) volume on the grid of `image` (its header, affine and spatial
 // shape; one channel), atomically: the mask as uint8 0/1, or probabilities as float32.
 void write_nifti_mask(const std::string& path, const NiftiVolume& image, const std::vector<uint8_t>& mask);
-void write_nifti_probabilities(const std::string& path, const NiftiVolume& image, const std::vector<float>& probability);
+void write_nifti_probabilities(const std::string& path, const NiftiVolume& image,
+                               const std::vector<float>& probability);
 
 // Appends a case to `data` as one volume, its slices resized to size x size as load_dataset
 // resizes (bilinear for images, nearest for masks). `mask` is (depth, height, width) or empty

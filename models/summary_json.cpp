@@ -16,15 +16,14 @@ std::vector<std::pair<std::string, double>> case_metrics(const VolumeMetrics& v,
   const Confusion& c = v.confusion;
   const auto tp = static_cast<double>(c.tp), fp = static_cast<double>(c.fp), fn = static_cast<double>(c.fn);
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  std::vector<std::pair<std::string, double>> metrics = {
-      {"Dice", c.empty() ? nan : 2 * tp / (2 * tp + fp + fn)},
-      {"IoU", c.empty() ? nan : tp / (tp + fp + fn)},
-      {"FP", fp},
-      {"TP", tp},
-      {"FN", fn},
-      {"TN", static_cast<double>(c.tn)},
-      {"n_pred", static_cast<double>(c.predicted())},
-      {"n_ref", static_cast<double>(c.truth())}};
+  std::vector<std::pair<std::string, double>> metrics = {{"Dice", c.empty() ? nan : 2 * tp / (2 * tp + fp + fn)},
+                                                         {"IoU", c.empty() ? nan : tp / (tp + fp + fn)},
+                                                         {"FP", fp},
+                                                         {"TP", tp},
+                                                         {"FN", fn},
+                                                         {"TN", static_cast<double>(c.tn)},
+                                                         {"n_pred", static_cast<double>(c.predicted())},
+                                                         {"n_ref", static_cast<double>(c.truth())}};
   if (with_hd95) {
     metrics.emplace_back("HD95", v.hd95_voxels);
     metrics.emplace_back("HD95_mm", v.hd95_mm);

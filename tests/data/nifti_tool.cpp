@@ -20,7 +20,8 @@ using namespace unet;
 namespace {
 
 void write_raw(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<long>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<long>(bytes.size()));
 }
 
 template <class T, class F>
@@ -48,12 +49,14 @@ int run(const std::vector<std::string>& a) {
   }
   if (a.size() == 3 && a[0] == "mask") {
     const NiftiVolume v = read_nifti_volume(a[1]);
-    write_nifti_mask(a[2], v, pattern<uint8_t>(v, [](int i, int j, int k) { return (3 * i + 5 * j + 7 * k) % 4 == 0; }));
+    write_nifti_mask(a[2], v,
+                     pattern<uint8_t>(v, [](int i, int j, int k) { return (3 * i + 5 * j + 7 * k) % 4 == 0; }));
     return 0;
   }
   if (a.size() == 3 && a[0] == "probabilities") {
     const NiftiVolume v = read_nifti_volume(a[1]);
-    write_nifti_probabilities(a[2], v, pattern<float>(v, [](int i, int j, int k) { return (i + 10 * j + 100 * k) / 1000.0f; }));
+    write_nifti_probabilities(a[2], v,
+                              pattern<float>(v, [](int i, int j, int k) { return (i + 10 * j + 100 * k) / 1000.0f; }));
     return 0;
   }
   if (a.size() == 2 && a[0] == "cases") {

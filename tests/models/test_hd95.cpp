@@ -35,7 +35,8 @@ std::vector<Voxel> brute_surface(const std::vector<uint8_t>& mask, int d, int h,
   return surface;
 }
 
-double brute_hd95(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, int d, int h, int w, const double* spacing) {
+double brute_hd95(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, int d, int h, int w,
+                  const double* spacing) {
   const auto sa = brute_surface(a, d, h, w), sb = brute_surface(b, d, h, w);
   if (sa.empty() && sb.empty()) return 0;
   if (sa.empty() || sb.empty()) return NAN;
@@ -63,7 +64,8 @@ std::vector<uint8_t> random_mask(int d, int h, int w, std::mt19937& rng, int box
   std::vector<uint8_t> mask(static_cast<size_t>(d) * h * w, 0);
   for (int b = 0; b < boxes; ++b) {
     const int z0 = static_cast<int>(rng() % d), y0 = static_cast<int>(rng() % h), x0 = static_cast<int>(rng() % w);
-    const int z1 = std::min(d, z0 + 1 + static_cast<int>(rng() % 4)), y1 = std::min(h, y0 + 1 + static_cast<int>(rng() % 6));
+    const int z1 = std::min(d, z0 + 1 + static_cast<int>(rng() % 4)),
+              y1 = std::min(h, y0 + 1 + static_cast<int>(rng() % 6));
     const int x1 = std::min(w, x0 + 1 + static_cast<int>(rng() % 6));
     for (int z = z0; z < z1; ++z)
       for (int y = y0; y < y1; ++y)
@@ -76,7 +78,7 @@ std::vector<uint8_t> random_mask(int d, int h, int w, std::mt19937& rng, int box
 
 TEST_CASE("hd95: worked by hand, and the empty cases", "[metrics][hd95]") {
   const double unit[3] = {1, 1, 1};
-  std::vector<uint8_t> a(6, 0), b(6, 0);  // one row of six voxels
+  std::vector<uint8_t> a(6, 0), b(6, 0);                // one row of six voxels
   CHECK(hd95(a.data(), b.data(), 1, 1, 6, unit) == 0);  // both empty
   a[0] = 1;
   CHECK(std::isnan(hd95(a.data(), b.data(), 1, 1, 6, unit)));  // exactly one empty
@@ -93,8 +95,10 @@ TEST_CASE("hd95: worked by hand, and the empty cases", "[metrics][hd95]") {
 TEST_CASE("hd95: equals the brute-force reference on random volumes", "[metrics][hd95]") {
   std::mt19937 rng(95);
   for (int trial = 0; trial < 40; ++trial) {
-    const int d = 1 + static_cast<int>(rng() % 5), h = 2 + static_cast<int>(rng() % 11), w = 2 + static_cast<int>(rng() % 13);
-    const std::vector<uint8_t> a = random_mask(d, h, w, rng, 1 + trial % 3), b = random_mask(d, h, w, rng, 1 + trial % 4);
+    const int d = 1 + static_cast<int>(rng() % 5), h = 2 + static_cast<int>(rng() % 11),
+              w = 2 + static_cast<int>(rng() % 13);
+    const std::vector<uint8_t> a = random_mask(d, h, w, rng, 1 + trial % 3),
+                               b = random_mask(d, h, w, rng, 1 + trial % 4);
     const double spacing[3] = {0.5 + (rng() % 8) * 0.5, 0.3 + (rng() % 5) * 0.2, 0.3 + (rng() % 7) * 0.3};
     INFO("trial " << trial << ": " << d << "x" << h << "x" << w);
     CHECK(hd95(a.data(), b.data(), d, h, w, spacing) == Approx(brute_hd95(a, b, d, h, w, spacing)).epsilon(1e-12));

@@ -30,7 +30,8 @@ std::vector<double> one_pass(Context& ctx, const UNet& model, const std::vector<
       for (int x = 0; x < shape.w; ++x)
         for (int c = 0; c < shape.c; ++c) {
           const int from_y = vertical ? shape.h - 1 - y : y, from_x = horizontal ? shape.w - 1 - x : x;
-          mirrored[((n * shape.h + y) * shape.w + x) * shape.c + c] = images[((n * shape.h + from_y) * shape.w + from_x) * shape.c + c];
+          mirrored[((n * shape.h + y) * shape.w + x) * shape.c + c] =
+              images[((n * shape.h + from_y) * shape.w + from_x) * shape.c + c];
         }
   const Tensor input = ctx.scratch(shape);
   input.from_host(mirrored);
@@ -41,7 +42,8 @@ std::vector<double> one_pass(Context& ctx, const UNet& model, const std::vector<
     for (int y = 0; y < shape.h; ++y)
       for (int x = 0; x < shape.w; ++x) {
         const int from_y = vertical ? shape.h - 1 - y : y, from_x = horizontal ? shape.w - 1 - x : x;
-        back[(n * shape.h + y) * shape.w + x] = 1 / (1 + std::exp(-static_cast<double>(logits[(n * shape.h + from_y) * shape.w + from_x])));
+        back[(n * shape.h + y) * shape.w + x] =
+            1 / (1 + std::exp(-static_cast<double>(logits[(n * shape.h + from_y) * shape.w + from_x])));
       }
   return back;
 }
