@@ -103,6 +103,12 @@ std::map<std::string, fs::path> images_by_stem(const fs::path& folder, Problems&
   std::map<std::string, fs::path> out;
   for (const auto& entry : entries(folder)) {
     if (is_folder(entry) || !image_extension(entry.path())) continue;
+    std::error_code error;
+    const fs::file_status status = entry.status(error);  // a dangling link is left to fail as unreadable
+    if (fs::exists(status) && !fs::is_regular_file(status)) {  // a FIFO would block the loader forever
+      problems.report(entry.path().string(), "not a regular file (a FIFO, socket or device)");
+      continue;
+    }
     const std::string stem = entry.path().stem().string();
     const auto [it, added] = out.emplace(stem, entry.path());
     if (!added) problems.report(entry.path().string(), "a second image with the stem '" + stem + "' (" + it->second.filename().string() + ")");

@@ -11,8 +11,9 @@
 // Image files are .tif, .tiff, .png, .jpg, .jpeg and .bmp (any case); other files (README.md,
 // data.csv), hidden files and folders are ignored. Every problem (an image without its mask or
 // the reverse, a mask whose size differs from its image, an unreadable, truncated, empty or
-// non-image file, an empty folder, a path that does not exist) is one unet::Error naming the file
-// and the reason, unless skip_bad is set: the slice is then left out and listed in `skipped`.
+// non-image file, an image name that is not a regular file (a FIFO, never opened), an empty folder,
+// a path that does not exist) is one unet::Error naming the file and the reason, unless skip_bad
+// is set: the slice is then left out and listed in `skipped`.
 // Nothing is ever written under the root.
 #pragma once
 

@@ -277,7 +277,8 @@ void decode_image(const std::vector<uint8_t>& file, const std::string& path, Ima
 // The file's bytes into `bytes`, its storage reused (engine/files.h's read_file allocates anew).
 void read_bytes(const std::string& path, std::vector<uint8_t>& bytes) {
   auto system_error = [&](const char* what) { fail(path, std::string(what) + " (" + std::strerror(errno) + ")"); };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) system_error("cannot open");
   struct stat info {};
   if (::fstat(fd, &info) != 0) {
@@ -287,6 +288,10 @@ void read_bytes(const std::string& path, std::vector<uint8_t>& bytes) {
   if (S_ISDIR(info.st_mode)) {
     ::close(fd);
     fail(path, "is a folder, not a file");
+  }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    fail(path, "not a regular file (a FIFO, socket or device)");
   }
   bytes.resize(static_cast<size_t>(info.st_size));
   size_t done = 0;

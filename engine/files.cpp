@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -30,18 +31,30 @@ void write_all(int fd, std::string_view bytes, const std::string& path) {
   }
 }
 
-}  // namespace
-
-std::vector<uint8_t> read_file(const std::string& path) {
+// O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; only regular files are read.
+int open_regular_file(const std::string& path) {
   errno = 0;
   std::error_code error;
   if (std::filesystem::is_directory(path, error)) throw Error(path + ": is a folder, not a file");
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(path, "cannot open");
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    errno = 0;
+    fail(path, "not a regular file (a FIFO, socket or device)");
+  }
+  return fd;
+}
+
+}  // namespace
+
+std::vector<uint8_t> read_file(const std::string& path, size_t max_bytes) {
+  const int fd = open_regular_file(path);
   std::vector<uint8_t> bytes;
   uint8_t chunk[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+  while (bytes.size() < max_bytes) {
+    const ssize_t n = ::read(fd, chunk, std::min(sizeof chunk, max_bytes - bytes.size()));
     if (n < 0) {
       if (errno == EINTR) continue;
       ::close(fd);

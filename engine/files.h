@@ -8,8 +8,9 @@
 
 namespace unet {
 
-// The file's bytes; throws unet::Error("<path>: <reason>") if it cannot be read.
-std::vector<uint8_t> read_file(const std::string& path);
+// The file's bytes (its first max_bytes at most); throws unet::Error("<path>: <reason>") if it
+// cannot be read or is not a regular file (a FIFO, socket or device is refused without waiting).
+std::vector<uint8_t> read_file(const std::string& path, size_t max_bytes = SIZE_MAX);
 std::string read_text_file(const std::string& path);
 
 // Writes to "<path>.tmp-<pid>", fsyncs it, renames it over `path`, and fsyncs the folder: a crash

@@ -28,14 +28,15 @@ void TrainingClock::set(int64_t step) {
   device_.copy_to_device(step_, &step, sizeof step);
 }
 
-void adam_update(ParameterStore& parameters, const AdamConfig& config, const TrainingClock& clock, Stream stream) {
+void adam_update(ParameterStore& parameters, const AdamConfig& config, const TrainingClock& clock, Stream stream,
+                 int32_t* non_finite) {
   const int64_t n = parameters.count();
   float* const param = parameters.values();
   const float* const grad = parameters.grads();
   float* const m = parameters.first_moments();
   float* const v = parameters.second_moments();
   dispatch(parameters.device().kind(),
-           [&]<DeviceKind D>() { Adam<D>::step(n, param, grad, m, v, config, clock.step(), stream); });
+           [&]<DeviceKind D>() { Adam<D>::step(n, param, grad, m, v, config, clock.step(), stream, 0, non_finite); });
 }
 
 }  // namespace unet

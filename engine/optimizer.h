@@ -27,7 +27,9 @@ class TrainingClock {
   int64_t* step_ = nullptr;
 };
 
-// One Adam (or AdamW) step over every parameter of `parameters`, at the clock's step.
-void adam_update(ParameterStore& parameters, const AdamConfig& config, const TrainingClock& clock, Stream stream);
+// One Adam (or AdamW) step over every parameter of `parameters`, at the clock's step; sets
+// *non_finite (device memory) to 1 if a parameter is left NaN or infinite (kernels/adam.h).
+void adam_update(ParameterStore& parameters, const AdamConfig& config, const TrainingClock& clock, Stream stream,
+                 int32_t* non_finite = nullptr);
 
 }  // namespace unet

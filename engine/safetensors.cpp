@@ -63,14 +63,24 @@ struct Entry {
   uint64_t begin, end;
 };
 
+
+// The 8-byte little-endian header length, checked against the limit.
+uint64_t header_length(const std::vector<uint8_t>& file, const std::string& source) {
+  if (file.size() < 8) throw Error(source + ": not a safetensors file (shorter than its 8-byte header length)");
+  uint64_t header_bytes = 0;
+  for (int k = 7; k >= 0; --k) header_bytes = (header_bytes << 8) | file[k];
+  if (header_bytes > SafeTensors::max_header_bytes) {
+    throw Error(source + ": not a safetensors file (header length " + std::to_string(header_bytes) +
+                " exceeds 100 MiB)");
+  }
+  return header_bytes;
+}
+
 }  // namespace
 
 SafeTensors SafeTensors::parse(const std::vector<uint8_t>& file, const std::string& source) {
   const auto fail = [&](const std::string& what) -> void { throw Error(source + ": " + what); };
-  if (file.size() < 8) fail("not a safetensors file (shorter than its 8-byte header length)");
-  uint64_t header_bytes = 0;
-  for (int k = 7; k >= 0; --k) header_bytes = (header_bytes << 8) | file[k];
-  if (header_bytes > max_header_bytes) fail("not a safetensors file (header length " + std::to_string(header_bytes) + " exceeds 100 MiB)");
+  const uint64_t header_bytes = header_length(file, source);
   if (header_bytes > file.size() - 8) fail("truncated: the header claims " + std::to_string(header_bytes) + " bytes, the file has " + std::to_string(file.size() - 8) + " after the length");
   if (header_bytes < 2 || file[8] != '{') fail("not a safetensors file (the header is not a JSON object)");
   const uint64_t data_bytes = file.size() - 8 - header_bytes;
@@ -150,7 +160,10 @@ SafeTensors SafeTensors::parse(const std::vector<uint8_t>& file, const std::stri
   return result;
 }
 
-SafeTensors SafeTensors::load(const std::string& path) { return parse(read_file(path), path); }
+SafeTensors SafeTensors::load(const std::string& path) {
+  header_length(read_file(path, 8), path);  // a header beyond the limit is refused before it is read
+  return parse(read_file(path), path);
+}
 
 std::string SafeTensors::serialize() const {
   Json header = Json::object();

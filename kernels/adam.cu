@@ -9,6 +9,10 @@
 //      launch. Otherwise it falls back to version 1.
 // Memory-bound: 16 bytes read and 12 written per parameter, so the aim is the bandwidth of
 // copying 28 bytes a parameter; one launch covers every parameter of the model.
+//
+// The non-finite flag: a thread whose updated parameter is NaN or infinite stores 1 into it. Every
+// writer stores the same value, so the racing plain stores leave a deterministic result without an
+// atomic, and a finite step costs one comparison a parameter and no store.
 #include "kernels/adam.h"
 
 #include <cstdint>
@@ -57,6 +61,10 @@ __device__ __forceinline__ void adam_update(float& param, float grad, float& m, 
   param = param + s.neg_step_size * m / denom;                       // param.addcdiv_(m, denom, -step_size)
 }
 
+__device__ __forceinline__ void flag_non_finite(float param, int32_t* non_finite) {
+  if (non_finite != nullptr && !isfinite(param)) *non_finite = 1;
+}
+
 // Thread 0 reads the step and computes the scalars for its block; the others wait for them.
 __device__ __forceinline__ AdamScalars block_scalars(const AdamConfig& config, const int64_t* step) {
   __shared__ AdamScalars scalars;
@@ -67,17 +75,18 @@ __device__ __forceinline__ AdamScalars block_scalars(const AdamConfig& config, c
 
 __global__ void adam_kernel1(int64_t n, float* __restrict__ param, const float* __restrict__ grad,
                              float* __restrict__ m, float* __restrict__ v, AdamConfig config,
-                             const int64_t* __restrict__ step) {
+                             const int64_t* __restrict__ step, int32_t* non_finite) {
   const AdamScalars scalars = block_scalars(config, step);
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= n) return;
   adam_update(param[i], grad[i], m[i], v[i], scalars);
+  flag_non_finite(param[i], non_finite);
 }
 
 // Threads [0, n/4) take four parameters each; the next n % 4 threads take one each.
 __global__ void adam_kernel2(int64_t n, float* __restrict__ param, const float* __restrict__ grad,
                              float* __restrict__ m, float* __restrict__ v, AdamConfig config,
-                             const int64_t* __restrict__ step) {
+                             const int64_t* __restrict__ step, int32_t* non_finite) {
   const AdamScalars scalars = block_scalars(config, step);
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int64_t quads = n / 4;
@@ -93,9 +102,14 @@ __global__ void adam_kernel2(int64_t n, float* __restrict__ param, const float* 
     reinterpret_cast<float4*>(param)[i] = p;
     reinterpret_cast<float4*>(m)[i] = first;
     reinterpret_cast<float4*>(v)[i] = second;
+    flag_non_finite(p.x, non_finite);
+    flag_non_finite(p.y, non_finite);
+    flag_non_finite(p.z, non_finite);
+    flag_non_finite(p.w, non_finite);
   } else if (i < quads + n % 4) {
     const int64_t j = 4 * quads + (i - quads);
     adam_update(param[j], grad[j], m[j], v[j], scalars);
+    flag_non_finite(param[j], non_finite);
   }
 }
 
@@ -110,13 +124,13 @@ using namespace KERNEL_BACKEND;
 
 template <DeviceKind D>
 void Adam<D>::step(int64_t n, float* param, const float* grad, float* m, float* v, const AdamConfig& config,
-                   const int64_t* step, Stream stream, int version) {
+                   const int64_t* step, Stream stream, int version, int32_t* non_finite) {
   if (n == 0) return;
   if (version != 1 && quads_fit({param, grad, m, v}, {})) {
-    launch_flat(KERNEL(adam_kernel2), n / 4 + n % 4, stream, n, param, grad, m, v, config, step);
+    launch_flat(KERNEL(adam_kernel2), n / 4 + n % 4, stream, n, param, grad, m, v, config, step, non_finite);
     return;
   }
-  launch_flat(KERNEL(adam_kernel1), n, stream, n, param, grad, m, v, config, step);
+  launch_flat(KERNEL(adam_kernel1), n, stream, n, param, grad, m, v, config, step, non_finite);
 }
 
 template struct Adam<KERNEL_DEVICE>;

@@ -14,6 +14,11 @@
 // double, as PyTorch computes them in Python floats. The step t is read from device memory (the
 // training clock, kernels/clock.h) and the learning-rate schedule is evaluated in the kernel, so a
 // step captured once as a CUDA graph stays correct when replayed.
+//
+// With `non_finite` (one int32 in device memory, or host memory for the CPU reference), a step
+// that leaves any parameter NaN or infinite sets it to 1; nothing else writes it, so it stays set
+// until the caller clears it. That is how training notices poisoned weights while the loss is still
+// finite, for the price of one comparison a parameter and no reduction.
 #pragma once
 
 #include <cmath>
@@ -58,7 +63,8 @@ UNET_HOST_DEVICE static inline double scheduled_lr(const AdamConfig& config, int
 namespace cpu {
 
 template <class T>
-void adam_step(int64_t n, T* param, const T* grad, T* m, T* v, const AdamConfig& config, int64_t step);
+void adam_step(int64_t n, T* param, const T* grad, T* m, T* v, const AdamConfig& config, int64_t step,
+               int32_t* non_finite = nullptr);
 
 }  // namespace cpu
 
@@ -73,7 +79,8 @@ struct Adam {
                    float* v,              // (n) second moments
                    const AdamConfig& config,
                    const int64_t* step,   // (1) device memory: the 1-based step being taken
-                   Stream stream, int version = 0);
+                   Stream stream, int version = 0,
+                   int32_t* non_finite = nullptr);  // (1) device memory: set to 1 if a parameter is not finite
 };
 
 extern template struct Adam<DeviceKind::sim>;
@@ -82,7 +89,7 @@ extern template struct Adam<DeviceKind::cuda>;
 // The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
 // adam_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
 template <>
-void Adam<DeviceKind::cpu>::step(int64_t, float*, const float*, float*, float*, const AdamConfig&, const int64_t*, Stream,
-                                 int);
+void Adam<DeviceKind::cpu>::step(int64_t, float*, const float*, float*, float*, const AdamConfig&, const int64_t*,
+                                 Stream, int, int32_t*);
 
 }  // namespace unet

@@ -7,7 +7,8 @@
 namespace unet::cpu {
 
 template <class T>
-void adam_step(int64_t n, T* param, const T* grad, T* m, T* v, const AdamConfig& config, int64_t step) {
+void adam_step(int64_t n, T* param, const T* grad, T* m, T* v, const AdamConfig& config, int64_t step,
+               int32_t* non_finite) {
   // The per-step scalars in double, as PyTorch computes them in Python floats, then rounded to T
   // where they meet a tensor.
   const double lr = scheduled_lr(config, step);
@@ -20,7 +21,8 @@ void adam_step(int64_t n, T* param, const T* grad, T* m, T* v, const AdamConfig&
   const bool l2 = !config.decoupled_weight_decay && weight_decay != 0.0;
   const bool decoupled = config.decoupled_weight_decay && weight_decay != 0.0;
 
-#pragma omp parallel for schedule(static)
+  int32_t any_non_finite = 0;  // an OpenMP reduction of integers: the same result on any thread count
+#pragma omp parallel for schedule(static) reduction(| : any_non_finite)
   for (int64_t i = 0; i < n; ++i) {
     T g = grad[i];
     if (l2) g = g + T(weight_decay) * param[i];                // grad.add(param, alpha=wd)
@@ -29,11 +31,13 @@ void adam_step(int64_t n, T* param, const T* grad, T* m, T* v, const AdamConfig&
     v[i] = v[i] * T(beta2) + T(1.0 - beta2) * g * g;           // exp_avg_sq.mul_(b2).addcmul_(g, g, value=1-b2)
     const T denom = std::sqrt(v[i]) / bias_correction2_sqrt + T(config.eps);  // (v.sqrt() / bc2_sqrt).add_(eps)
     param[i] = param[i] + neg_step_size * m[i] / denom;        // param.addcdiv_(m, denom, value=-step_size)
+    any_non_finite |= !std::isfinite(param[i]);
   }
+  if (non_finite != nullptr && any_non_finite) *non_finite = 1;
 }
 
-template void adam_step(int64_t, float*, const float*, float*, float*, const AdamConfig&, int64_t);
-template void adam_step(int64_t, double*, const double*, double*, double*, const AdamConfig&, int64_t);
+template void adam_step(int64_t, float*, const float*, float*, float*, const AdamConfig&, int64_t, int32_t*);
+template void adam_step(int64_t, double*, const double*, double*, double*, const AdamConfig&, int64_t, int32_t*);
 
 }  // namespace unet::cpu
 
@@ -42,8 +46,8 @@ namespace unet {
 // The cpu device's launcher (adam.h): the reference above, in float; the step is host memory there.
 template <>
 void Adam<DeviceKind::cpu>::step(int64_t n, float* param, const float* grad, float* m, float* v,
-                                 const AdamConfig& config, const int64_t* step, Stream, int) {
-  cpu::adam_step(n, param, grad, m, v, config, *step);
+                                 const AdamConfig& config, const int64_t* step, Stream, int, int32_t* non_finite) {
+  cpu::adam_step(n, param, grad, m, v, config, *step, non_finite);
 }
 
 }  // namespace unet

@@ -57,8 +57,8 @@ void Concat<D>::forward(int64_t pixels, const float* a, int a_channels, int a_st
                         int b_stride, float* y, int y_stride, Stream stream, int /*version: only 1*/) {
   const int64_t elements = pixels * (a_channels + b_channels);
   if (elements == 0) return;
-  launch_flat(KERNEL(concat_forward_kernel1), elements, stream, pixels, a, a_channels, a_stride, b, b_channels, b_stride,
-              y, y_stride);
+  launch_flat(KERNEL(concat_forward_kernel1), elements, stream, pixels, a, a_channels, a_stride, b, b_channels,
+              b_stride, y, y_stride);
 }
 
 template <DeviceKind D>
@@ -66,8 +66,8 @@ void Concat<D>::backward(int64_t pixels, const float* dy, int dy_stride, int a_c
                          float* da, int da_stride, float* db, int db_stride, Stream stream, int /*version: only 1*/) {
   const int64_t elements = pixels * (a_channels + b_channels);
   if (elements == 0) return;
-  launch_flat(KERNEL(concat_backward_kernel1), elements, stream, pixels, dy, dy_stride, a_channels, b_channels, beta, da,
-              da_stride, db, db_stride);
+  launch_flat(KERNEL(concat_backward_kernel1), elements, stream, pixels, dy, dy_stride, a_channels, b_channels, beta,
+              da, da_stride, db, db_stride);
 }
 
 template struct Concat<KERNEL_DEVICE>;

@@ -12,9 +12,9 @@
 // to the next, >= the channel count): a channel slice of a wider buffer is a valid operand, which
 // makes the U-Net's skip concatenation free. Weights are OHWI, W[Cout][k][k][Cin] (cuDNN's NHWC
 // filter layout); PyTorch's Conv2d weight [Cout][Cin][k][k] is converted at the file boundary
-// (ParameterStore::export_tensors / import_tensors, engine/parameters.h). Reductions over pixels (weight and bias gradients) are two-pass
-// and tree-shaped through a caller-provided workspace: no floating-point atomics, the same bits
-// on every run.
+// (ParameterStore::export_tensors / import_tensors, engine/parameters.h). Reductions over pixels
+// (weight and bias gradients) are two-pass and tree-shaped through a caller-provided workspace: no
+// floating-point atomics, the same bits on every run.
 #pragma once
 
 #include <cstddef>

@@ -57,7 +57,7 @@ extern template struct MaxPool2d<DeviceKind::cuda>;
 template <>
 void MaxPool2d<DeviceKind::cpu>::forward(const PoolShape&, const float*, int, float*, int, uint8_t*, Stream, int);
 template <>
-void MaxPool2d<DeviceKind::cpu>::backward(const PoolShape&, const float*, int, const uint8_t*, float, float*, int, Stream,
-                                          int);
+void MaxPool2d<DeviceKind::cpu>::backward(const PoolShape&, const float*, int, const uint8_t*, float, float*, int,
+                                          Stream, int);
 
 }  // namespace unet

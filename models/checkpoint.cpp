@@ -1,5 +1,7 @@
 #include "models/checkpoint.h"
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace unet {
@@ -23,6 +25,22 @@ void check_no_unknown(const SafeTensors& file, const UNet& model, bool with_opti
   }
   for (const std::string& name : file.names()) {
     if (!expected.count(name)) throw Error(file.source() + ": unknown tensor '" + name + "' (not part of this model)");
+  }
+}
+
+// Every parameter (or moment) named `prefix + name` must be finite: one NaN spreads through
+// training while the loss can stay finite, and makes every later prediction meaningless.
+void check_finite(const SafeTensors& file, const UNet& model, const std::string& prefix) {
+  for (const ParameterEntry& entry : model.parameters().entries()) {
+    const std::string name = prefix + entry.name;
+    if (!file.contains(name) || file.get(name).dtype != DType::f32) continue;  // import_tensors names the problem
+    const std::vector<float> values = file.floats(name);
+    const auto bad = std::count_if(values.begin(), values.end(), [](float x) { return !std::isfinite(x); });
+    if (bad > 0) {
+      throw Error(file.source() + ": tensor '" + name + "' holds " + std::to_string(bad) + " non-finite value" +
+                  (bad > 1 ? "s" : "") + " (NaN or infinity) of " + std::to_string(values.size()) +
+                  "; refusing to load it");
+    }
   }
 }
 
@@ -62,6 +80,14 @@ UNetConfig read_config(const SafeTensors& file) {
   return result;
 }
 
+bool is_unet_weights_file(const std::string& path) {
+  try {
+    return SafeTensors::load(path).metadata.count(config_key) != 0;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 SafeTensors weights_file(const UNet& model) {
   SafeTensors file;
   file.metadata[config_key] = config_json(model.config()).dump();
@@ -80,8 +106,14 @@ void load_weights(const SafeTensors& file, UNet& model) {
                 std::to_string(saved.depth) + "); the model is " + ours.describe() + ", depth " + std::to_string(ours.depth));
   }
   check_no_unknown(file, model, file.metadata.count(training_key) != 0);
+  check_finite(file, model, "");
   ParameterStore& parameters = model.parameters();
   parameters.import_tensors(file, "", parameters.values());
+}
+
+void check_weights_file(const std::string& path, const UNetConfig& config) {
+  UNet probe(config, device(DeviceKind::cpu));
+  load_weights(SafeTensors::load(path), probe);
 }
 
 void save_training_checkpoint(const std::string& path, const UNet& model, const Json& training_state) {
@@ -97,6 +129,8 @@ Json load_training_checkpoint(const SafeTensors& file, UNet& model) {
   const auto found = file.metadata.find(training_key);
   if (found == file.metadata.end()) throw Error(file.source() + ": not a training checkpoint (no unet.training in the metadata)");
   load_weights(file, model);
+  check_finite(file, model, exp_avg);
+  check_finite(file, model, exp_avg_sq);
   ParameterStore& parameters = model.parameters();
   parameters.import_tensors(file, exp_avg, parameters.first_moments());
   parameters.import_tensors(file, exp_avg_sq, parameters.second_moments());

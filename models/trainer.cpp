@@ -18,6 +18,9 @@ Trainer::Trainer(UNet& model, const AdamConfig& adam, const LossConfig& loss, co
   const Shape mask_shape{batch_shape.n, batch_shape.h, batch_shape.w, 1};
   image_ = Tensor(&device_, static_cast<float*>(device_.allocate(batch_shape.numel() * sizeof(float))), batch_shape);
   mask_ = Tensor(&device_, static_cast<float*>(device_.allocate(mask_shape.numel() * sizeof(float))), mask_shape);
+  non_finite_ = static_cast<int32_t*>(device_.allocate(sizeof(int32_t)));
+  const int32_t zero = 0;
+  device_.copy_to_device(non_finite_, &zero, sizeof zero);
 }
 
 Trainer::~Trainer() {
@@ -25,6 +28,7 @@ Trainer::~Trainer() {
   context_.reset();
   device_.release(image_.data());
   device_.release(mask_.data());
+  device_.release(non_finite_);
   device_.destroy_stream(stream_);
 }
 
@@ -45,7 +49,7 @@ const Tensor* Trainer::run_step() {
   ctx.backward();
   {
     const nvtx::Range range("optimizer");
-    adam_update(model_.parameters(), adam_, clock_, stream_);
+    adam_update(model_.parameters(), adam_, clock_, stream_, non_finite_);
   }
   return &losses_;
 }
@@ -81,6 +85,13 @@ StepLosses Trainer::step(std::vector<float>* logits) {
   device_.copy_to_host(values, losses_.data(), sizeof values);
   if (logits != nullptr) *logits = logits_.to_host();
   return {values[0], values[1], values[2]};
+}
+
+bool Trainer::parameters_finite() const {
+  device_.synchronize();
+  int32_t flag = 0;
+  device_.copy_to_host(&flag, non_finite_, sizeof flag);
+  return flag == 0;
 }
 
 }  // namespace unet

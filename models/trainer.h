@@ -44,6 +44,10 @@ class Trainer {
   StepLosses step(std::vector<float>* logits = nullptr);
   bool graph_captured() const { return graph_ != nullptr; }
 
+  // False once a step has left a parameter NaN or infinite (Adam raises a flag on the device, so
+  // the check costs nothing per step; reading it synchronises). It stays false.
+  bool parameters_finite() const;
+
  private:
   const Tensor* run_step();  // launches everything; returns the device loss values
 
@@ -59,6 +63,7 @@ class Trainer {
   Tensor losses_;   // this step's (total, BCE, Dice), in the arena
   Tensor logits_;   // this step's logits, in the arena
   std::function<void(Stream)> batch_source_;
+  int32_t* non_finite_ = nullptr;  // (1) device memory: Adam's flag
   std::unique_ptr<Graph> graph_;
   int eager_steps_ = 0;
 };

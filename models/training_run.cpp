@@ -13,6 +13,7 @@
 #include "data/split.h"
 #include "engine/build_info.h"
 #include "engine/files.h"
+#include "engine/paths.h"
 #include "models/evaluator.h"
 #include "models/overlay.h"
 #include "models/trainer.h"
@@ -191,6 +192,8 @@ class Session {
 
  private:
   bool train_epoch(int epoch);  // false: interrupted (a checkpoint is saved)
+  std::string kept_checkpoint() const;
+  void check_parameters() const;
   void end_epoch(int epoch, double seconds);
   void save_last(double loss_sum);
   void log_start();
@@ -315,11 +318,9 @@ bool Session::train_epoch(int epoch) {
     const StepLosses losses = trainer_.step();
     if (!std::isfinite(losses.total)) {
       progress.finish();
-      std::error_code exists_error;
-      const std::string kept = fs::exists(last_, exists_error) ? "the last good checkpoint is " + last_.string()
-                                                                : "no checkpoint was written";
       throw Error(std::string("the loss is not finite (") + (std::isnan(losses.total) ? "nan" : "inf") +
-                  ") at step " + std::to_string(step_ + 1) + "; stopped, " + kept + " (check --init, or lower --lr)");
+                  ") at step " + std::to_string(step_ + 1) + "; stopped, " + kept_checkpoint() +
+                  " (check --init, or lower --lr)");
     }
     ++step_;
     epoch_loss_sum_ += losses.total;
@@ -331,6 +332,7 @@ bool Session::train_epoch(int epoch) {
                       (config_.stop_after_steps > 0 && step_ - session_start_step_ >= config_.stop_after_steps);
     if (stop && step_ < total_steps) {
       progress.finish();
+      check_parameters();
       save_last(epoch_loss_sum_);
       Json event = Json::object();
       event.set("event", "interrupted");
@@ -339,12 +341,26 @@ bool Session::train_epoch(int epoch) {
       std::printf("stopped after step %lld (epoch %d, step %lld of %d); saved %s\n"
                   "continue with: unet train --out %s --resume\n",
                   static_cast<long long>(step_), epoch + 1, static_cast<long long>(k + 1), steps_per_epoch_,
-                  last_.c_str(), folder_.c_str());
+                  last_.c_str(), canonical_path(folder_.string()).c_str());
       return false;
     }
   }
   progress.finish();
+  check_parameters();
   return true;
+}
+
+std::string Session::kept_checkpoint() const {
+  std::error_code error;
+  return fs::exists(last_, error) ? "the last good checkpoint is " + last_.string() : "no checkpoint was written";
+}
+
+// Adam's flag (kernels/adam.h) catches what the loss guard cannot: a step can leave parameters
+// NaN while its own loss, computed before the update, was finite.
+void Session::check_parameters() const {
+  if (trainer_.parameters_finite()) return;
+  throw Error("a parameter is not finite (nan or inf) after step " + std::to_string(step_) + "; stopped, " +
+              kept_checkpoint() + " (check --init, or lower --lr)");
 }
 
 // Validation, the best weights so far, the checkpoint and the epoch's records.
@@ -393,16 +409,20 @@ void Session::finish() {
 
 }  // namespace
 
-TrainingRun::TrainingRun(fs::path folder, bool resume) : folder_(std::move(folder)) {
-  const fs::path last = folder_ / "last.safetensors";
-  std::error_code error;
-  if (resume) {
-    if (!fs::is_regular_file(last, error)) throw Error(folder_.string() + ": nothing to resume (no last.safetensors)");
-    checkpoint_ = SafeTensors::load(last.string());
-    UNet probe(read_config(*checkpoint_), device(DeviceKind::cpu));
-    state_ = load_training_checkpoint(*checkpoint_, probe);
-  } else if (fs::exists(folder_ / "log.jsonl", error) || fs::exists(last, error)) {
-    throw Error(folder_.string() + " already holds a run (use --resume to continue it, or another --out)");
+TrainingRun::TrainingRun(fs::path folder, bool resume)
+    : folder_(std::move(folder)),
+      lock_(folder_.string(), resume ? RunStart::resume : RunStart::fresh) {
+  for (const std::string& note : lock_.notes()) std::printf("note: %s\n", note.c_str());
+  if (!resume) return;
+  checkpoint_ = SafeTensors::load((folder_ / "last.safetensors").string());
+  const UNetConfig config = read_config(*checkpoint_);
+  UNet probe(config, device(DeviceKind::cpu));
+  state_ = load_training_checkpoint(*checkpoint_, probe);
+  if (state_.at("best_epoch").as_integer() > 0 && !lock_.check_best_weights(config)) {
+    std::printf("note: %s is gone; the best weights are chosen among the epochs still to come\n",
+                (folder_ / "best.safetensors").c_str());
+    state_.set("best_dice", -1.0);
+    state_.set("best_epoch", -1);
   }
 }
 

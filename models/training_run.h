@@ -28,6 +28,7 @@
 #include "kernels/augment.h"
 #include "kernels/loss.h"
 #include "models/checkpoint.h"
+#include "models/run_folder.h"
 #include "models/unet_config.h"
 
 namespace unet {
@@ -61,8 +62,9 @@ struct TrainingConfig {
 
 class TrainingRun {
  public:
-  // Opens the run folder. With `resume`, reads its last checkpoint (and refuses a folder without
-  // one); without, refuses a folder that already holds a run.
+  // Opens and locks the run folder for the life of this object (models/run_folder.h). With
+  // `resume`, reads its last checkpoint and checks best.safetensors (refusing a folder without a
+  // checkpoint); without, refuses a folder that already holds a run.
   TrainingRun(std::filesystem::path folder, bool resume);
 
   // When resuming: the state last.safetensors was saved with (its "identity" holds the flags that
@@ -71,12 +73,14 @@ class TrainingRun {
 
   // Trains until config.epochs are done (returns 0) or the run is interrupted (Ctrl-C, SIGTERM or
   // stop_after_steps; a checkpoint is saved and 130 returned). When resuming, `config` must be the
-  // run's own (restored from resumed_state()). Throws unet::Error, also when the loss stops being
-  // finite (leaving the last good checkpoint as it was).
+  // run's own (restored from resumed_state()). Throws unet::Error, also when the loss or a parameter
+  // stops being finite (leaving the last good checkpoint as it was; the parameters are checked at
+  // the end of every epoch and before every checkpoint).
   int run(const TrainingConfig& config);
 
  private:
   std::filesystem::path folder_;
+  RunFolder lock_;
   std::optional<SafeTensors> checkpoint_;  // last.safetensors when resuming
   Json state_ = Json::object();
 };

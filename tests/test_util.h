@@ -5,12 +5,30 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/device.h"
 
 namespace unet::test {
+
+// What `body` threw as a unet::Error, or "(no error)" if it threw nothing.
+inline std::string error_of(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const Error& error) {
+    return error.what();
+  }
+  return "(no error)";
+}
+
+#ifdef UNET_TEST_DEVICE
+// The device a kernel test binary runs on: sim or cuda (UNET_TEST_DEVICE, from tests/CMakeLists.txt).
+constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
+inline Device& dev() { return device(kDevice); }
+#endif
 
 // An array on a device, for tests that call launchers directly.
 template <class T>

@@ -8,6 +8,7 @@
 #include "data/nifti.h"
 #include "data/split.h"
 #include "engine/files.h"
+#include "engine/paths.h"
 #include "models/checkpoint.h"
 #include "models/evaluator.h"
 #include "models/summary_json.h"
@@ -93,7 +94,7 @@ int command_eval(const Args& args) {
   DataOptions data_options;
   std::vector<std::string> weights;
   std::string split_path, subset = "auto", csv, summary_json, device_choice = "auto";
-  bool largest_component = false, tta = false, hd95 = false;
+  bool largest_component = false, tta = false, hd95 = false, force = false;
   int batch = 8;
   Options options("eval", "Scores weights on a dataset: per patient (Dice, IoU, true and predicted tumour volume in\nvoxels) and in summary (per-volume Dice mean and median, slice and global Dice, IoU, BCE;\ndocs/metrics.md). With --split, only the patients of one side of a training run's split.\nA folder with imagesTs/ and labelsTs/ (nnU-Net's layout) is scored case by case on each\nvolume's own grid. Several --weights are an ensemble: their probabilities are averaged.");
   options.add("weights", &weights, "FILE", "weights (a run's best.safetensors); repeated: an ensemble").required();
@@ -106,14 +107,25 @@ int command_eval(const Args& args) {
       .flag("hd95", &hd95, "also the 95th-percentile Hausdorff distance per patient (voxels; mm for NIfTI)")
       .add("csv", &csv, "FILE", "also write the per-patient table (and a summary row) as CSV")
       .add("summary-json", &summary_json, "FILE", "also write nnU-Net v2's summary.json (an empty case is null)")
+      .flag("force", &force, "replace --csv even if it is not a table unet eval wrote")
       .add("batch", &batch, "B", "slices per forward pass").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"});
   if (!options.parse(args)) return 0;
   if (options.given("subset") && split_path.empty()) throw UsageError("--subset needs --split");
   for (const std::string& path : weights) check_readable_file(path, "weights");
   if (!split_path.empty()) check_readable_file(split_path, "split");
-  if (!csv.empty()) check_writable(csv);
-  if (!summary_json.empty()) check_writable(summary_json);
+  const std::string table_header = patient_table_csv({});  // the header row alone
+  if (!csv.empty()) {
+    check_writable(csv);
+    refuse_output_inside_input(csv, "--csv", data_options.data, "--data");
+    refuse_replacing_another_kind(csv, "a table unet eval wrote", [&](const std::string& path) {
+      return file_starts_with(path, table_header);
+    }, force);
+  }
+  if (!summary_json.empty()) {
+    check_writable(summary_json);
+    refuse_output_inside_input(summary_json, "--summary-json", data_options.data, "--data");
+  }
   const std::string nifti_images = nifti_images_folder(data_options.data);
   if (!nifti_images.empty() && !split_path.empty()) {
     throw UsageError("--split: for slice datasets (" + data_options.data + " is nnU-Net's imagesTs/labelsTs layout)");

@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/nifti.h"
+#include "engine/paths.h"
 #include "models/checkpoint.h"
 #include "models/evaluator.h"
 #include "models/overlay.h"
@@ -131,18 +132,9 @@ int predict_volumes(const std::string& input, const std::string& out, const Ense
   if (!fs::exists(input, error)) throw Error(input + ": no such file or folder");
   const std::vector<std::string> cases = fs::is_directory(input, error) ? find_nifti_cases(input)
                                                                         : std::vector<std::string>{input};
-  std::vector<std::string> inputs;
-  for (const std::string& path : cases) {
-    for (const std::string& file : read_nifti_volume(path).files) inputs.push_back(fs::weakly_canonical(file).string());
-  }
+  for (const std::string& path : cases) read_nifti_volume(path);
   create_output_folder(out);
-  auto target = [&](const std::string& name) {
-    const fs::path path = fs::path(out) / name;
-    if (std::find(inputs.begin(), inputs.end(), fs::weakly_canonical(path).string()) != inputs.end()) {
-      throw Error(path.string() + ": would overwrite an input (give another --out)");
-    }
-    return path.string();
-  };
+  auto target = [&](const std::string& name) { return (fs::path(out) / name).string(); };
   for (const std::string& path : cases) {
     const NiftiVolume volume = read_nifti_volume(path);
     const std::vector<float> probability = predict_volume(ensemble, dev, volume, settings);
@@ -179,6 +171,12 @@ int command_predict(const Args& args) {
   if (!options.parse(args)) return 0;
   if (!(threshold > 0 && threshold < 1)) throw UsageError("--threshold: must be between 0 and 1");
   for (const std::string& path : weights) check_readable_file(path, "weights");
+  // A file's folder is the input too: pictures or masks beside a patient's files would join its data.
+  std::error_code input_error;
+  const bool input_is_folder = fs::is_directory(input, input_error);
+  const std::string input_folder = input_is_folder ? input : fs::path(input).parent_path().string();
+  refuse_output_inside_input(out, "--out", input_folder.empty() ? "." : input_folder,
+                             input_is_folder ? "--input" : "the folder of --input");
 
   Device& dev = device(resolve_device(device_choice, true));
   const Ensemble ensemble(weights, dev);

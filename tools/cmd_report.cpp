@@ -11,6 +11,7 @@
 #include "data/split.h"
 #include "engine/files.h"
 #include "engine/json.h"
+#include "engine/paths.h"
 #include "engine/text.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
@@ -169,14 +170,19 @@ std::string bar_chart(std::vector<PatientScore> patients) {
   return svg.str();
 }
 
+// How every page this command writes begins: what --out may replace without --force.
+constexpr const char* page_start = "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>unet run: ";
+
 // A number from a log record: NaN where it is absent or null (a non-finite value is written as null).
 double number_at(const Json& record, const char* key) {
   const Json* value = record.find(key);
   return value != nullptr && value->is_number() ? value->as_number() : NAN;
 }
 
-// log.jsonl as the run folder writes it (docs/training.md): one record per line.
-std::vector<Json> read_log(const fs::path& path, const std::string& text) {
+// log.jsonl as the run folder writes it (docs/training.md): one record per line. A line that is not
+// valid JSON (a kill in the middle of an append, which `unet train --resume` cuts off) is left out
+// and named in `warnings`.
+std::vector<Json> read_log(const std::string& text, std::vector<std::string>& warnings) {
   std::vector<Json> records;
   std::istringstream lines(text);
   std::string line;
@@ -184,8 +190,8 @@ std::vector<Json> read_log(const fs::path& path, const std::string& text) {
     if (line.empty()) continue;
     try {
       records.push_back(Json::parse(line));
-    } catch (const Error& error) {
-      throw Error(path.string() + " line " + std::to_string(number) + ": " + error.what());
+    } catch (const Error&) {
+      warnings.push_back("log.jsonl line " + std::to_string(number) + " is not valid JSON (an interrupted write?)");
     }
   }
   return records;
@@ -221,7 +227,7 @@ double median_of(std::vector<double> values) {
 // One page for the fold runs of a K-fold cross-validation: per fold its best validation epoch and
 // per-volume Dice, and over all folds' validation patients together (each patient validated by the
 // one model that did not train on it: the cross-validation figure).
-int cross_validation_report(const std::vector<std::string>& runs, std::string out) {
+int cross_validation_report(const std::vector<std::string>& runs, std::string out, bool force) {
   struct Fold {
     std::string run;
     PatientSplit split;
@@ -249,7 +255,9 @@ int cross_validation_report(const std::vector<std::string>& runs, std::string ou
     }
     const fs::path log_path = folder / "log.jsonl";
     const Json* patients = nullptr;
-    const std::vector<Json> log = read_log(log_path, read_if_exists(log_path));
+    std::vector<std::string> warnings;
+    const std::vector<Json> log = read_log(read_if_exists(log_path), warnings);
+    for (const std::string& warning : warnings) std::fprintf(stderr, "warning: %s: %s\n", run.c_str(), warning.c_str());
     for (const Json& record : log) {
       const Json* event = record.find("event");
       if (event == nullptr || !event->is_string()) continue;
@@ -269,6 +277,9 @@ int cross_validation_report(const std::vector<std::string>& runs, std::string ou
   }
   std::sort(folds.begin(), folds.end(), [](const Fold& a, const Fold& b) { return a.split.fold < b.split.fold; });
   if (out.empty()) out = (fs::path(runs.front()).parent_path() / "cross_validation.html").string();
+  refuse_replacing_another_kind(out, "a page unet report wrote", [](const std::string& path) {
+    return file_starts_with(path, page_start);
+  }, force);
 
   std::vector<PatientScore> all;
   std::vector<double> all_dice, fold_means;
@@ -290,7 +301,7 @@ int cross_validation_report(const std::vector<std::string>& runs, std::string ou
   const int k = folds.front().split.folds;
 
   std::ostringstream html;
-  html << "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>unet cross-validation</title>" << page_style()
+  html << page_start << "cross-validation</title>" << page_style()
        << "</head><body><h1>Cross-validation: " << folds.size() << " of " << k << " folds</h1>"
        << "<p>Seed " << folds.front().split.seed << "; " << folds.front().split.test.size()
        << " test patients held out of every fold (score them with <code>unet eval --split</code>).</p>"
@@ -316,8 +327,10 @@ int cross_validation_report(const std::vector<std::string>& runs, std::string ou
 int command_report(const Args& args) {
   std::string out;
   std::vector<std::string> runs;
+  bool force = false;
   Options options("report", "Writes RUN_DIR/report.html: loss and Dice curves, the per-patient Dice chart with its mean\nand median, and overlays of the best, median and worst patients. One file, no network needed.\nGiven the fold runs of a cross-validation (unet train --folds K --fold i), writes one page\nfor them all: each fold's best epoch and Dice, and all folds' validation patients together\n(default file: cross_validation.html beside the first run).\nusage: unet report RUN_DIR [--out FILE] | unet report RUN_0 RUN_1 ... [--out FILE]");
-  options.add("out", &out, "FILE", "where to write the page (default RUN_DIR/report.html)");
+  options.add("out", &out, "FILE", "where to write the page (default RUN_DIR/report.html)")
+      .flag("force", &force, "replace --out even if it is not a page unet report wrote");
   Args rest;
   for (size_t i = 0; i < args.size(); ++i) {
     if (!args[i].empty() && args[i][0] != '-') {
@@ -329,15 +342,20 @@ int command_report(const Args& args) {
   }
   if (!options.parse(rest)) return 0;
   if (runs.empty()) throw UsageError("report: which run? unet report RUN_DIR");
-  if (runs.size() > 1) return cross_validation_report(runs, out);
+  if (runs.size() > 1) return cross_validation_report(runs, out, force);
   const std::string run = runs.front();
   const fs::path folder(run);
   std::error_code error;
   if (!fs::is_directory(folder, error)) throw Error(run + ": no such run folder");
   const fs::path log_path = folder / "log.jsonl";
-  const std::vector<Json> log = read_log(log_path, read_if_exists(log_path));
+  std::vector<std::string> warnings;
+  const std::vector<Json> log = read_log(read_if_exists(log_path), warnings);
+  for (const std::string& warning : warnings) std::fprintf(stderr, "warning: %s: %s\n", run.c_str(), warning.c_str());
   if (log.empty()) throw Error(run + ": no log.jsonl (not a unet train run folder)");
   if (out.empty()) out = (folder / "report.html").string();
+  refuse_replacing_another_kind(out, "a page unet report wrote", [](const std::string& path) {
+    return file_starts_with(path, page_start);
+  }, force);
 
   // The last record of each epoch (an epoch run again after a resume replaces the first), and the
   // last val_patients record (the best epoch's patients).
@@ -363,6 +381,7 @@ int command_report(const Args& args) {
   }
 
   std::string header_rows;
+  for (const std::string& warning : warnings) header_rows += "<tr><th>warning</th><td>" + escape(warning) + "</td></tr>";
   const Json& start = log.front();
   for (const char* key : {"commit", "device", "device_name", "started"}) {
     if (const Json* value = start.find(key); value && value->is_string()) {
@@ -410,8 +429,7 @@ int command_report(const Args& args) {
   }
 
   std::ostringstream html;
-  html << "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>unet run: " << escape(folder.filename().string())
-       << "</title>" << page_style() << "</head><body>"
+  html << page_start << escape(folder.filename().string()) << "</title>" << page_style() << "</head><body>"
        << "<h1>Run " << escape(folder.filename().string()) << "</h1><table>" << header_rows << "</table>"
        << "<h2>Training</h2>" << line_chart("Loss", "epoch", {train_loss, val_bce}, false)
        << line_chart("Validation Dice", "epoch", {dice_mean, dice_median, slice_dice, global_dice}, true)

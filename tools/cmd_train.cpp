@@ -3,6 +3,7 @@
 // per-volume Dice), last.safetensors (resumable), val_patients.csv and overlays/.
 #include <cstdio>
 
+#include "engine/paths.h"
 #include "models/training_run.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
@@ -133,12 +134,20 @@ int command_train(const Args& args) {
     }
   }
 
+  if (!f.data.data.empty()) f.data.data = canonical_path(f.data.data).string();  // resumable from anywhere
+  if (!f.resume) {  // refused before the run folder is touched
+    refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
+    if (!f.init.empty()) {
+      check_readable_file(f.init, "--init");
+      check_weights_file(f.init, f.model);
+    }
+  }
   TrainingRun run(f.out, f.resume);
   if (f.resume) {
     options.restore(run.resumed_state().at("identity"), FlagRole::identity);
     options.restore(run.resumed_state(), FlagRole::resumable);
+    refuse_output_inside_input(f.out, "--out", f.data.data, "--data");
   }
-  if (!f.init.empty() && !f.resume) check_readable_file(f.init, "--init");
   const DeviceKind kind = resolve_device(f.device, true);
   f.device = device_name(kind);  // saved as resolved: a resumed run stays on it
   const TrainingConfig config = training_config(f, kind, options);

@@ -26,8 +26,8 @@ TINY = ["--image-size", "32", "--base-width", "4", "--depth", "2", "--batch", "8
         "--val-patients", "2", "--seed", "1"]
 
 
-def unet(*args, check=True, env=None):
-    result = subprocess.run([UNET, *args], capture_output=True, text=True, env=env)
+def unet(*args, check=True, env=None, cwd=None, timeout=None):
+    result = subprocess.run([UNET, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"unet {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
     return result
@@ -303,19 +303,14 @@ class BadInput(unittest.TestCase):
                      "--device", "cpu", "--out", os.path.join(WORK, "r2")], 1, "not a multiple of 8")
 
     def test_a_non_finite_loss_stops_training_without_a_checkpoint(self):
+        # Weights holding a NaN are refused when loaded (Safety), so the loss is made non-finite by a
+        # learning rate beyond float's range: step 1 leaves every parameter infinite, step 2's loss is NaN.
         data = os.path.join(WORK, "phantom-nan")
         unet("synth", "--out", data, "--patients", "4", "--slices", "4", "--size", "32")
-        weights = os.path.join(WORK, "nan.safetensors")
-        unet("init", "--base-width", "4", "--depth", "2", "--out", weights)
-        with open(weights, "rb") as f:
-            data_bytes = bytearray(f.read())
-        data_bytes[-4:] = struct.pack("<f", float("nan"))  # the last parameter
-        with open(weights, "wb") as f:
-            f.write(data_bytes)
         run = os.path.join(WORK, "r3")
         self.expect(["train", "--data", data, "--image-size", "32", "--base-width", "4", "--depth", "2",
-                     "--device", "cpu", "--init", weights, "--val-patients", "1", "--out", run], 1,
-                    "the loss is not finite (nan) at step 1")
+                     "--device", "cpu", "--lr", "1e39", "--batch", "4", "--val-patients", "1", "--out", run], 1,
+                    "the loss is not finite (nan) at step 2")
         self.assertFalse(os.path.exists(os.path.join(run, "last.safetensors")))
 
 
@@ -387,6 +382,7 @@ class Volumes(unittest.TestCase):
         import numpy as np
         cls.np = np
         cls.dir = os.path.join(WORK, "volumes")
+        cls.out = os.path.join(WORK, "volumes-out")  # outputs never go into the folder of an input
         os.makedirs(cls.dir)
         cls.weights = [os.path.join(cls.dir, f"w{seed}.safetensors") for seed in (1, 2)]
         for seed, path in zip((1, 2), cls.weights):
@@ -425,13 +421,13 @@ class Volumes(unittest.TestCase):
             write_bmp(os.path.join(slices, f"s{k}.bmp"), self.volume[:, :, k, :])
         # A threshold in a wide gap of the probabilities, near their median: about half the voxels
         # are tumour, and no voxel is within a rounding of the threshold.
-        p = np.sort(self.probabilities(case, os.path.join(self.dir, "p"), "--weights", self.weights[0]).ravel())
+        p = np.sort(self.probabilities(case, os.path.join(self.out, "p"), "--weights", self.weights[0]).ravel())
         middle = len(p) // 2
         gaps = [(p[m + 1] - p[m], m) for m in range(middle - len(p) // 8, middle + len(p) // 8)]
         gap, m = max(gaps)
         self.assertGreater(gap, 1e-6)
         threshold = f"{(p[m] + p[m + 1]) / 2:.9f}"
-        out = os.path.join(self.dir, "nifti")
+        out = os.path.join(self.out, "nifti")
         self.predict("--weights", self.weights[0], "--input", case, "--out", out, "--threshold", threshold)
         written = nib.load(os.path.join(out, "case.nii.gz"))
         self.assertEqual(written.shape, (32, 32, 4))
@@ -440,7 +436,7 @@ class Volumes(unittest.TestCase):
         mask = np.asanyarray(written.dataobj)
         self.assertEqual(set(np.unique(mask)), {0, 1})
         self.assertTrue(np.any(mask != mask.transpose(1, 0, 2)), "a transposition would not show")
-        pictures = os.path.join(self.dir, "pictures")
+        pictures = os.path.join(self.out, "pictures")
         self.predict("--weights", self.weights[0], "--input", slices, "--out", pictures, "--threshold", threshold)
         for k in range(4):
             png = np.array(read_grey_png(os.path.join(pictures, f"s{k}_pred.png"))) // 255
@@ -455,12 +451,12 @@ class Volumes(unittest.TestCase):
         self.save(self.volume, os.path.join(four_d, "BRATS_1.nii.gz"))
         for c in range(3):
             self.save(self.volume[..., c], os.path.join(per_channel, f"BRATS_1_{c:04d}.nii.gz"))
-        a = self.probabilities(os.path.join(four_d, "BRATS_1.nii.gz"), os.path.join(self.dir, "pa"), "--weights", self.weights[0])
-        b = self.probabilities(os.path.join(per_channel, "BRATS_1_0000.nii.gz"), os.path.join(self.dir, "pb"),
+        a = self.probabilities(os.path.join(four_d, "BRATS_1.nii.gz"), os.path.join(self.out, "pa"), "--weights", self.weights[0])
+        b = self.probabilities(os.path.join(per_channel, "BRATS_1_0000.nii.gz"), os.path.join(self.out, "pb"),
                                "--weights", self.weights[0])
         self.assertTrue(np.array_equal(a, b))
         # A folder of per-channel files is one case; a volume of another size comes back on its grid.
-        out = os.path.join(self.dir, "folder")
+        out = os.path.join(self.out, "folder")
         self.predict("--weights", self.weights[0], "--input", per_channel, "--out", out)
         self.assertEqual(os.listdir(out), ["BRATS_1.nii.gz"])
         self.save(self.volume[:20, :28], os.path.join(self.dir, "small.nii"))
@@ -471,11 +467,11 @@ class Volumes(unittest.TestCase):
         np = self.np
         case = os.path.join(self.dir, "tta.nii.gz")
         self.save(self.volume, case)
-        one = self.probabilities(case, os.path.join(self.dir, "t1"), "--weights", self.weights[0])
-        other = self.probabilities(case, os.path.join(self.dir, "t2"), "--weights", self.weights[1])
-        twice = self.probabilities(case, os.path.join(self.dir, "t3"), "--weights", self.weights[0], "--weights", self.weights[0])
-        both = self.probabilities(case, os.path.join(self.dir, "t4"), "--weights", self.weights[0], "--weights", self.weights[1])
-        mirrored = self.probabilities(case, os.path.join(self.dir, "t5"), "--weights", self.weights[0], "--tta")
+        one = self.probabilities(case, os.path.join(self.out, "t1"), "--weights", self.weights[0])
+        other = self.probabilities(case, os.path.join(self.out, "t2"), "--weights", self.weights[1])
+        twice = self.probabilities(case, os.path.join(self.out, "t3"), "--weights", self.weights[0], "--weights", self.weights[0])
+        both = self.probabilities(case, os.path.join(self.out, "t4"), "--weights", self.weights[0], "--weights", self.weights[1])
+        mirrored = self.probabilities(case, os.path.join(self.out, "t5"), "--weights", self.weights[0], "--tta")
         self.assertLess(np.abs(twice - one).max(), 1e-6)
         self.assertLess(np.abs(both - (one + other) / 2).max(), 1e-6)
         self.assertGreater(np.abs(mirrored - one).max(), 1e-4)
@@ -501,7 +497,7 @@ class Volumes(unittest.TestCase):
         cases = json.load(open(summary))["metric_per_case"]
         self.assertEqual([c["prediction_file"] for c in cases], ["case_a", "case_b"])
         # The counts agree with predict's mask of the same case and the label, counted here.
-        out = os.path.join(self.dir, "eval_pred")
+        out = os.path.join(self.out, "eval_pred")
         self.predict("--weights", self.weights[0], "--input", os.path.join(root, "imagesTs", "case_a_0000.nii.gz"), "--out", out)
         import nibabel as nib
         mask = np.asanyarray(nib.load(os.path.join(out, "case_a.nii.gz")).dataobj).astype(bool)
@@ -532,7 +528,7 @@ class Volumes(unittest.TestCase):
         corrupt = os.path.join(self.dir, "corrupt.nii.gz")
         with open(corrupt, "wb") as f:
             f.write(os.urandom(400))
-        out = os.path.join(self.dir, "never")
+        out = os.path.join(self.out, "never")
         for args in (["--weights", self.weights[0], "--input", corrupt],
                      ["--weights", self.weights[0], "--input", os.path.join(self.dir, "missing.nii.gz")]):
             result = self.predict(*args, "--out", out, check=False)
@@ -565,7 +561,7 @@ class Volumes(unittest.TestCase):
         result = self.predict("--weights", self.weights[0], "--input", os.path.join(root, "imagesTs"),
                               "--out", os.path.join(root, "imagesTs"), check=False)
         self.assertEqual(result.returncode, 1)
-        self.assertIn("would overwrite an input", result.stderr)
+        self.assertIn("nothing is written into the data a command reads", result.stderr)
         self.assertEqual(listing(os.path.join(root, "imagesTs")), before)
 
     def test_folds_cover_the_patients_and_make_one_report(self):
@@ -604,6 +600,267 @@ class Volumes(unittest.TestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn("fold 0 again", result.stderr)
         self.assertIn("--folds K", unet("train", "--help").stdout)
+def poisoned_weights(path):
+    """A tiny model's weights with one NaN (the last parameter in the file)."""
+    unet("init", "--base-width", "4", "--depth", "2", "--out", path)
+    with open(path, "r+b") as f:
+        f.seek(-4, os.SEEK_END)
+        f.write(struct.pack("<f", float("nan")))
+
+
+def replaced(args, flag, value):
+    at = args.index(flag) + 1
+    return args[:at] + [value] + args[at + 1:]
+
+
+def dead_pid():
+    """The PID of a process that has exited (and been reaped)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+class Safety(unittest.TestCase):
+    """What no command may do: mix two runs in one folder, take in non-finite weights, write into a
+    dataset, hang on a FIFO, replace a file of another kind, or leave a folder that cannot be retried,
+    resumed or reported (docs/training.md, docs/data.md)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.data = os.path.join(WORK, "safety-data")
+        unet("synth", "--out", cls.data, "--patients", "6", "--slices", "8", "--size", "32", "--seed", "7")
+        cls.args = ["--data", cls.data, *TINY, "--device", "cpu"]  # 4 training patients: 4 steps an epoch
+        cls.one_step_args = replaced(cls.args, "--batch", "32")  # the whole epoch in one step
+
+    def folder(self, name):
+        path = os.path.join(WORK, "safety-" + name)
+        shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    def stopped_run(self, name):
+        """A run stopped in its second epoch: last.safetensors at step 5, best.safetensors of epoch 1."""
+        run = self.folder(name)
+        stopped = unet("train", *self.args, "--epochs", "2", "--out", run, "--stop-after-steps", "5", check=False)
+        self.assertEqual(stopped.returncode, 130, stopped.stdout + stopped.stderr)
+        return run
+
+    def one_error(self, result, status=1):
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(result.returncode, status, result.stdout + result.stderr)
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertTrue(lines[0].startswith("error: "), result.stderr)
+        return lines[0]
+
+    def test_a_second_writer_of_a_run_folder_is_refused_with_the_holders_pid(self):
+        run = self.folder("two-writers")
+        first = subprocess.Popen([UNET, "train", *self.args, "--epochs", "500", "--out", run],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 60
+            while not os.path.exists(os.path.join(run, "log.jsonl")) and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertTrue(os.path.exists(os.path.join(run, "log.jsonl")), "the first run did not start")
+            first.send_signal(signal.SIGSTOP)  # holds the lock, writes nothing while the others try
+            before = listing(run)
+            for args in (["train", *self.args, "--epochs", "1", "--out", run], ["train", "--out", run, "--resume"]):
+                line = self.one_error(unet(*args, check=False))
+                self.assertEqual(line, f"error: {run} is in use by another unet process (PID {first.pid}); "
+                                       "a run folder has one writer at a time")
+            self.assertEqual(listing(run), before)
+        finally:
+            first.send_signal(signal.SIGCONT)
+            first.send_signal(signal.SIGINT)
+            first.wait(timeout=60)
+
+    def test_weights_holding_a_nan_are_refused_by_train_eval_and_predict(self):
+        weights = os.path.join(WORK, "safety-nan.safetensors")
+        poisoned_weights(weights)
+        run = self.folder("nan-init")
+        patient = os.path.join(self.data, sorted(os.listdir(self.data))[0])
+        for args in (["train", *self.args, "--init", weights, "--out", run],
+                     ["eval", "--weights", weights, "--data", self.data, "--image-size", "32", "--device", "cpu"],
+                     ["predict", "--weights", weights, "--input", patient, "--out", self.folder("nan-predict"),
+                      "--image-size", "32", "--device", "cpu"]):
+            line = self.one_error(unet(*args, check=False))
+            self.assertRegex(line, r"tensor '[a-z0-9_.]+' holds 1 non-finite value \(NaN or infinity\)", args[0])
+        self.assertFalse(os.path.exists(run))  # refused before the run folder was made
+
+    def test_parameters_that_stop_being_finite_stop_training_before_a_checkpoint(self):
+        # One step an epoch (--batch 32), a learning rate beyond float's range: step 1's loss is
+        # finite but leaves every parameter infinite or NaN; only Adam's flag can tell.
+        run = self.folder("nan-parameters")
+        line = self.one_error(unet("train", *replaced(self.one_step_args, "--lr", "1e39"), "--epochs", "2",
+                                   "--out", run, check=False))
+        self.assertEqual(line, "error: a parameter is not finite (nan or inf) after step 1; stopped, no checkpoint "
+                               "was written (check --init, or lower --lr)")
+        self.assertFalse(os.path.exists(os.path.join(run, "last.safetensors")))
+        self.assertFalse(os.path.exists(os.path.join(run, "best.safetensors")))
+
+    def test_a_start_that_failed_before_its_first_checkpoint_can_be_started_again(self):
+        run = self.folder("failed-start")
+        unet("train", *replaced(self.one_step_args, "--lr", "1e39"), "--epochs", "2", "--out", run, check=False)
+        self.assertTrue(os.path.exists(os.path.join(run, "log.jsonl")))
+        line = self.one_error(unet("train", "--out", run, "--resume", check=False))
+        self.assertIn("the run stopped before its first checkpoint: start it again without --resume", line)
+        again = unet("train", *self.one_step_args, "--epochs", "1", "--out", run)
+        self.assertIn(f"note: {run} held a start that stopped before its first checkpoint; starting it again",
+                      again.stdout)
+        import json
+        with open(os.path.join(run, "log.jsonl")) as f:
+            events = [json.loads(line)["event"] for line in f]
+        self.assertEqual(events, ["start", "epoch", "val_patients", "end"])  # the failed start's records are gone
+
+    def test_no_command_writes_into_the_data_it_reads(self):
+        data = self.folder("own-data")  # its own: where writing into the data is not refused, it breaks it
+        unet("synth", "--out", data, "--patients", "3", "--slices", "4", "--size", "32")
+        before = listing(data)
+        patient = os.path.join(data, sorted(os.listdir(data))[0])
+        weights = os.path.join(WORK, "safety-weights.safetensors")
+        unet("init", "--base-width", "4", "--depth", "2", "--out", weights)
+        args = ["--data", data, *replaced(self.args, "--val-patients", "1")[2:], "--epochs", "1"]
+        cases = [
+            (["train", *args, "--out", os.path.join(data, "run")], "is inside --data"),
+            (["train", *args, "--out", data + "/"], "is --data"),
+            (["train", *args, "--out", os.path.join(patient, "..", "PHANTOM_P002")], "is inside --data"),
+            (["predict", "--weights", weights, "--input", patient, "--out", patient, "--image-size", "32",
+              "--device", "cpu"], "is --input"),
+            (["predict", "--weights", weights, "--input", os.path.join(patient, os.listdir(patient)[0]),
+              "--out", os.path.join(patient, "pictures"), "--image-size", "32", "--device", "cpu"],
+             "is inside the folder of --input"),
+            (["eval", "--weights", weights, "--data", data, "--image-size", "32", "--device", "cpu",
+              "--csv", os.path.join(patient, "scores.csv")], "is inside --data"),
+        ]
+        for command, message in cases:
+            self.assertIn(message, self.one_error(unet(*command, check=False)), command)
+        self.assertEqual(listing(data), before)
+
+    def test_a_fifo_in_the_data_is_refused_or_skipped_without_hanging(self):
+        data = self.folder("fifo-data")
+        unet("synth", "--out", data, "--patients", "2", "--slices", "4", "--size", "32")
+        patient = os.path.join(data, sorted(os.listdir(data))[0])
+        fifo = os.path.join(patient, os.path.basename(patient) + "_9.tif")
+        os.mkfifo(fifo)  # a slice whose image nothing will ever write: opening it would wait forever
+        shutil.copy(os.path.join(patient, os.path.basename(patient) + "_1_mask.tif"), fifo[:-4] + "_mask.tif")
+        line = self.one_error(unet("dataset", "--data", data, check=False, timeout=60))
+        self.assertEqual(line, f"error: {fifo}: not a regular file (a FIFO, socket or device)")
+        skipped = unet("dataset", "--data", data, "--skip-bad", timeout=60)
+        self.assertIn("skipped       2 (--skip-bad)", skipped.stdout)  # the FIFO, and its mask left alone
+        weights = os.path.join(WORK, "safety-fifo.safetensors")
+        unet("init", "--base-width", "4", "--depth", "2", "--out", weights)
+        line = self.one_error(unet("predict", "--weights", weights, "--input", fifo, "--out", self.folder("fifo-out"),
+                                   "--image-size", "32", "--device", "cpu", check=False, timeout=60))
+        self.assertIn("not a regular file", line)
+        line = self.one_error(unet("eval", "--weights", fifo, "--data", data, check=False, timeout=60))
+        self.assertIn("not a regular file", line)
+
+    def test_resume_checks_best_weights_before_the_first_step_and_says_how_to_recover(self):
+        run = self.stopped_run("corrupt-best")
+        best = os.path.join(run, "best.safetensors")
+        with open(best, "r+b") as f:
+            f.truncate(os.path.getsize(best) - 100)
+        before = listing(run)
+        line = self.one_error(unet("train", "--out", run, "--resume", check=False))
+        self.assertIn(f"{best}: tensor '", line)
+        self.assertIn("run past the end of the data", line)
+        self.assertIn(f"; to resume, remove {best} (the best weights are then chosen among the epochs still to come)",
+                      line)
+        self.assertEqual([entry for entry in listing(run) if entry[0] != ".lock"],
+                         [entry for entry in before if entry[0] != ".lock"])  # no step was taken
+        os.remove(best)
+        resumed = unet("train", "--out", run, "--resume")
+        self.assertIn("is gone; the best weights are chosen among the epochs still to come", resumed.stdout)
+        self.assertTrue(os.path.isfile(best))
+
+    def test_resume_works_from_another_folder_and_with_the_data_as_an_absolute_path(self):
+        run = self.folder("elsewhere")
+        relative = ["--data", os.path.basename(self.data), *self.args[2:]]
+        stopped = unet("train", *relative, "--epochs", "2", "--out", os.path.basename(run), "--stop-after-steps", "2",
+                       cwd=WORK, check=False)
+        self.assertEqual(stopped.returncode, 130, stopped.stdout + stopped.stderr)
+        self.assertIn(f"continue with: unet train --out {run} --resume", stopped.stdout)
+        again = unet("train", "--out", run, "--resume", "--data", self.data, "--stop-after-steps", "2", cwd="/",
+                     check=False)
+        self.assertEqual(again.returncode, 130, again.stdout + again.stderr)
+        unet("train", "--out", run, "--resume", cwd="/")
+
+    def test_stale_checkpoint_temporaries_are_removed_when_the_folder_is_taken(self):
+        run = self.stopped_run("temporaries")
+        stale = os.path.join(run, f"last.safetensors.tmp-{dead_pid()}")
+        live = os.path.join(run, f"best.safetensors.tmp-{os.getpid()}")  # a writer that is still running
+        for path in (stale, live):
+            with open(path, "wb") as f:
+                f.write(b"\0" * 4096)
+        resumed = unet("train", "--out", run, "--resume", "--stop-after-steps", "1", check=False)
+        self.assertEqual(resumed.returncode, 130, resumed.stdout + resumed.stderr)
+        self.assertIn(f"note: removed 1 stale temporary file left by interrupted writes ({os.path.basename(stale)})",
+                      resumed.stdout)
+        self.assertFalse(os.path.exists(stale))
+        self.assertTrue(os.path.exists(live))
+
+    def test_a_partial_last_log_line_is_flagged_by_report_and_repaired_by_resume(self):
+        import json
+        run = self.stopped_run("partial-log")
+        log = os.path.join(run, "log.jsonl")
+        with open(log) as f:
+            lines = len(f.readlines())
+        with open(log, "a") as f:
+            f.write('{"event":"epo')  # a kill in the middle of an append
+        report = unet("report", run)
+        self.assertIn(f"warning: {run}: log.jsonl line {lines + 1} is not valid JSON (an interrupted write?)",
+                      report.stderr)
+        resumed = unet("train", "--out", run, "--resume", "--stop-after-steps", "1", check=False)
+        self.assertEqual(resumed.returncode, 130, resumed.stdout + resumed.stderr)
+        self.assertIn("note: log.jsonl: removed a partial last line (13 bytes) left by an interrupted write",
+                      resumed.stdout)
+        with open(log) as f:
+            for line in f:
+                json.loads(line)
+        self.assertEqual(unet("report", run).stderr, "")
+
+    def test_output_flags_replace_only_a_file_of_their_own_kind(self):
+        patient = os.path.join(self.data, sorted(os.listdir(self.data))[0])
+        image = os.path.join(WORK, "safety-image.tif")
+        shutil.copy(os.path.join(patient, sorted(os.listdir(patient))[0]), image)
+        with open(image, "rb") as f:
+            image_bytes = f.read()
+        init = ["init", "--base-width", "4", "--depth", "2", "--out", image]
+        self.assertIn(f"{image}: exists and is not a unet weights file; refusing to replace it (--force replaces it "
+                      "anyway)", self.one_error(unet(*init, check=False)))
+        with open(image, "rb") as f:
+            self.assertEqual(f.read(), image_bytes)
+        unet(*init, "--force")
+        unet(*init)  # now a weights file: replaced without --force
+        notes = os.path.join(WORK, "safety-notes.txt")
+        for command, kind in ((["eval", "--weights", image, "--data", self.data, "--image-size", "32",
+                                "--device", "cpu", "--csv", notes], "a table unet eval wrote"),
+                              (["report", self.stopped_run("report-out"), "--out", notes], "a page unet report wrote")):
+            with open(notes, "w") as f:
+                f.write("my notes\n")
+            self.assertIn(f"{notes}: exists and is not {kind}", self.one_error(unet(*command, check=False)))
+            with open(notes) as f:
+                self.assertEqual(f.read(), "my notes\n")
+            unet(*command, "--force")
+            unet(*command)  # its own kind now
+
+    def test_a_safetensors_header_beyond_the_limit_is_refused_before_it_is_read(self):
+        huge = os.path.join(WORK, "safety-huge.safetensors")
+        with open(huge, "wb") as f:
+            f.write(struct.pack("<Q", 150 << 20))
+            f.truncate(300 << 20)  # sparse: 300 MiB that cost no disk
+        errors = os.path.join(WORK, "safety-huge.err")
+        try:
+            with open(errors, "w") as stderr:
+                process = subprocess.Popen([UNET, "eval", "--weights", huge, "--data", self.data, "--device", "cpu"],
+                                           stdout=subprocess.DEVNULL, stderr=stderr)
+                _, status, usage = os.wait4(process.pid, 0)  # its own peak memory, as the kernel counted it
+                process.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            os.remove(huge)
+        with open(errors) as f:
+            message = f.read()
+        self.assertEqual(process.returncode, 1, message)
+        self.assertIn(f"error: {huge}: not a safetensors file (header length 157286400 exceeds 100 MiB)", message)
+        self.assertLess(usage.ru_maxrss * 1024, 100 << 20)  # the 300 MiB file was not read
 
 
 def main():

@@ -20,14 +20,9 @@
 #include "tests/test_util.h"
 
 using namespace unet;
-using test::DeviceBuffer;
-using test::HostSlices;
-using test::Slice;
+using test::DeviceBuffer, test::HostSlices, test::Slice, test::dev, test::kDevice;
 
 namespace {
-
-constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
-Device& dev() { return device(kDevice); }
 
 // The slices on the device.
 struct DeviceSlices {

@@ -9,10 +9,12 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "tests/data/data_test_util.h"
+#include "tests/test_util.h"
 #include "tools/data_options.h"
 
 using namespace unet;
 using test::TempDir;
+using test::error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -56,15 +58,6 @@ void make_kaggle(const fs::path& root) {
   write_text(root / ".hidden_image.tif", "junk");
   fs::create_directories(root / ".cache");
   write_text(root / ".cache" / "x.tif", "junk");
-}
-
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
 }
 
 std::vector<int> tags_of(const Dataset& data) {
@@ -383,4 +376,21 @@ TEST_CASE("dataset: the augmentation flags become ranges; --no-augment is the id
   CHECK(none.zoom_max == 1.0f);
   CHECK(none.shift == 0.0f);
   CHECK_THROWS_WITH(parse({"--flip-h", "1.5"}), "--flip-h: 1.500000 is outside [0.000000, 1.000000]");
+}
+
+TEST_CASE("dataset: an image name that is not a regular file is refused, or skipped, and never opened",
+          "[dataset][bad]") {
+  TempDir dir;
+  make_kaggle(dir.path());
+  const fs::path fifo = dir.path() / "TCGA_A_1" / "TCGA_A_1_3.tif";  // opening it would wait for a writer forever
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  write_tiff((dir.path() / "TCGA_A_1" / "TCGA_A_1_3_mask.tif").string(), mask_image(0));
+  // REQUIRE: where the finder let the FIFO through, loading would hang instead of failing.
+  const std::string refused = fifo.string() + ": not a regular file (a FIFO, socket or device)";
+  REQUIRE_THROWS_WITH(find_slices(dir.path().string()), refused);
+  const Dataset data = load_dataset(dir.path().string(), {"", true}, {kSize, true});
+  CHECK(tags_of(data) == std::vector<int>{1, 2, 3, 4, 5});
+  REQUIRE(data.skipped.size() == 2);  // the FIFO, and the mask it leaves without an image
+  CHECK(data.skipped[0] == refused);
+  CHECK_THROWS_WITH(read_image(fifo.string()), refused);
 }

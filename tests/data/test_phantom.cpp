@@ -9,22 +9,11 @@
 #include "data/phantom.h"
 #include "kernels/backend.h"
 #include "tests/data/data_test_util.h"
+#include "tests/test_util.h"
 
 using namespace unet;
+using test::error_of;
 namespace fs = std::filesystem;
-
-namespace {
-
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
-}
-
-}  // namespace
 
 TEST_CASE("phantom: kaggle_3m layout, uncompressed TIFFs, lesions in about a third of the slices", "[phantom]") {
   test::TempDir dir;

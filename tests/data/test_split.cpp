@@ -9,8 +9,10 @@
 #include "data/split.h"
 #include "kernels/backend.h"
 #include "tests/data/data_test_util.h"
+#include "tests/test_util.h"
 
 using namespace unet;
+using test::error_of;
 
 namespace {
 
@@ -18,15 +20,6 @@ std::vector<std::string> patient_names(int n) {
   std::vector<std::string> names;
   for (int i = 0; i < n; ++i) names.push_back("TCGA_" + std::to_string(1000 + i * 37));
   return names;
-}
-
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
 }
 
 // A dataset of `patients` volumes with `slices` slices each (no pixels: the split needs none).

@@ -10,12 +10,9 @@
 #include "tests/test_util.h"
 
 using namespace unet;
-using test::DeviceBuffer;
+using test::DeviceBuffer, test::dev, test::kDevice;
 
 namespace {
-
-constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
-Device& dev() { return device(kDevice); }
 
 AdamConfig make_config(float weight_decay, bool decoupled, LrSchedule schedule = LrSchedule::constant) {
   AdamConfig config;
@@ -171,4 +168,24 @@ TEST_CASE("adam kernels: the same inputs give the same bits", "[adam]") {
 
 TEST_CASE("adam kernels: no parameters launches nothing", "[adam]") {
   Adam<kDevice>::step(0, nullptr, nullptr, nullptr, nullptr, AdamConfig{}, nullptr, {});
+}
+
+TEST_CASE("adam kernels: the non-finite flag is raised by one bad parameter anywhere, and only then", "[adam]") {
+  const int64_t n = 4099;  // version 2: 1024 quads and a tail of 3
+  const auto grad = test::random_uniform(n, 133);
+  for (int version = 1; version <= Adam<kDevice>::versions; ++version) {
+    for (const int64_t bad : {int64_t{-1}, int64_t{0}, int64_t{2050}, n - 1}) {  // -1: none
+      CAPTURE(version, bad);
+      DeviceState state(initial_state(n), 0);
+      std::vector<double> g = test::to_double(grad);
+      if (bad >= 0) g[static_cast<size_t>(bad)] = std::nan("");  // a NaN gradient makes its parameter NaN
+      state.grad.upload(state.padded(g));
+      DeviceBuffer<int64_t> clock(dev(), std::vector<int64_t>{1});
+      DeviceBuffer<int32_t> flag(dev(), std::vector<int32_t>{0});
+      Adam<kDevice>::step(n, state.param.data(), state.grad.data(), state.m.data(), state.v.data(), configs[0].second,
+                          clock.data(), {}, version, flag.data());
+      dev().synchronize();
+      CHECK(flag.download()[0] == (bad >= 0 ? 1 : 0));
+    }
+  }
 }

@@ -2,6 +2,7 @@
 // learning-rate schedule.
 #include <catch2/catch.hpp>
 
+#include <limits>
 #include <string>
 
 #include "engine/safetensors.h"
@@ -58,4 +59,20 @@ TEST_CASE("adam reference: linear warm-up, then constant or cosine decay", "[ada
   CHECK(scheduled_lr(config, 9) == Approx(0.25).epsilon(1e-12));  // halfway through the decay
   CHECK(scheduled_lr(config, 14) == Approx(0.0).margin(1e-15));
   CHECK(scheduled_lr(config, 20) == Approx(0.0).margin(1e-15));  // stays at 0 past the end
+}
+
+TEST_CASE("adam reference: the non-finite flag is raised by one bad parameter, and only then", "[adam]") {
+  const int64_t n = 1000;
+  for (const int64_t bad : {int64_t{-1}, int64_t{0}, int64_t{517}, n - 1}) {  // -1: none
+    CAPTURE(bad);
+    std::vector<float> param(n, 0.5f), grad(n, 0.25f), m(n, 0.0f), v(n, 0.0f);
+    if (bad >= 0) param[bad] = std::numeric_limits<float>::infinity();
+    int32_t flag = 0;
+    cpu::adam_step(n, param.data(), grad.data(), m.data(), v.data(), AdamConfig{}, 1, &flag);
+    CHECK(flag == (bad >= 0 ? 1 : 0));
+  }
+  std::vector<float> param(4, 0.5f), grad(4, 0.25f), m(4, 0.0f), v(4, 0.0f);
+  int32_t flag = 1;  // raised by an earlier step: a finite step leaves it raised
+  cpu::adam_step(4, param.data(), grad.data(), m.data(), v.data(), AdamConfig{}, 1, &flag);
+  CHECK(flag == 1);
 }

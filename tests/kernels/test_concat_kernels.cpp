@@ -8,13 +8,9 @@
 #include "tests/test_util.h"
 
 using namespace unet;
-using test::DeviceBuffer;
-using test::Slice;
+using test::DeviceBuffer, test::Slice, test::dev, test::kDevice;
 
 namespace {
-
-constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
-Device& dev() { return device(kDevice); }
 
 struct ConcatShape {
   int64_t pixels;

@@ -8,12 +8,9 @@
 #include "tests/test_util.h"
 
 using namespace unet;
-using test::DeviceBuffer;
+using test::DeviceBuffer, test::dev, test::kDevice;
 
 namespace {
-
-constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
-Device& dev() { return device(kDevice); }
 
 LossConfig make_config(float bce_weight, float dice_weight, float pos_weight, float smooth, bool per_sample) {
   LossConfig config;

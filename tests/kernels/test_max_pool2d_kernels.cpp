@@ -8,13 +8,9 @@
 #include "tests/test_util.h"
 
 using namespace unet;
-using test::DeviceBuffer;
-using test::Slice;
+using test::DeviceBuffer, test::Slice, test::dev, test::kDevice;
 
 namespace {
-
-constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
-Device& dev() { return device(kDevice); }
 
 // Dense, an unaligned slice (version 2 falls back), and an aligned slice (version 2 runs).
 std::vector<Slice> layouts(int channels) { return {{channels, 0}, {channels + 5, 3}, {channels + 8, 4}}; }

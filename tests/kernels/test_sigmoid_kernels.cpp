@@ -7,13 +7,9 @@
 #include "tests/test_util.h"
 
 using namespace unet;
-using test::DeviceBuffer;
-using test::Slice;
+using test::DeviceBuffer, test::Slice, test::dev, test::kDevice;
 
 namespace {
-
-constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
-Device& dev() { return device(kDevice); }
 
 std::vector<Slice> layouts(int channels) { return {{channels, 0}, {channels + 5, 3}}; }
 

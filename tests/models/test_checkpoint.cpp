@@ -5,7 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "engine/files.h"
 #include "models/checkpoint.h"
@@ -111,6 +113,37 @@ TEST_CASE("checkpoint: bad weights files are refused with one clear line", "[che
     }
   }
   CHECK_THAT(load_error(wrong_dtype), Catch::Contains("'head.bias' is F64, expected F32"));
+}
+
+TEST_CASE("checkpoint: weights or moments holding NaN or infinity are refused, naming the tensor and the count",
+          "[checkpoint]") {
+  const auto model = initialised(5);
+  SafeTensors poisoned = weights_file(*model);
+  std::vector<float> values = poisoned.floats("decoder.0.up.weight");
+  values[3] = std::nanf("");
+  values[7] = -std::numeric_limits<float>::infinity();
+  poisoned.add_floats("decoder.0.up.weight", poisoned.get("decoder.0.up.weight").shape, values);
+  CHECK(load_error(poisoned) == "safetensors: tensor 'decoder.0.up.weight' holds 2 non-finite values (NaN or "
+                                "infinity) of " + std::to_string(values.size()) + "; refusing to load it");
+
+  const std::string path = temporary("poisoned-moments.safetensors");
+  save_training_checkpoint(path, *model, Json::object());
+  SafeTensors checkpoint = SafeTensors::load(path);
+  std::vector<float> moments = checkpoint.floats("optimizer.exp_avg_sq.head.bias");
+  moments[0] = std::numeric_limits<float>::infinity();
+  checkpoint.add_floats("optimizer.exp_avg_sq.head.bias", {1}, moments);
+  UNet loaded(small, device(DeviceKind::cpu));
+  CHECK_THROWS_WITH(load_training_checkpoint(checkpoint, loaded),
+                    Catch::Contains("tensor 'optimizer.exp_avg_sq.head.bias' holds 1 non-finite value"));
+}
+
+TEST_CASE("checkpoint: is_unet_weights_file tells weights from other files", "[checkpoint]") {
+  const std::string weights = temporary("kind.safetensors"), other = temporary("kind.txt");
+  save_weights(weights, *initialised(6));
+  write_file_atomic(other, "patient,slices\n");
+  CHECK(is_unet_weights_file(weights));
+  CHECK_FALSE(is_unet_weights_file(other));
+  CHECK_FALSE(is_unet_weights_file(temporary("absent.safetensors")));
 }
 
 TEST_CASE("checkpoint: a training checkpoint restores weights, moments and state", "[checkpoint]") {

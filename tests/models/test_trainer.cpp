@@ -94,6 +94,26 @@ TEST_CASE("trainer: a fixed seed gives the same losses to the bit (sim and cpu)"
   }
 }
 
+TEST_CASE("trainer: a step that leaves a parameter non-finite is noticed while its loss is finite (sim and cpu)",
+          "[trainer]") {
+  for (const DeviceKind kind : {DeviceKind::cpu, DeviceKind::sim}) {
+    CAPTURE(device_name(kind));
+    for (const double lr : {1e-3, 1e39}) {  // 1e39 is beyond float: the step makes every parameter inf or NaN
+      UNet model(small, device(kind));
+      model.parameters().initialize(42);
+      AdamConfig adam;
+      adam.lr = lr;
+      Trainer trainer(model, adam, {1, 1}, batch_shape, false);
+      std::vector<float> image, mask;
+      blob_batch(batch_shape, 5, image, mask);
+      trainer.image().from_host(image);
+      trainer.mask().from_host(mask);
+      CHECK(std::isfinite(trainer.step().total));
+      CHECK(trainer.parameters_finite() == (lr < 1));
+    }
+  }
+}
+
 TEST_CASE("trainer: cpu and sim agree to fp32 tolerance", "[trainer]") {
   const Run cpu = train(DeviceKind::cpu, false, 3), sim = train(DeviceKind::sim, false, 3);
   for (int k = 0; k < 3; ++k) CHECK(sim.losses[k].total == Approx(cpu.losses[k].total).epsilon(1e-4));

@@ -103,9 +103,11 @@ TEST_CASE("training run: stopped after 4 steps and resumed, it ends bit for bit 
   CHECK(fs::exists(parts / "last.safetensors"));
   CHECK_FALSE(fs::exists(parts / "best.safetensors"));  // no epoch ended yet
   config.stop_after_steps = 10;  // inside the second epoch, after a validation and a best
-  TrainingRun resumed(parts, true);
-  CHECK(resumed.resumed_state().at("step").as_integer() == 4);
-  REQUIRE(resumed.run(config) == 130);
+  {
+    TrainingRun resumed(parts, true);  // holds the folder's lock until the end of this block
+    CHECK(resumed.resumed_state().at("step").as_integer() == 4);
+    REQUIRE(resumed.run(config) == 130);
+  }
   config.stop_after_steps = 0;
   REQUIRE(TrainingRun(parts, true).run(config) == 0);
 

@@ -11,14 +11,11 @@
 #include "tests/test_util.h"
 
 using namespace unet;
-using test::DeviceBuffer;
+using test::DeviceBuffer, test::dev, test::kDevice;
 
 namespace {
 
-constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
 using Kernels = FeatureKernels<kDevice>;
-
-Device& dev() { return device(kDevice); }
 
 }  // namespace
 
