@@ -38,14 +38,20 @@ int patient_count(double amount, int patients, const char* side) {
   return static_cast<int>(amount);
 }
 
-}  // namespace
-
-PatientSplit split_patients(const std::vector<std::string>& patients, double val, double test, uint64_t seed) {
+// The patients in name order, checked for repeats.
+std::vector<std::string> sorted_patients(const std::vector<std::string>& patients) {
   std::vector<std::string> order = patients;
   std::sort(order.begin(), order.end());
   if (std::adjacent_find(order.begin(), order.end()) != order.end()) {
     throw Error("split: patient '" + *std::adjacent_find(order.begin(), order.end()) + "' is listed twice");
   }
+  return order;
+}
+
+}  // namespace
+
+PatientSplit split_patients(const std::vector<std::string>& patients, double val, double test, uint64_t seed) {
+  std::vector<std::string> order = sorted_patients(patients);
   const int n = static_cast<int>(order.size());
   const int test_count = patient_count(test, n, "test"), val_count = patient_count(val, n, "validation");
   if (test_count + val_count >= n) {
@@ -62,9 +68,42 @@ PatientSplit split_patients(const std::vector<std::string>& patients, double val
   return split;
 }
 
+PatientSplit kfold_split(const std::vector<std::string>& patients, int folds, int fold, double test, uint64_t seed) {
+  std::vector<std::string> order = sorted_patients(patients);
+  const int n = static_cast<int>(order.size()), test_count = patient_count(test, n, "test");
+  if (folds < 2) throw Error("split: --folds must be at least 2 (got " + std::to_string(folds) + ")");
+  if (fold < 0 || fold >= folds) {
+    throw Error("split: fold " + std::to_string(fold) + " is not in 0.." + std::to_string(folds - 1) + " (" +
+                std::to_string(folds) + " folds)");
+  }
+  if (n - test_count < folds) {
+    throw Error("split: " + std::to_string(folds) + " folds of the " + std::to_string(n - test_count) +
+                " patients outside the test set leave a fold without validation patients");
+  }
+  philox_shuffle(order, seed, 0, RandomStream::split);
+  PatientSplit split;
+  split.seed = seed;
+  split.folds = folds;
+  split.fold = fold;
+  split.test.assign(order.begin(), order.begin() + test_count);
+  const int64_t rest = n - test_count;
+  for (int part = 0; part < folds; ++part) {
+    const auto begin = order.begin() + test_count + rest * part / folds;
+    const auto end = order.begin() + test_count + rest * (part + 1) / folds;
+    std::vector<std::string>& side = part == fold ? split.val : split.train;
+    side.insert(side.end(), begin, end);
+  }
+  for (auto* side : {&split.train, &split.val, &split.test}) std::sort(side->begin(), side->end());
+  return split;
+}
+
 Json split_to_json(const PatientSplit& split) {
   Json json = Json::object();
   json.set("seed", static_cast<int64_t>(split.seed));
+  if (split.folds > 0) {
+    json.set("folds", split.folds);
+    json.set("fold", split.fold);
+  }
   for (const auto& [name, side] : {std::pair{"train", &split.train}, {"val", &split.val}, {"test", &split.test}}) {
     Json list = Json::array();
     for (const auto& patient : *side) list.push(patient);
@@ -78,6 +117,11 @@ PatientSplit split_from_json(const Json& json, const std::string& source) {
   std::set<std::string> seen;
   try {
     split.seed = static_cast<uint64_t>(json.at("seed").as_integer());
+    if (const Json* folds = json.find("folds")) {
+      split.folds = static_cast<int>(folds->as_integer());
+      split.fold = static_cast<int>(json.at("fold").as_integer());
+      if (split.folds < 2 || split.fold < 0 || split.fold >= split.folds) throw Error("fold out of range");
+    }
     for (const auto& [name, side] : {std::pair{"train", &split.train}, {"val", &split.val}, {"test", &split.test}}) {
       for (const Json& patient : json.at(name).items()) {
         if (!seen.insert(patient.as_string()).second) {

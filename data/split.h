@@ -18,6 +18,7 @@ namespace unet {
 
 struct PatientSplit {
   uint64_t seed = 0;
+  int folds = 0, fold = 0;  // a K-fold cross-validation split's K and index; 0 folds: a plain split
   std::vector<std::string> train, val, test;  // each in name order
 };
 
@@ -27,7 +28,15 @@ struct PatientSplit {
 // rest to training, so the test patients do not depend on how many validate.
 PatientSplit split_patients(const std::vector<std::string>& patients, double val, double test, uint64_t seed);
 
-// {"seed": S, "train": [...], "val": [...], "test": [...]}
+// Fold `fold` (0 .. folds-1, as nnU-Net numbers them) of a K-fold split by patient: the same
+// shuffle as split_patients sets the `test` amount apart (the same test patients as a plain split
+// with that seed), then cuts the rest, in shuffled order, into `folds` contiguous parts whose sizes
+// differ by at most one. Fold i validates on part i and trains on the others, so the K validation
+// parts are disjoint and cover every patient outside the test set.
+PatientSplit kfold_split(const std::vector<std::string>& patients, int folds, int fold, double test, uint64_t seed);
+
+// {"seed": S, ["folds": K, "fold": i,] "train": [...], "val": [...], "test": [...]}; a split.json
+// without "folds" (a plain split, or one written before folds existed) reads as 0 folds.
 Json split_to_json(const PatientSplit& split);
 // Throws unet::Error naming `source` if the JSON is not a split or names a patient twice.
 PatientSplit split_from_json(const Json& json, const std::string& source);

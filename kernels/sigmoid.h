@@ -39,4 +39,9 @@ struct Sigmoid {
 extern template struct Sigmoid<DeviceKind::sim>;
 extern template struct Sigmoid<DeviceKind::cuda>;
 
+// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// sigmoid_cpu.cpp; test-time augmentation and ensembles use the forward (models/inference.h).
+template <>
+void Sigmoid<DeviceKind::cpu>::forward(int64_t, int, const float*, int, float*, int, Stream, int);
+
 }  // namespace unet

@@ -47,3 +47,13 @@ template void sigmoid_backward(int64_t, int, const float*, int, const float*, in
 template void sigmoid_backward(int64_t, int, const double*, int, const double*, int, double, double*, int);
 
 }  // namespace unet::cpu
+
+namespace unet {
+
+template <>
+void Sigmoid<DeviceKind::cpu>::forward(int64_t pixels, int channels, const float* x, int x_stride, float* y, int y_stride,
+                                       Stream, int) {
+  cpu::sigmoid_forward(pixels, channels, x, x_stride, y, y_stride);
+}
+
+}  // namespace unet

@@ -28,15 +28,26 @@ class Evaluator {
   // `data` is the host copy of what `resident` holds on the model's device. Throws unet::Error if
   // the model does not take the slices' channels (data/dataset.h slice_channel_count).
   Evaluator(const UNet& model, ResidentDataset& resident, const Dataset& data, int batch);
+  // An ensemble, and with `mirror` test-time mirroring: the mean probability of every model on
+  // every mirroring (models/inference.h) is what is thresholded and scored.
+  Evaluator(std::vector<const UNet*> models, ResidentDataset& resident, const Dataset& data, int batch, bool mirror);
   ~Evaluator();
   Evaluator(const Evaluator&) = delete;
   Evaluator& operator=(const Evaluator&) = delete;
 
-  // Tumour where logit > logit_threshold (0: probability 0.5).
-  Evaluation run(const std::vector<int32_t>& slices, bool largest_component, float logit_threshold = 0.0f);
+  // Tumour where logit > logit_threshold (0: probability 0.5); with `hd95`, each patient's HD95 in
+  // voxels too (models/metrics.h).
+  Evaluation run(const std::vector<int32_t>& slices, bool largest_component, float logit_threshold = 0.0f,
+                 bool hd95 = false);
+  // (slices, H, W) probabilities of the listed slices, in the order given.
+  std::vector<float> probabilities(const std::vector<int32_t>& slices);
 
  private:
-  const UNet& model_;
+  // (slices, H, W) logits of one batch of slices: the model's, or those of the mean probability.
+  std::vector<float> batch_logits(const std::vector<int32_t>& chunk);
+
+  std::vector<const UNet*> models_;
+  bool mirror_;
   ResidentDataset& resident_;
   const Dataset& data_;
   int batch_;

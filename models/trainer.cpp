@@ -1,5 +1,6 @@
 #include "models/trainer.h"
 
+#include "engine/nvtx.h"
 #include "engine/ops.h"
 
 namespace unet {
@@ -35,29 +36,39 @@ const Tensor* Trainer::run_step() {
   Context& ctx = *context_;
   ctx.set_recording(true);
   clock_.advance(stream_);
-  if (batch_source_) batch_source_(stream_);
+  if (batch_source_) {
+    const nvtx::Range range("data");
+    batch_source_(stream_);
+  }
   const Var logits = model_.forward(ctx, image_);
   logits_ = logits.value();
-  if (distributed()) {
-    const ops::LossReduction across{image_.shape().n * comm_->size(), [this](double* sums, Stream stream) {
-                                      comm_->all_reduce(device_, sums, loss_sum::count, stream,
-                                                        "the all-reduce of the loss's batch sums");
-                                    }};
-    losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_, &across);
-  } else {
-    losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_);
+  {
+    const nvtx::Range range("loss");
+    if (distributed()) {
+      const ops::LossReduction across{image_.shape().n * comm_->size(), [this](double* sums, Stream stream) {
+                                        comm_->all_reduce(device_, sums, loss_sum::count, stream,
+                                                          "the all-reduce of the loss's batch sums");
+                                      }};
+      losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_, &across);
+    } else {
+      losses_ = ops::segmentation_loss(ctx, logits, mask_, loss_);
+    }
   }
   ctx.backward();
-  if (distributed()) {
-    ParameterStore& parameters = model_.parameters();
-    comm_->all_reduce(device_, parameters.grads(), parameters.count() + 1, stream_,
-                      "the all-reduce of the gradients");
+  {
+    const nvtx::Range range("optimizer");
+    if (distributed()) {
+      ParameterStore& parameters = model_.parameters();
+      comm_->all_reduce(device_, parameters.grads(), parameters.count() + 1, stream_,
+                        "the all-reduce of the gradients");
+    }
+    adam_update(model_.parameters(), adam_, clock_, stream_, non_finite_);
   }
-  adam_update(model_.parameters(), adam_, clock_, stream_, non_finite_);
   return &losses_;
 }
 
 StepLosses Trainer::step(std::vector<float>* logits) {
+  const nvtx::Range range(graph_ != nullptr ? "step (graph replay)" : "step");
   // The last step's tensors are dead: rewind the arena (it may reallocate, which a capture forbids).
   if (graph_ == nullptr) context_->end_step();
   float* const stop_slot = model_.parameters().grads() + model_.parameters().count();

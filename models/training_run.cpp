@@ -171,8 +171,10 @@ Dataset load_training_data(const TrainingConfig& config) {
 // split.json; a resumed one reads it back.
 PatientSplit training_split(const TrainingConfig& config, const Dataset& data, const fs::path& path, bool resume) {
   const double val = config.val_patients >= 0 ? config.val_patients : config.val_fraction;
-  PatientSplit split = resume ? load_split(path.string())
-                              : split_patients(data.patients, val, config.test_patients, config.seed);
+  PatientSplit split = resume            ? load_split(path.string())
+                       : config.folds > 0 ? kfold_split(data.patients, config.folds, config.fold, config.test_patients,
+                                                        config.seed)
+                                          : split_patients(data.patients, val, config.test_patients, config.seed);
   if (split.train.empty()) {
     throw Error("no patients left for training (" + std::to_string(data.patients.size()) + " in the dataset)");
   }
@@ -255,9 +257,11 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
       best_dice_(resume_ ? state.at("best_dice").as_number() : -1.0),
       best_epoch_(resume_ ? static_cast<int>(state.at("best_epoch").as_integer()) : -1) {
   if (lead_) {
-    std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test\n",
-                data_.patients.size(), split_.train.size(), sides_.train.size(), split_.val.size(), sides_.val.size(),
-                split_.test.size());
+    const std::string fold =
+        split_.folds > 0 ? " (fold " + std::to_string(split_.fold) + " of " + std::to_string(split_.folds) + ")" : "";
+    std::printf("%zu patients: %zu train (%zu slices), %zu validation (%zu slices), %zu test%s\n", data_.patients.size(),
+                split_.train.size(), sides_.train.size(), split_.val.size(), sides_.val.size(), split_.test.size(),
+                fold.c_str());
   }
   if (checkpoint != nullptr) {
     load_training_checkpoint(*checkpoint, model_);

@@ -47,6 +47,7 @@ struct TrainingConfig {
   double val_fraction = 0.1;
   int val_patients = -1;
   int test_patients = 0;
+  int folds = 0, fold = 0;  // K-fold cross-validation (data/split.h): fold `fold` of `folds`; 0 folds: as above
   UNetConfig model;
   std::string init;  // weights to start from; "" for a fresh initialisation from the seed
   int epochs = 30, batch = 16, oversample = 1;

@@ -1,8 +1,32 @@
 #include "models/unet.h"
 
+#include "engine/nvtx.h"
 #include "engine/ops.h"
 
 namespace unet {
+
+namespace {
+
+// Runs one layer's forward inside the NVTX range "<layer> forward" and, when recording, brackets
+// its backward closures on the tape with "<layer> backward": the tape runs in reverse, so the
+// push is recorded after the layer's ops and the pop before them. Without NVTX, just the forward.
+template <class Forward>
+Var traced(Context& ctx, const std::string& layer, Forward&& forward) {
+  if constexpr (!nvtx::enabled) {
+    return forward();
+  } else {
+    if (ctx.recording()) ctx.record([] { nvtx::pop(); });
+    Var out;
+    {
+      const nvtx::Range range((layer + " forward").c_str());
+      out = forward();
+    }
+    if (ctx.recording()) ctx.record([label = layer + " backward"] { nvtx::push(label.c_str()); });
+    return out;
+  }
+}
+
+}  // namespace
 
 UNet::UNet(const UNetConfig& config, Device& device)
     : config_(config), parameters_(std::make_unique<ParameterStore>(device)) {
@@ -33,14 +57,14 @@ UNet::UNet(const UNetConfig& config, Device& device)
 UNet::Conv UNet::declare_conv(const std::string& name, int c_in, int c_out, int k) {
   const int fan_in = c_in * k * k;
   return {parameters_->declare(name + ".weight", ParameterKind::conv_weight, {c_out, k, k, c_in}, fan_in),
-          parameters_->declare(name + ".bias", ParameterKind::bias, {1, 1, 1, c_out}, fan_in)};
+          parameters_->declare(name + ".bias", ParameterKind::bias, {1, 1, 1, c_out}, fan_in), name};
 }
 
 UNet::Conv UNet::declare_up_conv(const std::string& name, int c_in, int c_out) {
   // PyTorch's fan_in for ConvTranspose2d comes from weight.size(1) = Cout, times the window.
   const int fan_in = c_out * 4;
   return {parameters_->declare(name + ".weight", ParameterKind::up_conv_weight, {c_in, 2, 2, c_out}, fan_in),
-          parameters_->declare(name + ".bias", ParameterKind::bias, {1, 1, 1, c_out}, fan_in)};
+          parameters_->declare(name + ".bias", ParameterKind::bias, {1, 1, 1, c_out}, fan_in), name};
 }
 
 void UNet::check_input(const Shape& shape) const {
@@ -58,7 +82,7 @@ void UNet::check_input(const Shape& shape) const {
 Var UNet::conv(Context& ctx, const Var& x, const Conv& conv, bool relu, const Var* out) const {
   const Var weight = ctx.parameter(parameters_->value(conv.weight), parameters_->grad(conv.weight));
   const Var bias = ctx.parameter(parameters_->value(conv.bias), parameters_->grad(conv.bias));
-  return ops::conv2d(ctx, x, weight, bias, relu, out);
+  return traced(ctx, conv.name, [&] { return ops::conv2d(ctx, x, weight, bias, relu, out); });
 }
 
 Var UNet::forward(Context& ctx, const Tensor& image) const {
@@ -73,7 +97,7 @@ Var UNet::forward(Context& ctx, const Tensor& image) const {
     const Var skip = concatenated.back().channels(width, width);
     const Var hidden = conv(ctx, x, encoder_[level].conv1, true);
     conv(ctx, hidden, encoder_[level].conv2, true, &skip);
-    x = ops::max_pool2d(ctx, skip);
+    x = traced(ctx, "encoder." + std::to_string(level) + ".pool", [&] { return ops::max_pool2d(ctx, skip); });
     h /= 2;
     w /= 2;
   }
@@ -84,7 +108,7 @@ Var UNet::forward(Context& ctx, const Tensor& image) const {
     const Var upsampled = concatenated[level].channels(0, config_.width(level));
     const Var up_weight = ctx.parameter(parameters_->value(s.up.weight), parameters_->grad(s.up.weight));
     const Var up_bias = ctx.parameter(parameters_->value(s.up.bias), parameters_->grad(s.up.bias));
-    ops::conv_transpose2d(ctx, x, up_weight, up_bias, &upsampled);
+    traced(ctx, s.up.name, [&] { return ops::conv_transpose2d(ctx, x, up_weight, up_bias, &upsampled); });
     x = conv(ctx, conv(ctx, concatenated[level], s.conv1, true), s.conv2, true);
   }
   return conv(ctx, x, head_, false);

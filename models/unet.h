@@ -12,6 +12,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "engine/autograd.h"
 #include "engine/parameters.h"
@@ -35,6 +36,7 @@ class UNet {
  private:
   struct Conv {
     int weight, bias;
+    std::string name;  // the layer's, as its parameters are named: encoder.0.conv1, decoder.1.up, head
   };
   struct Level {
     Conv conv1, conv2;

@@ -11,6 +11,8 @@ packages=(
   libtiff-dev libstb-dev                    # image reading (TIFF; PNG/JPEG/BMP) and writing (PNG)
   nlohmann-json3-dev                        # JSON (safetensors headers, logs, splits)
   clang-format                              # the sources' format (.clang-format)
+  libnifti2-dev                             # NIfTI volumes (niftilib, with zlib for .nii.gz)
+  python3-nibabel                           # the NIfTI oracle of the tests
   python3-torch python3-numpy               # the PyTorch oracle for the tests, for /usr/bin/python3
   openmpi-bin libopenmpi-dev                # data-parallel training: mpirun, and MPI to build against
 )

@@ -10,7 +10,17 @@ namespace unet {
 namespace {
 
 Json value_json(const FlagTarget& target) {
-  return std::visit([](auto* value) { return Json(*value); }, target);
+  return std::visit(
+      [](auto* value) {
+        if constexpr (std::is_same_v<std::remove_pointer_t<decltype(value)>, std::vector<std::string>>) {
+          Json list = Json::array();
+          for (const std::string& item : *value) list.push(item);
+          return list;
+        } else {
+          return Json(*value);
+        }
+      },
+      target);
 }
 
 // Throws unet::Error unless `value` has the target's type.
@@ -20,6 +30,9 @@ void set_from_json(const FlagTarget& target, const Json& value) {
         using T = std::remove_pointer_t<decltype(into)>;
         if constexpr (std::is_same_v<T, std::string>) {
           *into = value.as_string();
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          into->clear();
+          for (const Json& item : value.items()) into->push_back(item.as_string());
         } else if constexpr (std::is_same_v<T, double>) {
           *into = value.as_number();
         } else if constexpr (std::is_same_v<T, bool>) {
@@ -47,7 +60,7 @@ Options::Option& Options::add_option(const std::string& name, Target target, con
         using T = std::remove_pointer_t<decltype(value)>;
         if constexpr (std::is_same_v<T, std::string>) {
           option.default_text = value->empty() ? "" : *value;
-        } else if constexpr (std::is_same_v<T, bool>) {
+        } else if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::vector<std::string>>) {
           option.default_text = "";
         } else if constexpr (std::is_same_v<T, double>) {
           std::ostringstream text;
@@ -77,6 +90,11 @@ Options& Options::add(const std::string& name, int64_t* value, const std::string
 }
 Options& Options::add(const std::string& name, double* value, const std::string& value_name, const std::string& help) {
   add_option(name, value, value_name, help);
+  return *this;
+}
+Options& Options::add(const std::string& name, std::vector<std::string>* values, const std::string& value_name,
+                      const std::string& help) {
+  add_option(name, values, value_name, help + " (repeatable)");
   return *this;
 }
 Options& Options::flag(const std::string& name, bool* value, const std::string& help) {
@@ -153,6 +171,8 @@ void Options::assign(Option& option, const std::string& text) {
         using T = std::remove_pointer_t<decltype(value)>;
         if constexpr (std::is_same_v<T, std::string>) {
           *value = text;
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          value->push_back(text);
         } else if constexpr (std::is_same_v<T, double>) {
           *value = numeric = parse_number(option.name, text);
         } else if constexpr (std::is_same_v<T, bool>) {
@@ -191,7 +211,8 @@ bool Options::parse(const std::vector<std::string>& args) {
       if (candidate.name == name) option = &candidate;
     }
     if (option == nullptr) throw UsageError(command_ + ": unknown option '--" + name + "' (see unet " + command_ + " --help)");
-    if (option->given) throw UsageError("--" + name + " given twice");
+    const bool repeatable = std::holds_alternative<std::vector<std::string>*>(option->target);
+    if (option->given && !repeatable) throw UsageError("--" + name + " given twice");
     option->given = true;
     if (std::holds_alternative<bool*>(option->target)) {
       if (inline_value) throw UsageError("--" + name + " takes no value");

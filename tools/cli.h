@@ -30,7 +30,7 @@ enum class FlagRole {
   resumable,  // saved, and restored on resume unless given again (--epochs may be raised)
 };
 
-using FlagTarget = std::variant<std::string*, int*, int64_t*, double*, bool*>;
+using FlagTarget = std::variant<std::string*, int*, int64_t*, double*, bool*, std::vector<std::string>*>;
 
 class Options {
  public:
@@ -42,6 +42,9 @@ class Options {
   Options& add(const std::string& name, int64_t* value, const std::string& value_name, const std::string& help);
   Options& add(const std::string& name, double* value, const std::string& value_name, const std::string& help);
   Options& flag(const std::string& name, bool* value, const std::string& help);
+  // Repeatable: each --name VALUE appends to *values (every other option may be given once).
+  Options& add(const std::string& name, std::vector<std::string>* values, const std::string& value_name,
+               const std::string& help);
   // Constraints on the option added last.
   Options& required();
   Options& choices(std::vector<std::string> allowed);

@@ -6,6 +6,7 @@
 
 #include "data/dataset.h"
 #include "data/image.h"
+#include "data/nifti.h"
 #include "engine/paths.h"
 #include "models/checkpoint.h"
 #include "models/evaluator.h"
@@ -14,6 +15,7 @@
 #include "tools/commands.h"
 #include "tools/common.h"
 #include "tools/data_options.h"
+#include "tools/volumes.h"
 
 namespace unet {
 
@@ -106,51 +108,94 @@ Inputs gather(const std::string& input, int size) {
   return inputs;
 }
 
+// NIfTI input: a .nii/.nii.gz file, or a folder holding some.
+bool is_nifti_input(const std::string& input) {
+  std::error_code error;
+  if (!fs::is_directory(input, error)) return is_nifti_name(input);
+  for (const auto& entry : fs::directory_iterator(input, error)) {
+    if (entry.is_regular_file() && is_nifti_name(entry.path().string())) return true;
+  }
+  return false;
+}
+
+void create_output_folder(const std::string& out) {
+  std::error_code error;
+  fs::create_directories(out, error);
+  if (error) throw Error(out + ": cannot create the folder (" + error.message() + ")");
+  check_writable((fs::path(out) / "x").string());
+}
+
+// Each case's mask as <out>/<case>.nii.gz on its own grid (and its probabilities, if asked). Every
+// case is read once first, so a bad one stops the command before anything is written.
+int predict_volumes(const std::string& input, const std::string& out, const Ensemble& ensemble, Device& dev,
+                    const VolumeSettings& settings, double threshold, bool probabilities) {
+  std::error_code error;
+  if (!fs::exists(input, error)) throw Error(input + ": no such file or folder");
+  const std::vector<std::string> cases = fs::is_directory(input, error) ? find_nifti_cases(input)
+                                                                        : std::vector<std::string>{input};
+  for (const std::string& path : cases) read_nifti_volume(path);
+  create_output_folder(out);
+  auto target = [&](const std::string& name) { return (fs::path(out) / name).string(); };
+  for (const std::string& path : cases) {
+    const NiftiVolume volume = read_nifti_volume(path);
+    const std::vector<float> probability = predict_volume(ensemble, dev, volume, settings);
+    std::vector<uint8_t> mask(probability.size());
+    for (size_t i = 0; i < mask.size(); ++i) mask[i] = probability[i] > threshold;
+    write_nifti_mask(target(volume.name + ".nii.gz"), volume, mask);
+    if (probabilities) write_nifti_probabilities(target(volume.name + "_probabilities.nii.gz"), volume, probability);
+  }
+  std::printf("wrote %zu NIfTI masks%s to %s (each on its input's grid)\n", cases.size(),
+              probabilities ? " and probabilities" : "", out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int command_predict(const Args& args) {
-  std::string weights, input, out, device_choice = "auto";
+  std::vector<std::string> weights;
+  std::string input, out, device_choice = "auto";
   double threshold = 0.5;
   int size = 256, batch = 8;
-  bool zscore = false;
-  Options options("predict", "Writes, for each input slice, <name>_pred.png (the predicted mask, 0/255) and\n<name>_overlay.png (FLAIR in grey, ground truth outlined in red where a mask exists, prediction\nin green). Input: an image file, a folder of images (masks beside them as <name>_mask.<ext>\nare used when present), or a dataset folder. Pictures are at --image-size resolution.");
-  options.add("weights", &weights, "FILE", "weights (a run's best.safetensors)").required()
-      .add("input", &input, "PATH", "an image file or a folder").required()
-      .add("out", &out, "DIR", "folder for the pictures (created if missing)").required()
+  bool zscore = false, tta = false, probabilities = false;
+  Options options("predict", "Writes, for each input slice, <name>_pred.png (the predicted mask, 0/255) and\n<name>_overlay.png (FLAIR in grey, ground truth outlined in red where a mask exists, prediction\nin green). Input: an image file, a folder of images (masks beside them as <name>_mask.<ext>\nare used when present), or a dataset folder. Pictures are at --image-size resolution.\nNIfTI input (case.nii.gz, nnU-Net's case_0000.nii.gz with its other channels beside it, or a\nfolder of either) gives <case>.nii.gz, a uint8 0/1 mask on the input's grid, header and affine;\nslices are resized to --image-size and the probabilities back (docs/data.md). Several --weights\nare an ensemble: their probabilities are averaged.");
+  options.add("weights", &weights, "FILE", "weights (a run's best.safetensors); repeated: an ensemble").required()
+      .add("input", &input, "PATH", "an image file, a NIfTI case, or a folder").required()
+      .add("out", &out, "DIR", "folder for the pictures or masks (created if missing)").required()
       .add("threshold", &threshold, "T", "tumour where the predicted probability exceeds T")
       .add("image-size", &size, "N", "resize inputs to N x N").at_least(1)
       .shown_default("as the weights record")
       .flag("zscore", &zscore, "normalise each channel by its volume's mean and standard deviation")
       .shown_default("as the weights record")
+      .flag("tta", &tta, "test-time augmentation: average the probabilities of the 4 mirrorings")
+      .flag("probabilities", &probabilities,
+            "also write probabilities: <case>_probabilities.nii.gz (float32), or <name>_prob.png (0..255)")
       .add("batch", &batch, "B", "slices per forward pass").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"});
   if (!options.parse(args)) return 0;
   if (!(threshold > 0 && threshold < 1)) throw UsageError("--threshold: must be between 0 and 1");
-  check_readable_file(weights, "weights");
-  // A file's folder is the input too: pictures beside a patient's slices would join its dataset.
+  for (const std::string& path : weights) check_readable_file(path, "weights");
+  // A file's folder is the input too: pictures or masks beside a patient's files would join its data.
   std::error_code input_error;
   const bool input_is_folder = fs::is_directory(input, input_error);
   const std::string input_folder = input_is_folder ? input : fs::path(input).parent_path().string();
   refuse_output_inside_input(out, "--out", input_folder.empty() ? "." : input_folder,
                              input_is_folder ? "--input" : "the folder of --input");
 
-  const SafeTensors file = SafeTensors::load(weights);
   Device& dev = device(resolve_device(device_choice, true));
-  UNet model(read_config(file), dev);
-  load_weights(file, model);
-  const Preprocessing preprocessing = preprocessing_for(file, options, size, zscore);
+  const Ensemble ensemble(weights, dev);
+  const Preprocessing preprocessing = preprocessing_for(ensemble.recorded(), weights.front(), options, size, zscore);
   size = preprocessing.image_size;
   zscore = preprocessing.zscore;
-  model.check_input({1, size, size, model.config().in_channels});
+  for (const UNet* model : ensemble.models()) model->check_input({1, size, size, model->config().in_channels});
+  if (is_nifti_input(input)) {
+    return predict_volumes(input, out, ensemble, dev, {size, zscore, batch, tta}, threshold, probabilities);
+  }
   const Inputs inputs = gather(input, size);
   const Dataset& data = inputs.data;
-  std::error_code error;
-  fs::create_directories(out, error);
-  if (error) throw Error(out + ": cannot create the folder (" + error.message() + ")");
-  check_writable((fs::path(out) / "x").string());
+  create_output_folder(out);
 
   ResidentDataset resident(dev, data, zscore);
-  Evaluator evaluator(model, resident, data, batch);
+  Evaluator evaluator(ensemble.models(), resident, data, batch, tta);
   std::vector<int32_t> all(static_cast<size_t>(data.slices()));
   for (int32_t s = 0; s < static_cast<int32_t>(all.size()); ++s) all[s] = s;
   const auto logit_threshold = static_cast<float>(std::log(threshold / (1 - threshold)));  // sigmoid(x) > T
@@ -169,6 +214,15 @@ int command_predict(const Args& args) {
     const std::vector<uint8_t> rgb = overlay(data.images.data() + s * plane * 3, truth ? data.masks.data() + s * plane : nullptr,
                                              predicted, size, size);
     write_png((fs::path(out) / (name + "_overlay.png")).string(), rgb.data(), size, size, 3);
+  }
+  if (probabilities) {
+    const std::vector<float> probability = evaluator.probabilities(result.slices);
+    for (size_t at = 0; at < result.slices.size(); ++at) {
+      std::vector<uint8_t> grey(static_cast<size_t>(plane));
+      for (int64_t p = 0; p < plane; ++p) grey[p] = static_cast<uint8_t>(std::lround(255 * probability[at * plane + p]));
+      const std::string name = fs::path(data.files[result.slices[at]]).stem().string();
+      write_png((fs::path(out) / (name + "_prob.png")).string(), grey.data(), size, size, 1);
+    }
   }
   std::printf("wrote %zu masks and overlays to %s", result.slices.size(), out.c_str());
   if (with_truth == static_cast<int>(result.slices.size())) {

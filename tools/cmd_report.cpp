@@ -8,6 +8,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "data/split.h"
 #include "engine/files.h"
 #include "engine/json.h"
 #include "engine/paths.h"
@@ -201,25 +202,148 @@ std::string read_if_exists(const fs::path& path) {
   return fs::is_regular_file(path, error) ? read_text_file(path.string()) : std::string();
 }
 
+const char* page_style() {
+  return "<style>body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}"
+         "h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collapse}"
+         "td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}"
+         ".title{font-weight:600;font-size:13px}.tick{font-size:11px;fill:#444}.grid{stroke:#e4e4e4}"
+         "figure{display:inline-block;margin:8px}img{width:256px;image-rendering:pixelated;border:1px solid #ccc}"
+         "figcaption{font-size:12px}</style>";
+}
+
+double mean_of(const std::vector<double>& values) {
+  double sum = 0;
+  for (double v : values) sum += v;
+  return values.empty() ? NAN : sum / static_cast<double>(values.size());
+}
+
+double median_of(std::vector<double> values) {
+  if (values.empty()) return NAN;
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+// One page for the fold runs of a K-fold cross-validation: per fold its best validation epoch and
+// per-volume Dice, and over all folds' validation patients together (each patient validated by the
+// one model that did not train on it: the cross-validation figure).
+int cross_validation_report(const std::vector<std::string>& runs, std::string out, bool force) {
+  struct Fold {
+    std::string run;
+    PatientSplit split;
+    int best_epoch = 0;
+    double best_mean = NAN, best_median = NAN;
+    std::vector<PatientScore> patients;
+  };
+  std::vector<Fold> folds;
+  for (const std::string& run : runs) {
+    const fs::path folder(run);
+    std::error_code error;
+    if (!fs::is_directory(folder, error)) throw Error(run + ": no such run folder");
+    Fold fold{run, load_split((folder / "split.json").string()), 0, NAN, NAN, {}};
+    if (fold.split.folds == 0) {
+      throw Error(run + ": not a cross-validation fold (its split.json has no folds; train with --folds)");
+    }
+    for (const Fold& other : folds) {
+      if (other.split.folds != fold.split.folds || other.split.seed != fold.split.seed ||
+          other.split.test != fold.split.test) {
+        throw Error(run + ": a fold of another cross-validation than " + other.run + " (folds, seed or test patients differ)");
+      }
+      if (other.split.fold == fold.split.fold) {
+        throw Error(run + ": fold " + std::to_string(fold.split.fold) + " again (also " + other.run + ")");
+      }
+    }
+    const fs::path log_path = folder / "log.jsonl";
+    const Json* patients = nullptr;
+    std::vector<std::string> warnings;
+    const std::vector<Json> log = read_log(read_if_exists(log_path), warnings);
+    for (const std::string& warning : warnings) std::fprintf(stderr, "warning: %s: %s\n", run.c_str(), warning.c_str());
+    for (const Json& record : log) {
+      const Json* event = record.find("event");
+      if (event == nullptr || !event->is_string()) continue;
+      const double dice = event->as_string() == "epoch" ? number_at(record, "val_dice_mean") : NAN;
+      if (std::isfinite(dice) && !(dice <= fold.best_mean)) {
+        fold.best_mean = dice;
+        fold.best_median = number_at(record, "val_dice_median");
+        fold.best_epoch = static_cast<int>(record.at("epoch").as_integer());
+      }
+      if (event->as_string() == "val_patients") patients = &record;  // the best epoch's, written at the end
+    }
+    if (patients == nullptr) throw Error(run + ": its log.jsonl has no validation patients (the run has not finished)");
+    for (const Json& patient : patients->at("patients").items()) {
+      fold.patients.push_back({patient.at("patient").as_string(), number_at(patient, "dice")});
+    }
+    folds.push_back(std::move(fold));
+  }
+  std::sort(folds.begin(), folds.end(), [](const Fold& a, const Fold& b) { return a.split.fold < b.split.fold; });
+  if (out.empty()) out = (fs::path(runs.front()).parent_path() / "cross_validation.html").string();
+  refuse_replacing_another_kind(out, "a page unet report wrote", [](const std::string& path) {
+    return file_starts_with(path, page_start);
+  }, force);
+
+  std::vector<PatientScore> all;
+  std::vector<double> all_dice, fold_means;
+  std::string rows;
+  for (const Fold& fold : folds) {
+    std::vector<double> dice;
+    for (const PatientScore& p : fold.patients) dice.push_back(p.dice);
+    all.insert(all.end(), fold.patients.begin(), fold.patients.end());
+    all_dice.insert(all_dice.end(), dice.begin(), dice.end());
+    fold_means.push_back(fold.best_mean);
+    rows += "<tr><td>" + std::to_string(fold.split.fold) + "</td><td>" + escape(fold.run) + "</td><td>" +
+            std::to_string(fold.split.val.size()) + "</td><td>" + std::to_string(fold.best_epoch) + "</td><td>" +
+            number(fold.best_mean) + "</td><td>" + number(fold.best_median) + "</td></tr>";
+  }
+  const double spread_mean = mean_of(fold_means);
+  double squares = 0;
+  for (double m : fold_means) squares += (m - spread_mean) * (m - spread_mean);
+  const double spread = fold_means.size() > 1 ? std::sqrt(squares / static_cast<double>(fold_means.size() - 1)) : NAN;
+  const int k = folds.front().split.folds;
+
+  std::ostringstream html;
+  html << page_start << "cross-validation</title>" << page_style()
+       << "</head><body><h1>Cross-validation: " << folds.size() << " of " << k << " folds</h1>"
+       << "<p>Seed " << folds.front().split.seed << "; " << folds.front().split.test.size()
+       << " test patients held out of every fold (score them with <code>unet eval --split</code>).</p>"
+       << "<table><tr><th>fold</th><th>run</th><th>validation patients</th><th>best epoch</th>"
+          "<th>per-volume Dice mean</th><th>median</th></tr>"
+       << rows << "</table>"
+       << "<h2>All folds' validation patients</h2><p>" << all_dice.size() << " patients, each scored by the fold that "
+       << "did not train on it: per-volume Dice mean <b>" << number(mean_of(all_dice)) << "</b>, median "
+       << number(median_of(all_dice)) << ". Mean of the fold means " << number(spread_mean) << " (standard deviation "
+       << number(spread) << " over " << fold_means.size() << " folds).</p>"
+       << bar_chart(all)
+       << "<p style='margin-top:24px;color:#777'>Each fold's best epoch is chosen on its own validation patients, so "
+          "these figures are optimistic; the test patients are the unbiased figure. Metrics as defined in "
+          "docs/metrics.md. Written by unet report.</p></body></html>\n";
+  write_file_atomic(out, html.str());
+  std::printf("wrote %s (%zu folds, %zu validation patients, per-volume Dice mean %.4f)\n", out.c_str(), folds.size(),
+              all_dice.size(), mean_of(all_dice));
+  return 0;
+}
+
 }  // namespace
 
 int command_report(const Args& args) {
   std::string out;
-  std::string run;
+  std::vector<std::string> runs;
   bool force = false;
-  Options options("report", "Writes RUN_DIR/report.html: loss and Dice curves, the per-patient Dice chart with its mean\nand median, and overlays of the best, median and worst patients. One file, no network needed.\nusage: unet report RUN_DIR [--out FILE]");
+  Options options("report", "Writes RUN_DIR/report.html: loss and Dice curves, the per-patient Dice chart with its mean\nand median, and overlays of the best, median and worst patients. One file, no network needed.\nGiven the fold runs of a cross-validation (unet train --folds K --fold i), writes one page\nfor them all: each fold's best epoch and Dice, and all folds' validation patients together\n(default file: cross_validation.html beside the first run).\nusage: unet report RUN_DIR [--out FILE] | unet report RUN_0 RUN_1 ... [--out FILE]");
   options.add("out", &out, "FILE", "where to write the page (default RUN_DIR/report.html)")
       .flag("force", &force, "replace --out even if it is not a page unet report wrote");
   Args rest;
-  for (const std::string& arg : args) {
-    if (run.empty() && !arg.empty() && arg[0] != '-') {
-      run = arg;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (!args[i].empty() && args[i][0] != '-') {
+      runs.push_back(args[i]);
     } else {
-      rest.push_back(arg);
+      rest.push_back(args[i]);
+      if (args[i] == "--out" && i + 1 < args.size()) rest.push_back(args[++i]);
     }
   }
   if (!options.parse(rest)) return 0;
-  if (run.empty()) throw UsageError("report: which run? unet report RUN_DIR");
+  if (runs.empty()) throw UsageError("report: which run? unet report RUN_DIR");
+  if (runs.size() > 1) return cross_validation_report(runs, out, force);
+  const std::string run = runs.front();
   const fs::path folder(run);
   std::error_code error;
   if (!fs::is_directory(folder, error)) throw Error(run + ": no such run folder");
@@ -305,13 +429,7 @@ int command_report(const Args& args) {
   }
 
   std::ostringstream html;
-  html << page_start << escape(folder.filename().string())
-       << "</title><style>body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}"
-          "h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collapse}"
-          "td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}"
-          ".title{font-weight:600;font-size:13px}.tick{font-size:11px;fill:#444}.grid{stroke:#e4e4e4}"
-          "figure{display:inline-block;margin:8px}img{width:256px;image-rendering:pixelated;border:1px solid #ccc}"
-          "figcaption{font-size:12px}</style></head><body>"
+  html << page_start << escape(folder.filename().string()) << "</title>" << page_style() << "</head><body>"
        << "<h1>Run " << escape(folder.filename().string()) << "</h1><table>" << header_rows << "</table>"
        << "<h2>Training</h2>" << line_chart("Loss", "epoch", {train_loss, val_bce}, false)
        << line_chart("Validation Dice", "epoch", {dice_mean, dice_median, slice_dice, global_dice}, true)

@@ -44,6 +44,10 @@ void describe_flags(Options& options, TrainFlags& f) {
       .shown_default("from --val-frac").role(identity)
       .add("test-patients", &f.run.test_patients, "N", "patients held out for `unet eval --split` only").at_least(0)
       .role(identity)
+      .add("folds", &f.run.folds, "K", "K-fold cross-validation by patient (instead of --val-frac/--val-patients)")
+      .shown_default("none").role(identity)
+      .add("fold", &f.run.fold, "I", "with --folds: validate on part I (0..K-1) and train on the others")
+      .role(identity)
       .add("epochs", &f.run.epochs, "E", "passes over the training slices").at_least(1).role(resumable)
       .add("batch", &f.run.batch, "B", "slices per step").at_least(1).role(identity)
       .add("lr", &f.run.adam.lr, "LR", "Adam learning rate").at_least(0).role(identity)
@@ -105,12 +109,7 @@ int command_train(const Args& args) {
   describe_flags(options, f);
   if (!options.parse(args)) return 0;
   if (!f.resume && f.data.data.empty()) throw UsageError("train: --data is required (unless resuming with --resume)");
-  if (options.given("val-frac") && options.given("val-patients")) {
-    throw UsageError("give --val-frac or --val-patients, not both");
-  }
-  if (f.run.val_patients < 0 && f.run.val_fraction >= 1) {
-    throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
-  }
+  check_validation_flags(options, f.run);
 
   if (!f.data.data.empty()) f.data.data = canonical_path(f.data.data).string();  // resumable from anywhere
   if (!f.resume) {  // refused before the run folder is touched

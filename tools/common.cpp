@@ -9,6 +9,25 @@
 
 namespace unet {
 
+void check_validation_flags(const Options& options, const TrainingConfig& run) {
+  if (options.given("val-frac") && options.given("val-patients")) {
+    throw UsageError("give --val-frac or --val-patients, not both");
+  }
+  if (run.val_patients < 0 && run.val_fraction >= 1) {
+    throw UsageError("--val-frac: must be below 1 (or use --val-patients)");
+  }
+  if (options.given("fold") && !options.given("folds")) throw UsageError("--fold needs --folds");
+  if (!options.given("folds")) return;
+  if (options.given("val-frac") || options.given("val-patients")) {
+    throw UsageError("--folds chooses the validation patients: give it without --val-frac or --val-patients");
+  }
+  if (run.folds < 2) throw UsageError("--folds: " + std::to_string(run.folds) + " is below the minimum, 2");
+  if (run.fold < 0 || run.fold >= run.folds) {
+    throw UsageError("--fold: " + std::to_string(run.fold) + " is not in 0.." + std::to_string(run.folds - 1) +
+                     " (--folds " + std::to_string(run.folds) + ")");
+  }
+}
+
 void check_batch_among_ranks(int batch, int ranks) {
   if (ranks > batch) {
     throw UsageError("--batch " + std::to_string(batch) + " is smaller than the " + std::to_string(ranks) +

@@ -4,9 +4,15 @@
 #include <string>
 
 #include "engine/device.h"
+#include "models/training_run.h"
+#include "tools/cli.h"
 #include "kernels/loss.h"
 
 namespace unet {
+
+// How unet train chooses its validation patients: --val-frac below 1 or --val-patients, not both;
+// or --folds K >= 2 with --fold I in 0..K-1, without either. A UsageError otherwise.
+void check_validation_flags(const Options& options, const TrainingConfig& run);
 
 // Under mpirun the global --batch is split evenly among the ranks: a UsageError unless it divides.
 void check_batch_among_ranks(int batch, int ranks);

@@ -32,22 +32,22 @@ void add_augment_options(Options& options, AugmentOptions* augment, FlagRole rol
       .flag("no-augment", &augment->none, "no augmentation: every sample is its slice as loaded").role(role);
 }
 
-Preprocessing preprocessing_for(const SafeTensors& weights, const Options& options, int image_size, bool zscore) {
-  const std::optional<Preprocessing> recorded = read_preprocessing(weights);
+Preprocessing preprocessing_for(const std::optional<Preprocessing>& recorded, const std::string& source,
+                                const Options& options, int image_size, bool zscore) {
   if (!recorded) {
     std::fprintf(stderr,
                  "note: %s records no preprocessing (written before unet recorded it); using --image-size %d %s\n",
-                 weights.source().c_str(), image_size, zscore ? "with --zscore" : "without --zscore");
+                 source.c_str(), image_size, zscore ? "with --zscore" : "without --zscore");
     return {image_size, zscore};
   }
   if (zscore && !recorded->zscore) {
-    throw UsageError("--zscore contradicts " + weights.source() + ", whose model takes slices without it; "
+    throw UsageError("--zscore contradicts " + source + ", whose model takes slices without it; "
                      "leave --zscore out");
   }
   Preprocessing chosen = *recorded;
   if (options.given("image-size") && image_size != recorded->image_size) {
     std::fprintf(stderr, "warning: %s was trained on %dx%d slices; using %dx%d as --image-size asks (figures at "
-                 "another size than training's)\n", weights.source().c_str(), recorded->image_size,
+                 "another size than training's)\n", source.c_str(), recorded->image_size,
                  recorded->image_size, image_size, image_size);
     chosen.image_size = image_size;
   }

@@ -36,7 +36,9 @@ void add_data_options(Options& options, DataOptions* data, bool with_zscore, boo
 // training's size. --zscore on weights trained without it is refused (UsageError): such a model
 // was never shown normalised slices. Weights that record nothing (written before unet recorded
 // it) get the flags' values, with a one-line notice.
-Preprocessing preprocessing_for(const SafeTensors& weights, const Options& options, int image_size, bool zscore);
+// `recorded` is what the weights in `source` record (Ensemble::recorded()).
+Preprocessing preprocessing_for(const std::optional<Preprocessing>& recorded, const std::string& source,
+                                const Options& options, int image_size, bool zscore);
 
 // Symmetric ranges, as flags: --flip-h P, --flip-v P, --rotate DEGREES (uniform in [-D, D]),
 // --zoom F (scale uniform in [1 - F, 1 + F]), --shift F (of the size), --no-augment.

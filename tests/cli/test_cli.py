@@ -407,6 +407,292 @@ class BadInput(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(run, "last.safetensors")))
 
 
+def write_bmp(path, rgb):
+    """A 24-bit BMP of an (h, w, 3) uint8 array: rows bottom-up, BGR (what stb_image reads)."""
+    h, w, _ = rgb.shape
+    pad = b"\0" * ((-w * 3) % 4)
+    data = b"".join(rgb[y, :, ::-1].tobytes() + pad for y in range(h - 1, -1, -1))
+    with open(path, "wb") as f:
+        f.write(b"BM" + struct.pack("<IHHI", 54 + len(data), 0, 0, 54))
+        f.write(struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, len(data), 2835, 2835, 0, 0) + data)
+
+
+def read_grey_png(path):
+    """An 8-bit grey PNG (as stb_image_write writes `unet predict`'s masks) as a list of rows."""
+    import zlib
+    with open(path, "rb") as f:
+        data = f.read()
+    at, idat, width, height = 8, b"", 0, 0
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at:at + 4])
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+            assert (depth, colour) == (8, 0), (depth, colour)
+        elif kind == b"IDAT":
+            idat += body
+        at += 12 + length
+    raw, rows, previous = zlib.decompress(idat), [], [0] * width
+    for y in range(height):
+        kind, line = raw[y * (width + 1)], list(raw[y * (width + 1) + 1:(y + 1) * (width + 1)])
+        for x in range(width):
+            left = line[x - 1] if x else 0
+            up, corner = previous[x], previous[x - 1] if x else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 255
+            elif kind == 2:
+                line[x] = (line[x] + up) & 255
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[x] = (line[x] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        rows.append(line)
+        previous = line
+    return rows
+
+
+def set_head_bias(weights, value):
+    """Rewrites the head's bias in a weights file (safetensors, F32): -100 predicts no tumour anywhere."""
+    import json
+    with open(weights, "rb") as f:
+        data = bytearray(f.read())
+    (length,) = struct.unpack("<Q", data[:8])
+    begin, end = json.loads(data[8:8 + length])["head.bias"]["data_offsets"]
+    data[8 + length + begin:8 + length + end] = struct.pack("<f", value) * ((end - begin) // 4)
+    with open(weights, "wb") as f:
+        f.write(data)
+
+
+class Volumes(unittest.TestCase):
+    """NIfTI in and out (checked with nibabel), ensembles and mirroring, nnU-Net's summary.json,
+    HD95, and K-fold runs with their cross-validation page. Tiny untrained models: seconds each."""
+
+    @classmethod
+    def setUpClass(cls):
+        import nibabel  # noqa: F401 (python3-nibabel: these tests run with /usr/bin/python3)
+        import numpy as np
+        cls.np = np
+        cls.dir = os.path.join(WORK, "volumes")
+        cls.out = os.path.join(WORK, "volumes-out")  # outputs never go into the folder of an input
+        os.makedirs(cls.dir)
+        cls.weights = [os.path.join(cls.dir, f"w{seed}.safetensors") for seed in (1, 2)]
+        for seed, path in zip((1, 2), cls.weights):
+            unet("init", "--base-width", "4", "--depth", "2", "--seed", str(seed), "--out", path)
+        # (x, y, slice, channel): x is the slice's rows, y its columns. Not symmetric in x and y.
+        rng = np.random.default_rng(14)
+        i, j = np.indices((32, 32))
+        base = (4 * i + j * j // 8) % 256
+        cls.volume = np.stack([np.stack([(base + 40 * k + 70 * c + rng.integers(0, 30, (32, 32))) % 256
+                                         for c in range(3)], axis=-1) for k in range(4)], axis=2).astype(np.uint8)
+        cls.affine = np.array([[0, -0.9, 0, 10], [1.1, 0, 0, -20], [0, 0, 3.0, 5], [0, 0, 0, 1]])
+
+    def save(self, array, path):
+        import nibabel as nib
+        image = nib.Nifti1Image(array, self.affine)
+        image.header.set_xyzt_units("mm")
+        nib.save(image, path)
+
+    def predict(self, *args, check=True):
+        return unet("predict", "--image-size", "32", "--device", "cpu", *args, check=check)
+
+    def probabilities(self, case, out, *args):
+        import nibabel as nib
+        self.predict("--input", case, "--out", out, "--probabilities", *args)
+        name = os.path.basename(case).split(".")[0].removesuffix("_0000")
+        return nib.load(os.path.join(out, name + "_probabilities.nii.gz")).get_fdata()
+
+    def test_nifti_masks_equal_the_slice_path_voxel_for_voxel(self):
+        import nibabel as nib
+        np = self.np
+        case = os.path.join(self.dir, "case.nii.gz")
+        self.save(self.volume, case)
+        slices = os.path.join(self.dir, "slices")
+        os.makedirs(slices)
+        for k in range(4):
+            write_bmp(os.path.join(slices, f"s{k}.bmp"), self.volume[:, :, k, :])
+        # A threshold in a wide gap of the probabilities, near their median: about half the voxels
+        # are tumour, and no voxel is within a rounding of the threshold.
+        p = np.sort(self.probabilities(case, os.path.join(self.out, "p"), "--weights", self.weights[0]).ravel())
+        middle = len(p) // 2
+        gaps = [(p[m + 1] - p[m], m) for m in range(middle - len(p) // 8, middle + len(p) // 8)]
+        gap, m = max(gaps)
+        self.assertGreater(gap, 1e-6)
+        threshold = f"{(p[m] + p[m + 1]) / 2:.9f}"
+        out = os.path.join(self.out, "nifti")
+        self.predict("--weights", self.weights[0], "--input", case, "--out", out, "--threshold", threshold)
+        written = nib.load(os.path.join(out, "case.nii.gz"))
+        self.assertEqual(written.shape, (32, 32, 4))
+        self.assertEqual(written.get_data_dtype(), np.uint8)
+        self.assertTrue(np.allclose(written.affine, self.affine, atol=1e-5), written.affine)
+        mask = np.asanyarray(written.dataobj)
+        self.assertEqual(set(np.unique(mask)), {0, 1})
+        self.assertTrue(np.any(mask != mask.transpose(1, 0, 2)), "a transposition would not show")
+        pictures = os.path.join(self.out, "pictures")
+        self.predict("--weights", self.weights[0], "--input", slices, "--out", pictures, "--threshold", threshold)
+        for k in range(4):
+            png = np.array(read_grey_png(os.path.join(pictures, f"s{k}_pred.png"))) // 255
+            self.assertTrue(np.array_equal(png, mask[:, :, k]), f"slice {k}: NIfTI and slice masks differ")
+
+    def test_channel_files_and_resizing(self):
+        import nibabel as nib
+        np = self.np
+        four_d, per_channel = os.path.join(self.dir, "four"), os.path.join(self.dir, "channels")
+        os.makedirs(four_d)
+        os.makedirs(per_channel)
+        self.save(self.volume, os.path.join(four_d, "BRATS_1.nii.gz"))
+        for c in range(3):
+            self.save(self.volume[..., c], os.path.join(per_channel, f"BRATS_1_{c:04d}.nii.gz"))
+        a = self.probabilities(os.path.join(four_d, "BRATS_1.nii.gz"), os.path.join(self.out, "pa"), "--weights", self.weights[0])
+        b = self.probabilities(os.path.join(per_channel, "BRATS_1_0000.nii.gz"), os.path.join(self.out, "pb"),
+                               "--weights", self.weights[0])
+        self.assertTrue(np.array_equal(a, b))
+        # A folder of per-channel files is one case; a volume of another size comes back on its grid.
+        out = os.path.join(self.out, "folder")
+        self.predict("--weights", self.weights[0], "--input", per_channel, "--out", out)
+        self.assertEqual(os.listdir(out), ["BRATS_1.nii.gz"])
+        self.save(self.volume[:20, :28], os.path.join(self.dir, "small.nii"))
+        self.predict("--weights", self.weights[0], "--input", os.path.join(self.dir, "small.nii"), "--out", out)
+        self.assertEqual(nib.load(os.path.join(out, "small.nii.gz")).shape, (20, 28, 4))
+
+    def test_mirroring_and_ensembles_average_probabilities(self):
+        np = self.np
+        case = os.path.join(self.dir, "tta.nii.gz")
+        self.save(self.volume, case)
+        one = self.probabilities(case, os.path.join(self.out, "t1"), "--weights", self.weights[0])
+        other = self.probabilities(case, os.path.join(self.out, "t2"), "--weights", self.weights[1])
+        twice = self.probabilities(case, os.path.join(self.out, "t3"), "--weights", self.weights[0], "--weights", self.weights[0])
+        both = self.probabilities(case, os.path.join(self.out, "t4"), "--weights", self.weights[0], "--weights", self.weights[1])
+        mirrored = self.probabilities(case, os.path.join(self.out, "t5"), "--weights", self.weights[0], "--tta")
+        self.assertLess(np.abs(twice - one).max(), 1e-6)
+        self.assertLess(np.abs(both - (one + other) / 2).max(), 1e-6)
+        self.assertGreater(np.abs(mirrored - one).max(), 1e-4)
+        help_text = unet("predict", "--help").stdout
+        for flag in ["--tta", "--probabilities", "(repeatable)"]:
+            self.assertIn(flag, help_text)
+
+    def test_eval_of_imagests_labelsts_with_summary_json_and_hd95(self):
+        import json
+        np = self.np
+        root = os.path.join(self.dir, "nnunet")
+        os.makedirs(os.path.join(root, "imagesTs"))
+        os.makedirs(os.path.join(root, "labelsTs"))
+        label = np.zeros((32, 32, 4), np.uint8)
+        label[5:20, 8:14, 1:3] = 1
+        self.save(self.volume, os.path.join(root, "imagesTs", "case_a_0000.nii.gz"))
+        self.save(label, os.path.join(root, "labelsTs", "case_a.nii.gz"))
+        self.save(self.volume[::-1].copy(), os.path.join(root, "imagesTs", "case_b_0000.nii.gz"))
+        self.save(np.zeros_like(label), os.path.join(root, "labelsTs", "case_b.nii.gz"))
+        summary = os.path.join(self.dir, "summary.json")
+        result = unet("eval", "--weights", self.weights[0], "--data", root, "--image-size", "32", "--device", "cpu",
+                      "--summary-json", summary, "--hd95")
+        cases = json.load(open(summary))["metric_per_case"]
+        self.assertEqual([c["prediction_file"] for c in cases], ["case_a", "case_b"])
+        # The counts agree with predict's mask of the same case and the label, counted here.
+        out = os.path.join(self.out, "eval_pred")
+        self.predict("--weights", self.weights[0], "--input", os.path.join(root, "imagesTs", "case_a_0000.nii.gz"), "--out", out)
+        import nibabel as nib
+        mask = np.asanyarray(nib.load(os.path.join(out, "case_a.nii.gz")).dataobj).astype(bool)
+        a = cases[0]["metrics"]["1"]
+        self.assertEqual((a["TP"], a["FP"], a["FN"]), (int((mask & (label == 1)).sum()), int((mask & (label == 0)).sum()),
+                                                       int((~mask & (label == 1)).sum())))
+        self.assertEqual(a["TP"] + a["FP"] + a["FN"] + a["TN"], 32 * 32 * 4)
+        self.assertAlmostEqual(a["Dice"], 2 * a["TP"] / (2 * a["TP"] + a["FP"] + a["FN"]))
+        self.assertIn("HD95 (voxels, mm)", result.stdout)
+        # A model that predicts nothing: case_b has neither tumour nor prediction. The table scores
+        # it 1; summary.json, as nnU-Net v2, null and outside the mean. HD95 of case_a is undefined.
+        silent = os.path.join(self.dir, "silent.safetensors")
+        shutil.copy(self.weights[0], silent)
+        set_head_bias(silent, -100.0)
+        result = unet("eval", "--weights", silent, "--data", root, "--image-size", "32", "--device", "cpu",
+                      "--summary-json", summary, "--hd95")
+        self.assertIn("(1 without tumour or prediction, scored 1)", result.stdout)
+        self.assertIn("per-volume Dice  mean 0.5000", result.stdout)  # (0 + 1) / 2
+        self.assertIn("(1 left out: tumour in only one of prediction and truth)", result.stdout)
+        loaded = json.load(open(summary))
+        self.assertIsNone(loaded["metric_per_case"][1]["metrics"]["1"]["Dice"])
+        self.assertEqual(loaded["metric_per_case"][1]["metrics"]["1"]["HD95"], 0)
+        self.assertIsNone(loaded["metric_per_case"][0]["metrics"]["1"]["HD95"])
+        self.assertEqual(loaded["mean"]["1"]["Dice"], 0.0)  # case_a's 0 alone
+        self.assertEqual(loaded["foreground_mean"]["Dice"], 0.0)
+
+    def test_bad_volumes_and_weights_that_disagree(self):
+        corrupt = os.path.join(self.dir, "corrupt.nii.gz")
+        with open(corrupt, "wb") as f:
+            f.write(os.urandom(400))
+        out = os.path.join(self.out, "never")
+        for args in (["--weights", self.weights[0], "--input", corrupt],
+                     ["--weights", self.weights[0], "--input", os.path.join(self.dir, "missing.nii.gz")]):
+            result = self.predict(*args, "--out", out, check=False)
+            self.assertEqual(result.returncode, 1, result.stderr)
+            self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+            self.assertTrue(result.stderr.startswith("error: "), result.stderr)
+        self.assertFalse(os.path.exists(out))
+        grey = os.path.join(self.dir, "grey.safetensors")
+        unet("init", "--base-width", "4", "--depth", "2", "--in-channels", "1", "--out", grey)
+        self.save(self.volume, os.path.join(self.dir, "fine.nii.gz"))
+        result = self.predict("--weights", self.weights[0], "--weights", grey, "--input",
+                              os.path.join(self.dir, "fine.nii.gz"), "--out", out, check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.strip().splitlines(),
+                         [f"error: {grey}: its model takes 1 input channels but {self.weights[0]}'s takes 3 "
+                          "(an ensemble's weights must agree on their preprocessing)"])
+        self.assertFalse(os.path.exists(out))
+        # A label of another shape; an output folder that is the input's own.
+        root = os.path.join(self.dir, "mismatch")
+        os.makedirs(os.path.join(root, "imagesTs"))
+        os.makedirs(os.path.join(root, "labelsTs"))
+        self.save(self.volume, os.path.join(root, "imagesTs", "x.nii.gz"))
+        self.save(self.np.zeros((32, 32, 5), self.np.uint8), os.path.join(root, "labelsTs", "x.nii.gz"))
+        result = unet("eval", "--weights", self.weights[0], "--data", root, "--image-size", "32", "--device", "cpu",
+                      check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+        self.assertIn("its grid is 32x32x5 but", result.stderr)
+        before = listing(os.path.join(root, "imagesTs"))
+        result = self.predict("--weights", self.weights[0], "--input", os.path.join(root, "imagesTs"),
+                              "--out", os.path.join(root, "imagesTs"), check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("nothing is written into the data a command reads", result.stderr)
+        self.assertEqual(listing(os.path.join(root, "imagesTs")), before)
+
+    def test_folds_cover_the_patients_and_make_one_report(self):
+        import json
+        data = os.path.join(self.dir, "phantom")
+        unet("synth", "--out", data, "--patients", "7", "--slices", "2", "--size", "32", "--seed", "4")
+        runs, validated = [], []
+        for fold in range(3):
+            run = os.path.join(self.dir, f"fold_{fold}")
+            unet("train", "--data", data, *TINY[:-4], "--folds", "3", "--fold", str(fold), "--test-patients", "1",
+                 "--seed", "1", "--epochs", "1", "--device", "cpu", "--out", run)
+            split = json.load(open(os.path.join(run, "split.json")))
+            self.assertEqual((split["folds"], split["fold"]), (3, fold))
+            self.assertFalse(set(split["val"]) & set(split["train"]))
+            self.assertFalse(set(split["test"]) & (set(split["val"]) | set(split["train"])))
+            validated += split["val"]
+            runs.append(run)
+        self.assertEqual(len(validated), 6)
+        self.assertEqual(len(set(validated)), 6)  # disjoint, covering the 6 patients outside the test set
+        page = os.path.join(self.dir, "cv.html")
+        result = unet("report", *runs, "--out", page)
+        self.assertIn("3 folds, 6 validation patients", result.stdout)
+        self.assertIn("3 of 3 folds", open(page).read())
+        result = unet("eval", "--weights", os.path.join(runs[1], "best.safetensors"), "--data", data, "--image-size", "32",
+                      "--split", os.path.join(runs[1], "split.json"), "--subset", "val", "--device", "cpu")
+        self.assertIn("(fold 1 of 3)", result.stdout)
+        for args, message in ((["--folds", "3", "--fold", "3"], "--fold: 3 is not in 0..2 (--folds 3)"),
+                              (["--folds", "3", "--fold", "0", "--val-patients", "2"], "--folds chooses the validation")):
+            bad = os.path.join(self.dir, "bad_fold")
+            result = unet("train", "--data", data, "--device", "cpu", "--out", bad, *args, check=False)
+            self.assertEqual(result.returncode, 2)
+            self.assertEqual(len(result.stderr.strip().splitlines()), 1)
+            self.assertIn(message, result.stderr)
+            self.assertFalse(os.path.exists(bad))
+        result = unet("report", runs[0], runs[0], check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("fold 0 again", result.stderr)
+        self.assertIn("--folds K", unet("train", "--help").stdout)
 def poisoned_weights(path):
     """A tiny model's weights with one NaN (the last parameter in the file)."""
     unet("init", "--base-width", "4", "--depth", "2", "--out", path)

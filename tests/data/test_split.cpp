@@ -170,3 +170,63 @@ TEST_CASE("sampler: tumour slices oversampled", "[sampler]") {
   CHECK(error_of([&] { EpochSampler({0, 9}, tumour, 1, 2, 5); }) == "sampler: slice id 9 out of range");
   CHECK(error_of([&] { EpochSampler({}, tumour, 1, 2, 5); }) == "sampler: no training slices");
 }
+
+TEST_CASE("split: K folds are disjoint, cover every patient outside the test set, and are fixed by the seed",
+          "[split]") {
+  const auto patients = patient_names(23);
+  const int folds = 5;
+  const PatientSplit plain = split_patients(patients, 2, 3, 11);
+  std::multiset<std::string> validated;
+  for (int fold = 0; fold < folds; ++fold) {
+    const PatientSplit split = kfold_split(patients, folds, fold, 3, 11);
+    CHECK(split.folds == folds);
+    CHECK(split.fold == fold);
+    CHECK(split.test == plain.test);  // the same test patients as a plain split with this seed
+    CHECK((split.val.size() == 4 || split.val.size() == 5));  // 20 patients in 5 parts
+    CHECK(split.train.size() + split.val.size() == 20);
+    std::set<std::string> sides(split.train.begin(), split.train.end());
+    for (const auto& p : split.val) CHECK(sides.insert(p).second);  // no patient trains and validates
+    for (const auto& p : split.test) CHECK(sides.insert(p).second);
+    CHECK(sides.size() == patients.size());
+    validated.insert(split.val.begin(), split.val.end());
+    CHECK(kfold_split(patients, folds, fold, 3, 11).val == split.val);  // fixed by the seed
+  }
+  // Every patient outside the test set validates exactly once.
+  std::multiset<std::string> expected(patients.begin(), patients.end());
+  for (const auto& p : plain.test) expected.erase(p);
+  CHECK(validated == expected);
+  CHECK(kfold_split(patients, folds, 0, 3, 12).val != kfold_split(patients, folds, 0, 3, 11).val);
+  // Sizes as even as they can be: 7 patients in 3 folds are 2, 2 and 3.
+  std::vector<size_t> sizes;
+  for (int fold = 0; fold < 3; ++fold) sizes.push_back(kfold_split(patient_names(7), 3, fold, 0, 1).val.size());
+  std::sort(sizes.begin(), sizes.end());
+  CHECK(sizes == std::vector<size_t>{2, 2, 3});
+}
+
+TEST_CASE("split: impossible fold requests are errors", "[split]") {
+  const auto patients = patient_names(6);
+  CHECK(error_of([&] { kfold_split(patients, 5, 5, 0, 1); }) == "split: fold 5 is not in 0..4 (5 folds)");
+  CHECK(error_of([&] { kfold_split(patients, 5, -1, 0, 1); }) == "split: fold -1 is not in 0..4 (5 folds)");
+  CHECK(error_of([&] { kfold_split(patients, 1, 0, 0, 1); }) == "split: --folds must be at least 2 (got 1)");
+  CHECK(error_of([&] { kfold_split(patients, 5, 0, 2, 1); }) ==
+        "split: 5 folds of the 4 patients outside the test set leave a fold without validation patients");
+}
+
+TEST_CASE("split: a fold is recorded in split.json, and a split.json without folds still reads", "[split]") {
+  test::TempDir dir;
+  const PatientSplit split = kfold_split(patient_names(10), 5, 3, 1, 9);
+  save_split(dir / "split.json", split);
+  const PatientSplit back = load_split(dir / "split.json");
+  CHECK(back.folds == 5);
+  CHECK(back.fold == 3);
+  CHECK(back.val == split.val);
+  CHECK(back.train == split.train);
+  const std::string old = R"({"seed": 1, "train": ["a", "b"], "val": ["c"], "test": []})";
+  test::write_bytes(dir / "old.json", std::vector<uint8_t>(old.begin(), old.end()));
+  const PatientSplit plain = load_split(dir / "old.json");
+  CHECK(plain.folds == 0);
+  CHECK(plain.val == std::vector<std::string>{"c"});
+  const std::string bad = R"({"seed": 1, "folds": 5, "fold": 5, "train": ["a"], "val": ["c"], "test": []})";
+  test::write_bytes(dir / "bad.json", std::vector<uint8_t>(bad.begin(), bad.end()));
+  CHECK(error_of([&] { load_split(dir / "bad.json"); }) == dir / "bad.json" + ": not a patient split (fold out of range)");
+}

@@ -113,3 +113,22 @@ TEST_CASE("options: a flag newer than the run counts as its default; a saved fla
   wrong.set("batch", "eight");
   CHECK_THAT(restore_error({}, wrong), Catch::StartsWith(R"(the run's saved --batch "eight" is not valid)"));
 }
+
+TEST_CASE("options: a repeatable flag collects each value; any other flag twice is refused", "[options]") {
+  std::vector<std::string> weights;
+  std::string out;
+  Options options("eval", "test");
+  options.add("weights", &weights, "FILE", "weights").required().add("out", &out, "DIR", "");
+  CHECK(options.parse({"--weights", "a", "--out", "o", "--weights=b", "--weights", "c"}));
+  CHECK(weights == std::vector<std::string>{"a", "b", "c"});
+  CHECK_THAT(options.help(), Catch::Contains("(repeatable)"));
+  std::vector<std::string> again;
+  std::string twice;
+  Options strict("eval", "test");
+  strict.add("weights", &again, "FILE", "").add("out", &twice, "DIR", "");
+  CHECK_THROWS_WITH(strict.parse({"--out", "a", "--out", "b"}), "--out given twice");
+  std::vector<std::string> none;
+  Options needed("eval", "test");
+  needed.add("weights", &none, "FILE", "").required();
+  CHECK_THROWS_WITH(needed.parse({}), "eval: --weights is required");
+}
