@@ -7,8 +7,10 @@
 // bench/pytorch_unet.py's load_unet().
 //
 // Training checkpoints: the weights, plus Adam's moments as optimizer.exp_avg.<name> and
-// optimizer.exp_avg_sq.<name> (same layouts), plus __metadata__ "unet.training": the step, epoch,
-// position in the epoch and whatever else resuming needs (JSON). Writes are atomic.
+// optimizer.exp_avg_sq.<name> (same layouts), plus __metadata__ "unet.training" (JSON): the step
+// (the epoch and the position in it follow from it), the resumable flags (epochs, device, graph),
+// the unfinished epoch's loss sum, the best epoch and its Dice, and the run's identity flags
+// (docs/checkpoints.md). Writes are atomic.
 //
 // Loading checks everything and throws one unet::Error naming the file: not safetensors, malformed,
 // another configuration, a tensor unknown or missing, a wrong shape or dtype, a parameter or moment

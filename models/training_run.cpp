@@ -14,6 +14,7 @@
 #include "engine/build_info.h"
 #include "engine/comm.h"
 #include "engine/files.h"
+#include "engine/text.h"
 #include "engine/paths.h"
 #include "models/evaluator.h"
 #include "models/overlay.h"
@@ -29,19 +30,6 @@ namespace fs = std::filesystem;
 
 volatile std::sig_atomic_t interrupted = 0;
 extern "C" void on_interrupt(int) { interrupted = 1; }
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  return text;
-}
-
-std::string fixed(double value, int decimals = 4) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.*f", decimals, value);
-  return text;
-}
 
 const char* metrics_header =
     "epoch,step,train_loss,val_bce,val_dice_mean,val_dice_median,val_slice_dice,val_global_dice,val_iou_mean,"

@@ -8,6 +8,7 @@
 #include "data/nifti.h"
 #include "data/split.h"
 #include "engine/files.h"
+#include "engine/text.h"
 #include "engine/paths.h"
 #include "models/checkpoint.h"
 #include "models/evaluator.h"
@@ -22,12 +23,6 @@
 namespace unet {
 
 namespace {
-
-std::string fixed(double value, int decimals = 4) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.*f", decimals, value);
-  return text;
-}
 
 struct Scored {
   MetricsSummary summary;

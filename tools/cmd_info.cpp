@@ -19,10 +19,12 @@
 namespace unet {
 namespace {
 
+#if UNET_WITH_CUDA
 std::string version_text(int version) {
   if (version <= 0) return "none";
   return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
 }
+#endif
 
 }  // namespace
 

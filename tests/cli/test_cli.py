@@ -479,7 +479,8 @@ class Volumes(unittest.TestCase):
         os.makedirs(cls.dir)
         cls.weights = [os.path.join(cls.dir, f"w{seed}.safetensors") for seed in (1, 2)]
         for seed, path in zip((1, 2), cls.weights):
-            unet("init", "--base-width", "4", "--depth", "2", "--seed", str(seed), "--out", path)
+            unet("init", "--base-width", "4", "--depth", "2", "--image-size", "32", "--seed", str(seed),
+                 "--out", path)
         # (x, y, slice, channel): x is the slice's rows, y its columns. Not symmetric in x and y.
         rng = np.random.default_rng(14)
         i, j = np.indices((32, 32))
@@ -637,6 +638,15 @@ class Volumes(unittest.TestCase):
         self.assertEqual(result.returncode, 1)
         self.assertEqual(result.stderr.strip().splitlines(),
                          [f"error: {grey}: its model takes 1 input channels but {self.weights[0]}'s takes 3 "
+                          "(an ensemble's weights must agree on their preprocessing)"])
+        self.assertFalse(os.path.exists(out))
+        wide = os.path.join(self.dir, "wide.safetensors")
+        unet("init", "--base-width", "4", "--depth", "2", "--image-size", "64", "--out", wide)
+        result = self.predict("--weights", self.weights[0], "--weights", wide, "--input",
+                              os.path.join(self.dir, "fine.nii.gz"), "--out", out, check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.strip().splitlines(),
+                         [f"error: {wide}: trained on 64x64 slices but {self.weights[0]} on 32x32 "
                           "(an ensemble's weights must agree on their preprocessing)"])
         self.assertFalse(os.path.exists(out))
         # A label of another shape; an output folder that is the input's own.
