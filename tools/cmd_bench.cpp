@@ -53,7 +53,10 @@ int command_bench(const Args& args) {
       .add("depth", &config.depth, "D", "model depth").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"})
       .add("json", &json_path, "FILE", "append the result as one JSON line");
+  int threads = 0;
+  add_threads_option(options, &threads);
   if (!options.parse(Args(args.begin() + 1, args.end()))) return 0;
+  apply_threads(threads);
   if (!json_path.empty()) check_writable(json_path);
 
   Device& dev = device(resolve_device(device_choice, true));

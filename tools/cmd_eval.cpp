@@ -106,7 +106,10 @@ int command_eval(const Args& args) {
       .flag("force", &force, "replace --csv even if it is not a table unet eval wrote")
       .add("batch", &batch, "B", "slices per forward pass").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"});
+  int threads = 0;
+  add_threads_option(options, &threads);
   if (!options.parse(args)) return 0;
+  apply_threads(threads);
   if (options.given("subset") && split_path.empty()) throw UsageError("--subset needs --split");
   for (const std::string& path : weights) check_readable_file(path, "weights");
   if (!split_path.empty()) check_readable_file(split_path, "split");

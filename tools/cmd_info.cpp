@@ -11,6 +11,7 @@
 #include "kernels/cpu_kernels.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
+#include "tools/common.h"
 
 #if UNET_WITH_CUDA
 #include "engine/cuda_device.h"
@@ -30,7 +31,10 @@ std::string version_text(int version) {
 
 int command_info(const Args& args) {
   Options options("info", "Prints the build configuration and the devices this machine offers.");
+  int threads = 0;
+  add_threads_option(options, &threads);
   if (!options.parse(args)) return 0;
+  apply_threads(threads);
 
   const BuildInfo& build = build_info();
   std::printf("%s\n\n", build_summary().c_str());
@@ -46,9 +50,9 @@ int command_info(const Args& args) {
   std::printf("  sanitizers        %s\n", build.sanitizers ? "AddressSanitizer + UndefinedBehaviorSanitizer" : "none");
 
   std::printf("\ndevices\n");
-  std::printf("  cpu               %u hardware threads, %d OpenMP threads (OMP_NUM_THREADS), %s kernels\n",
-              std::thread::hardware_concurrency(), omp_get_max_threads(),
-              cpu::fast::name(cpu::fast::cpu_kernels()));
+  std::printf("  cpu               %u hardware threads, %d OpenMP threads (--threads, else OMP_NUM_THREADS), %s"
+              " kernels\n",
+              std::thread::hardware_concurrency(), omp_get_max_threads(), cpu::fast::name(cpu::fast::cpu_kernels()));
   std::printf("  sim               CUDA kernels on the CPU, for testing and teaching\n");
   std::string why;
   if (cuda_available(&why)) {

@@ -171,7 +171,10 @@ int command_predict(const Args& args) {
             "also write probabilities: <case>_probabilities.nii.gz (float32), or <name>_prob.png (0..255)")
       .add("batch", &batch, "B", "slices per forward pass").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"});
+  int threads = 0;
+  add_threads_option(options, &threads);
   if (!options.parse(args)) return 0;
+  apply_threads(threads);
   if (!(threshold > 0 && threshold < 1)) throw UsageError("--threshold: must be between 0 and 1");
   for (const std::string& path : weights) check_readable_file(path, "weights");
   // A file's folder is the input too: pictures or masks beside a patient's files would join its data.

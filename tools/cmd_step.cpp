@@ -53,7 +53,10 @@ int command_step(const Args& args) {
       .add("graph", &graph, "on|off", "capture the step as a graph after the first (sim, cuda)").choices({"on", "off"})
       .add("out", &out, "FILE", "updated weights to write").required()
       .add("trace", &trace, "FILE", "trace to write: losses [K], logits [N,H,W,1] of the first step");
+  int threads = 0;
+  add_threads_option(options, &threads);
   if (!options.parse(args)) return 0;
+  apply_threads(threads);
   check_readable_file(weights, "weights");
   check_readable_file(batch_path, "batch");
   check_writable(out);

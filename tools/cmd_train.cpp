@@ -107,7 +107,10 @@ int command_train(const Args& args) {
                   "last.safetensors (resumable), val_patients.csv and overlays/. Ctrl-C finishes the step, saves\n"
                   "a resumable checkpoint and stops; --resume continues exactly where it stopped.");
   describe_flags(options, f);
+  int threads = 0;
+  add_threads_option(options, &threads);
   if (!options.parse(args)) return 0;
+  apply_threads(threads);
   if (!f.resume && f.data.data.empty()) throw UsageError("train: --data is required (unless resuming with --resume)");
   check_validation_flags(options, f.run);
 

@@ -1,5 +1,6 @@
 #include "tools/common.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -26,6 +27,15 @@ void check_validation_flags(const Options& options, const TrainingConfig& run) {
     throw UsageError("--fold: " + std::to_string(run.fold) + " is not in 0.." + std::to_string(run.folds - 1) +
                      " (--folds " + std::to_string(run.folds) + ")");
   }
+}
+
+void add_threads_option(Options& options, int* threads) {
+  options.add("threads", threads, "N", "OpenMP threads for the cpu device").at_least(1)
+      .shown_default("OMP_NUM_THREADS, else every core");
+}
+
+void apply_threads(int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
 }
 
 void check_batch_among_ranks(int batch, int ranks) {

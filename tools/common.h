@@ -14,6 +14,11 @@ namespace unet {
 // or --folds K >= 2 with --fold I in 0..K-1, without either. A UsageError otherwise.
 void check_validation_flags(const Options& options, const TrainingConfig& run);
 
+// --threads N: the OpenMP threads the cpu device computes with (the default, 0, leaves OpenMP's:
+// OMP_NUM_THREADS, else every core). Results do not depend on it (docs/kernels/convolution.md).
+void add_threads_option(Options& options, int* threads);
+void apply_threads(int threads);
+
 // Under mpirun the global --batch is split evenly among the ranks: a UsageError unless it divides.
 void check_batch_among_ranks(int batch, int ranks);
 

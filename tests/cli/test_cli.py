@@ -319,6 +319,18 @@ class Preprocessing(unittest.TestCase):
 
 
 class Bench(unittest.TestCase):
+    def test_threads_sets_the_cpu_devices_thread_count(self):
+        env = dict(os.environ, OMP_NUM_THREADS="2")
+        one = subprocess.run([UNET, "info", "--threads", "1"], env=env, capture_output=True, text=True, check=True)
+        self.assertIn(" 1 OpenMP threads", one.stdout)
+        two = subprocess.run([UNET, "info"], env=env, capture_output=True, text=True, check=True)
+        self.assertIn(" 2 OpenMP threads", two.stdout)
+        unet("bench", "train", "--device", "cpu", "--threads", "1", "--batch", "1", "--image-size", "16",
+             "--base-width", "4", "--depth", "2", "--steps", "1", "--warmup", "1")
+        refused = subprocess.run([UNET, "info", "--threads", "0"], capture_output=True, text=True)
+        self.assertEqual(refused.returncode, 2)
+        self.assertEqual(refused.stderr, "error: --threads: 0 is below the minimum, 1\n")
+
     def test_bench_train_and_infer_write_json_records(self):
         import json
         records = os.path.join(WORK, "bench.jsonl")
