@@ -48,6 +48,17 @@ UNET_HOST_DEVICE static inline float bf16_to_float(uint16_t bits) { return bits_
 // x rounded to bf16 and widened back: the value a bf16 operand holds.
 UNET_HOST_DEVICE static inline float round_to_bf16(float x) { return bf16_to_float(bf16_bits(x)); }
 
+// A bf16 in memory: the storage type of bf16 tensors and of the pointers the bf16 kernels take. A
+// struct rather than uint16_t so that a float* (or a raw 16-bit integer) cannot be passed where
+// bf16 data is meant. Trivially copyable, 2 bytes, no constructor: arrays of it are plain memory.
+struct bf16 {
+  uint16_t bits;
+};
+static_assert(sizeof(bf16) == 2);
+
+UNET_HOST_DEVICE static inline bf16 to_bf16(float x) { return bf16{bf16_bits(x)}; }
+UNET_HOST_DEVICE static inline float to_float(bf16 x) { return bf16_to_float(x.bits); }
+
 // The tf32 nearest to x (ties away from zero), as the fp32 bit pattern with the low 13 bits zero.
 UNET_HOST_DEVICE static inline uint32_t tf32_bits(float x) {
   const uint32_t bits = float_bits(x);

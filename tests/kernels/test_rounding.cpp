@@ -97,3 +97,11 @@ TEST_CASE("bf16 and tf32 agree with a nearest-neighbour search on random fp32 va
     REQUIRE(tf32_of(bits) == nearest(bits, 0xffffe000u, away));
   }
 }
+
+TEST_CASE("the bf16 storage type holds exactly the bits bf16_bits gives", "[rounding]") {
+  for (const float x : {0.0f, -0.0f, 1.0f, 1.00390625f, 3.1415926f, -65504.0f, 1e-40f}) {
+    CHECK(to_bf16(x).bits == bf16_bits(x));
+    CHECK(to_float(to_bf16(x)) == round_to_bf16(x));
+  }
+  CHECK(std::isnan(to_float(to_bf16(std::nanf("")))));
+}
