@@ -20,7 +20,10 @@
 // and activation gradients and the bf16 copy of the weights, accumulate in fp32 and round each
 // bf16 output once (dx = beta dx + sum is read, added in fp32 and rounded once); the bias, dW and
 // db stay fp32. cpu::conv_transpose2d_*_tf32 and *_bf16 are the references at those rounding
-// points. The bf16 kernels accept any pixel stride >= C and any 2-byte-aligned pointer.
+// points. The bf16 kernels accept any pixel stride >= C and any 2-byte-aligned pointer; version 3
+// takes its 16-byte copies only where pointers are 16-byte aligned, pixel strides multiples of 8
+// and 4 Cout (forward) or Cout (backward_data, backward_weight) a multiple of 8, and falls back to
+// version 1 (one thread per output, CUDA cores) otherwise. backward_bias has one bf16 version.
 #pragma once
 
 #include <cstddef>
@@ -111,8 +114,8 @@ void conv_transpose2d_backward_bias(const ConvTranspose2dShape& shape, const flo
 // the default (fastest), 1 the simplest correct kernel; the versions are listed in
 // conv_transpose2d.cu's header. The fp32 overloads: versions 1 .. `versions` in fp32,
 // `tensor_core_version` in TF32 (version 0 is version 2). The bf16 overloads: version 1 and
-// `tensor_core_version` (version 0 is the fastest bf16 kernel). backward_weight_workspace is the
-// same for both overloads at the same version.
+// `tensor_core_version` (version 0 is version 3). backward_weight_workspace is the same for both
+// overloads at the same version, and the same for versions 0, 2 and 3 (one split of the pixels).
 template <DeviceKind D>
 struct ConvTranspose2d {
   static constexpr int versions = 2;

@@ -284,7 +284,7 @@ void check_bf16(const Case& c, uint64_t seed, int version) {
 // Each pass in TF32, and in bf16 at every bf16 version here and on the cpu device.
 void check(const Case& c, uint64_t seed) {
   check_tf32(c, seed);
-  for (int version : {1, 0}) check_bf16<kDevice>(c, seed, version);
+  for (int version : {1, Up::tensor_core_version}) check_bf16<kDevice>(c, seed, version);
   check_bf16<DeviceKind::cpu>(c, seed, 0);
 }
 
@@ -317,6 +317,9 @@ TEST_CASE("conv_transpose2d tf32 and bf16: inputs and outputs as channel slices 
   check({shape(2, 3, 5, 128, 64), true, Slice{256, 128}, Slice{128, 0}}, 7100);  // aligned
   check({shape(1, 4, 3, 64, 68), true, Slice{70, 5}, Slice{75, 3}}, 7110);       // odd offsets and strides
   check({shape(2, 3, 3, 16, 32), true, Slice{24, 8}, Slice{40, 8}}, 7120);        // aligned for bf16 only
+  // bf16's padded pixel strides (multiples of 8) around channel counts that are not: partial chunks.
+  check({shape(2, 3, 5, 17, 40), true, Slice{24, 0}, Slice{48, 0}}, 7130);
+  check({shape(1, 5, 3, 3, 20), false, Slice{8, 0}, Slice{24, 0}}, 7140);
 }
 
 TEST_CASE("conv_transpose2d tf32 and bf16: small integers and tf32 ties give exactly the reference",
