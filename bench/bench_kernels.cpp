@@ -25,9 +25,11 @@
 
 #include <benchmark/benchmark.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -158,8 +160,19 @@ struct Options {
   std::optional<int> batch, image_size, base_width, depth;
 };
 
+// The value of --flag=text as a number greater than 0; throws std::invalid_argument otherwise.
+template <class Number>
+Number positive(const char* flag, const std::string& text) {
+  Number value{};
+  const auto [end, status] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (status != std::errc{} || end != text.data() + text.size() || !(value > 0)) {
+    throw std::invalid_argument(std::string(flag) + text + " is not a number greater than 0");
+  }
+  return value;
+}
+
 // Takes bench_kernels' own flags (--name=value) out of argv: Google Benchmark rejects flags it
-// does not know. Throws on a malformed value.
+// does not know. Throws std::invalid_argument on a malformed value.
 Options take_own_flags(int* argc, char** argv) {
   Options options;
   const std::pair<const char*, std::optional<int>*> shape_flags[] = {{"--batch=", &options.batch},
@@ -175,7 +188,7 @@ Options take_own_flags(int* argc, char** argv) {
     };
     bool taken = false;
     if (const auto v = value_of("--budget_s=")) {
-      budget().seconds = std::stod(*v);
+      budget().seconds = positive<double>("--budget_s=", *v);
       taken = true;
     } else if (const auto v = value_of("--device=")) {
       if (*v != "all" && *v != "cuda" && *v != "cpu") throw std::invalid_argument("--device is all, cuda or cpu");
@@ -184,7 +197,7 @@ Options take_own_flags(int* argc, char** argv) {
     }
     for (const auto& [flag, target] : shape_flags) {
       if (const auto v = value_of(flag)) {
-        *target = std::stoi(*v);
+        *target = positive<int>(flag, *v);
         taken = true;
       }
     }
