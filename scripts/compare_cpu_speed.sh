@@ -72,7 +72,7 @@ info = dict(line.split(":", 1) for line in open("/proc/cpuinfo").read().split("\
 info = {k.strip(): v.strip() for k, v in info.items()}
 cpu = f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
 print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu}, ctest -j {jobs}, OMP_WAIT_POLICY=PASSIVE, "
-      f"load average {open('/proc/loadavg').read().split()[:3]} at the end\n")
+      f"load average {' '.join(open('/proc/loadavg').read().split()[:3])} at the end\n")
 print(f"| | before ({before}) | after ({after}) | after / before |")
 print("| --- | ---: | ---: | ---: |")
 def row(label, b, a):
@@ -85,5 +85,6 @@ row(f"the {len(common)} tests passing on both sides, summed s", sum(old[n] for n
     sum(new[n] for n in common))
 print("\nThe ten slowest of them before:\n\n| test | before s | after s |\n| --- | ---: | ---: |")
 for name in common[:10]:
-    print(f"| {name} | {old[name]:.1f} | {new[name]:.1f} |")
+    cell = name.replace("|", "\\|")  # the label's bar would end the cell
+    print(f"| {cell} | {old[name]:.1f} | {new[name]:.1f} |")
 EOF
