@@ -725,7 +725,9 @@ constexpr int kSliceM = mma::kTileM * kTileK;            // bf16 in a 128 x 32 s
 constexpr int kSliceN = mma::kTileN * kTileK;            // bf16 in a 64 x 32 slice
 constexpr int kStageFloats = (kSliceM + kSliceN) / 2;    // one stage (A, then B), in mma::multiply's floats
 
-__device__ __forceinline__ bf16* slice_a(const float* stage) { return reinterpret_cast<bf16*>(const_cast<float*>(stage)); }
+__device__ __forceinline__ bf16* slice_a(const float* stage) {
+  return reinterpret_cast<bf16*>(const_cast<float*>(stage));
+}
 __device__ __forceinline__ bf16* slice_b(const float* stage) { return slice_a(stage) + kSliceM; }
 
 }  // namespace bf16_tile
@@ -758,9 +760,9 @@ struct UpForwardTilesBf16 {
   __device__ void advance() { k0 += bf16_tile::kTileK; }
   __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
     using namespace bf16_tile;
-    multiply_stage([&](uint32_t(&a)[4], int m0, int kk) { a_fragment_k_contiguous<kChunksK>(a, slice_a(stage), m0, kk); },
-                   [&](uint32_t(&b)[4], int n0, int kk) { b_fragments_k_major<kChunksN>(b, slice_b(stage), n0, kk); },
-                   acc);
+    multiply_stage(
+        [&](uint32_t(&a)[4], int m0, int kk) { a_fragment_k_contiguous<kChunksK>(a, slice_a(stage), m0, kk); },
+        [&](uint32_t(&b)[4], int n0, int kk) { b_fragments_k_major<kChunksN>(b, slice_b(stage), n0, kk); }, acc);
   }
 };
 

@@ -212,7 +212,7 @@ template <>
 void ConvTranspose2d<DeviceKind::cpu>::backward_weight(const ConvTranspose2dShape&, const bf16*, int, const bf16*, int,
                                                        float, float*, void*, Stream, int);
 template <>
-void ConvTranspose2d<DeviceKind::cpu>::backward_bias(const ConvTranspose2dShape&, const bf16*, int, float, float*, void*,
-                                                     Stream);
+void ConvTranspose2d<DeviceKind::cpu>::backward_bias(const ConvTranspose2dShape&, const bf16*, int, float, float*,
+                                                     void*, Stream);
 
 }  // namespace unet

@@ -340,7 +340,8 @@ TEST_CASE("conv_transpose2d tf32: the operands really are rounded to tf32", "[co
   // At ties every activation moves by 2^-11 relative: the exact fp32 result is not the kernel's.
   const ConvTranspose2dShape s = shape(2, 3, 5, 32, 40);
   const int64_t p = int64_t{s.n} * s.h * s.w;
-  const auto x = inputs(Values::ties, p * s.c_in, 1, true), weight = inputs(Values::ties, s.c_in * 4 * s.c_out, 2, false);
+  const auto x = inputs(Values::ties, p * s.c_in, 1, true);
+  const auto weight = inputs(Values::ties, s.c_in * 4 * s.c_out, 2, false);
   std::vector<float> y_fp32(4 * p * s.c_out);
   cpu::conv_transpose2d_forward(s, x.data(), s.c_in, weight.data(), static_cast<const float*>(nullptr), y_fp32.data(),
                                 s.c_out);
