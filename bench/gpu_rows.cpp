@@ -4,7 +4,7 @@
 //
 // Names are op/layer/pass/implementation:
 //   conv3x3, conv1x1 (the head), up_conv: forward, backward_data, backward_weight (with the bias
-//     gradient); implementations ours_v<N> (Conv2d / ConvTranspose2d, every version; conv2d also
+//     gradient); implementations ours_v<N> (Conv2d / ConvTranspose2d, every version; both also
 //     ours_v3, TF32 on tensor cores, precision tf32),
 //     cudnn_{nhwc,nchw}_{fp32,tf32} (the algorithm cudnnFind*AlgorithmEx finds fastest; fp32 means
 //     FMA kernels only, tf32 allows tensor cores), and for the GEMM-shaped layers cublas_{fp32,tf32}
@@ -239,10 +239,11 @@ void add_convolution(const LayerShape& l) {
             [=] { return cublas_gemm(l, pass, math); });
       }
     }
-    if (!up) {  // version 3: TF32 tensor cores, conv2d only so far
-      const int version = Conv2d<kCuda>::tensor_core_version;
+    {  // version 3: TF32 tensor cores
+      const int version = up ? ConvTranspose2d<kCuda>::tensor_core_version : Conv2d<kCuda>::tensor_core_version;
       add(kComputeBound, entry("ours_v" + std::to_string(version), Math::tf32),
-          [=] { return ours_conv<kCuda>(run_state(), l, pass, version, stream()); });
+          [=] { return up ? ours_up_conv<kCuda>(run_state(), l, pass, version, stream())
+                : ours_conv<kCuda>(run_state(), l, pass, version, stream()); });
     }
     for (int version = versions; version >= 1; --version) {
       add(version == 1 ? kSlowest : kComputeBound, entry("ours_v" + std::to_string(version), Math::fp32),

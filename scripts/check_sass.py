@@ -32,7 +32,16 @@ import sys
 #                   44,544 bytes, 4 blocks per SM (75,264 bytes, 3 blocks per SM, with the mask)
 #   backward_weight A 16 x 136 + B 16 x 72 (+ the mask 16 x 72) floats a stage:
 #                   39,936 bytes (53,760 with the mask), 4 blocks per SM
+# and conv_transpose2d's (kernels/conv_transpose2d.cu), all at 4 blocks per SM:
+#   forward         A 128 x 20 + B 16 x 72 floats a stage: 44,544 bytes
+#   backward_data   A 128 x 20 + B 64 x 20 floats a stage: 46,080 bytes
+#   backward_weight A 16 x 136 + B 16 x 72 floats a stage: 39,936 bytes
+#   *_bf16_kernel3  A 128 x 32 + B 64 x 32 bf16 a stage (swizzled, unpadded): 36,864 bytes
 BUDGETS = [
+    (r"conv_transpose2d_(forward|backward_data|backward_weight)_bf16_kernel3\(", (128, 4, 36864)),
+    (r"conv_transpose2d_forward_kernel3<", (128, 4, 44544)),
+    (r"conv_transpose2d_backward_data_kernel3<", (128, 4, 46080)),
+    (r"conv_transpose2d_backward_weight_kernel3<", (128, 4, 39936)),
     (r"conv2d_forward_kernel3<", (128, 4, 46080)),
     (r"conv2d_backward_data_kernel3<(true|false), false>", (128, 4, 44544)),
     (r"conv2d_backward_data_kernel3<(true|false), true>", (128, 3, 75264)),
