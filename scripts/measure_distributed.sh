@@ -41,14 +41,18 @@ seconds = [float(r["seconds"]) for r in rows]
 per_step = sum(seconds[1:]) / (steps * (len(rows) - 1))
 end = [json.loads(line) for line in open(f"{run}/log.jsonl") if '"event":"end"' in line][-1]
 collectives = end.get("collective_seconds")
-share = "none (one process)" if collectives is None else f"{collectives:.2f} s of {sum(seconds):.2f} s: {100 * collectives / sum(seconds):.0f}%"
-print(f"| {ranks} | {steps} | {' '.join(f'{s:.2f}' for s in seconds)} | {per_step * 1000:.0f} ms | {share} |")
+total = sum(seconds)
+share = "none (one process)" if collectives is None else \
+    f"{collectives:.2f} s of {total:.2f} s: {100 * collectives / total:.0f}%"
+epochs = " ".join(f"{s:.2f}" for s in seconds)
+print(f"| {ranks} | {steps} | {epochs} | {per_step * 1000:.0f} ms | {share} |")
 PY
 }
 
 echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "- commit: $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
-echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $cores cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- commit: $("$unet" info | sed -n 's/^ *commit  *//p') (the binary's build)"
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+echo "- CPU: $cpu, $cores cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- MPI: $("$unet" info | sed -n 's/^ *mpi  *//p')"
 echo
 echo "| ranks | steps an epoch | epoch seconds (1, 2, 3) | per step (epochs 2-3) | rank 0 in MPI collectives |"
