@@ -28,15 +28,17 @@ on_the_gpu_machine() {
 
 # Every library a packed program loads comes from the pack's lib/ or from the GPU machine.
 check_pack_libraries() {
-  local pack_dir=$1 binary library missing=0
+  local pack_dir binary library missing=0
+  pack_dir=$(cd "$1" && pwd)
   for binary in "$pack_dir"/bin/*; do
     [[ -x $binary && $(head -c 4 "$binary") == $'\x7fELF' ]] || continue
     while read -r library; do
       if ! on_the_gpu_machine "$library" && [[ $library != "$pack_dir"/lib/* ]]; then
-        echo "error: $binary loads $library from outside the pack" >&2
+        echo "error: $(basename "$binary") needs $library, which is neither in the pack nor on the GPU machine" >&2
         missing=1
       fi
-    done < <(LD_LIBRARY_PATH="$pack_dir/lib" ldd "$binary" | awk '/=> \// { print $3 }')
+    done < <(LD_LIBRARY_PATH="$pack_dir/lib" ldd "$binary" | awk '/=> not found/ { print $1 " (not found)"; next }
+                                                                 /=> \// { print $3 }')
   done
   return $missing
 }
