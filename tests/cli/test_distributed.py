@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Data-parallel training through mpirun (docs/distributed.md): two ranks train the weights one
-process trains, resume bit for bit, agree on when to stop, refuse batches they cannot split, and
-stop (not hang) when a rank dies or stops answering.
+process trains, resume bit for bit (and in one process to rounding), agree on when to stop (Ctrl-C
+on mpirun, SIGTERM to a rank), refuse batches they cannot split, and stop (not hang) when a rank
+dies or stops answering.
 
 usage: test_distributed.py UNET_BINARY [TestClass]   (CTest passes the build's binary)
 """
