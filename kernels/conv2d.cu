@@ -23,8 +23,20 @@
 //      applied as it leaves shared memory); backward_weight splits the pixels into fixed chunks
 //      and sums their partials in order, like version 2. Compared with cpu::conv2d_*_tf32, not
 //      with the fp32 reference. Not the default: version 0 stays version 2.
+//      In bf16 (the bf16 overloads, where version 0 is version 3): the same GEMMs and block tile on
+//      bf16 tensors, K-steps of 32 through a 4-stage cp.async pipeline (3 with the ReLU mask) of
+//      XOR-swizzled stages, fragments loaded with ldmatrix.x4 (.trans where K runs down a slice's
+//      rows: backward_data's weights, both backward_weight operands), mma.sync m16n8k16 with fp32
+//      accumulators; forward fuses bias, ReLU and the one rounding to bf16, backward_data the
+//      ReLU mask (applied to the g fragments) and beta on a bf16 dx, backward_weight writes fp32
+//      partials per pixel chunk summed in order. Channel counts, strides or offsets that are not
+//      multiples of 8 bf16 (the 3-channel first layer, the 1-channel head's gradient, odd channel
+//      slices) take the kVector = false instantiation: the same tiles gathered through registers
+//      (kernels/conv_mma.h says why). Compared with cpu::conv2d_*_bf16.
+// bf16 also has version 1 (the loops above on widened bf16 values, fp32 sums, one rounding).
 // backward_bias has one version: the deterministic two-pass column sum shared with
-// conv_transpose2d (column_sum.h), masked by the ReLU's output.
+// conv_transpose2d (column_sum.h), masked by the ReLU's output; in bf16 its first pass is
+// conv2d_backward_bias_chunk_kernel, reading bf16, and its second the same sum_partials.
 #include "kernels/conv2d.h"
 
 #include <algorithm>

@@ -8,7 +8,7 @@
 //   - the block tile: 128 threads (4 warps) compute a kTileM x kTileN = 128 x 64 tile of C in
 //     K-steps of kTileK = 16. Warp w owns rows (w / 2) * 64 .. + 63 and columns (w % 2) * 32 .. + 31:
 //     4 x 4 mma tiles of 16 x 8, i.e. 64 fp32 accumulators per thread (Accumulator).
-//   - shared memory, kStages = 3 stages of slices whose layout each pass chooses (its Tiles class):
+//   - shared memory, kStages = 3 stages (TF32) of slices whose layout each pass chooses (its Tiles class):
 //     K-contiguous rows [rows][kRowFloats] (a pixel's channels, a weight row), rows padded from 16
 //     to kRowFloats = 20 floats, or K-major [kTileK][cols + 8] (16 rows of N contiguous values).
 //     A fragment load reads element (row g, k t) of an 8 x 4 patch (g = lane / 4, t = lane % 4):
@@ -23,8 +23,14 @@
 //     memory, so the tensors stay fp32 and the mma sees exactly the operands that
 //     cpu::conv2d_forward_tf32 rounds.
 //
+// The bf16 kernels (the section "bf16" below) share the block tile, the accumulators, the
+// epilogue walk (for_each_accumulator) and the pipeline loop (multiply), with their own stage
+// layouts, swizzle, ldmatrix fragment loads and depth (Tiles::kStages).
+//
 // A Hopper version (wgmma reading shared memory through descriptors, TMA copies) would replace
-// multiply_stage and the copies, and keep the Tiles classes' index maths.
+// multiply_stage / the bf16 fragment loads and the copies, and keep the Tiles classes' index maths
+// and the pipeline's shape (Tiles::copy would issue TMA requests, multiply's waits would become
+// the stage's mbarrier).
 #pragma once
 
 #include <cstdint>
@@ -159,8 +165,7 @@ __device__ __forceinline__ void multiply_stage(const ReadA& a, const ReadB& b, A
 // this block), copy(stage) (the current step's slices into one stage, as cp.async copies or, on a
 // fallback path, plain stores), advance() (to the next step) and multiply(stage, acc) (the mma
 // tiles of a stage). `shared` is the block's kStages * kStageElements elements of dynamic shared
-// memory. A version 4 (wgmma, TMA) would keep this shape: its copy() a TMA request per stage, its
-// waits on the stage's mbarrier instead of wait_group.
+// memory.
 template <class Tiles>
 __device__ __forceinline__ void multiply(Tiles& tiles, typename Tiles::Element* shared, Accumulator& acc) {
   constexpr int kStages = Tiles::kStages;
