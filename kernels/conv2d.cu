@@ -1138,8 +1138,8 @@ void Conv2d<D>::forward(const Conv2dShape& shape, const float* x, int x_stride, 
   if (pixel_count(shape) * shape.c_out == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch_flat(KERNEL(conv2d_forward_kernel1<float>), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride, weight,
-                bias, relu, y, y_stride);
+    launch_flat(KERNEL(conv2d_forward_kernel1<float>), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride,
+                weight, bias, relu, y, y_stride);
     return;
   }
   if (version == tensor_core_version) {
@@ -1185,8 +1185,8 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
   if (pixel_count(shape) * shape.c_in == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch_flat(KERNEL(conv2d_backward_data_kernel1<float>), pixel_count(shape) * shape.c_in, stream, shape, dy, dy_stride,
-                relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+    launch_flat(KERNEL(conv2d_backward_data_kernel1<float>), pixel_count(shape) * shape.c_in, stream, shape, dy,
+                dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
     return;
   }
   const bool vector_in = quads_fit({dy, weight}, {shape.c_out, shape.c_in, dy_stride}) &&
@@ -1223,8 +1223,8 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const float* x, int x_
   if (weights == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch_flat(KERNEL(conv2d_backward_weight_kernel1<float>), weights, stream, shape, x, x_stride, dy, dy_stride, relu_output,
-                relu_output_stride, beta, dweight);
+    launch_flat(KERNEL(conv2d_backward_weight_kernel1<float>), weights, stream, shape, x, x_stride, dy, dy_stride,
+                relu_output, relu_output_stride, beta, dweight);
     return;
   }
   auto* partial = static_cast<float*>(workspace);

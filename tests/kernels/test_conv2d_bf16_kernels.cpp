@@ -137,7 +137,7 @@ class Checker {
     x_ = inputs(c, p_ * s_.c_in, seed + 1);
     weight_ = inputs(c, weights_, seed + 2);
     // The bias stays fp32: uniform values are (almost always) not bf16 values.
-    bias_ = c.integers ? test::random_integers(s_.c_out, seed + 3) : test::random_uniform(s_.c_out, seed + 3);
+    bias_ = fp32_inputs(s_.c_out, seed + 3);
   }
 
   void run() {
@@ -149,6 +149,9 @@ class Checker {
 
  private:
   Device& dev() { return device(D); }
+  std::vector<float> fp32_inputs(size_t count, uint64_t seed) const {
+    return c_.integers ? test::random_integers(count, seed) : test::random_uniform(count, seed);
+  }
 
   void forward() {
     INFO("forward");
@@ -217,7 +220,7 @@ class Checker {
   // beta 0 over a NaN dW, and beta 1.
   void backward_weight() {
     const auto dy = inputs(c_, p_ * s_.c_out, seed_ + 6);
-    const auto prior = c_.integers ? test::random_integers(weights_, seed_ + 7) : test::random_uniform(weights_, seed_ + 7);
+    const auto prior = fp32_inputs(weights_, seed_ + 7);
     const std::vector<bf16>* mask = c_.relu ? &y_ : nullptr;
     DeviceBuffer<bf16> d_x(dev(), in_slice(x_, p_, s_.c_in, in_)), d_dy(dev(), in_slice(dy, p_, s_.c_out, out_));
     DeviceBuffer<bf16> d_mask(dev(), in_slice(y_, p_, s_.c_out, out_));
@@ -251,7 +254,7 @@ class Checker {
     const auto dy = inputs(c_, p_ * s_.c_out, seed_ + 8);
     const std::vector<bf16>* mask = c_.relu ? &y_ : nullptr;
     DeviceBuffer<bf16> d_dy(dev(), in_slice(dy, p_, s_.c_out, out_)), d_mask(dev(), in_slice(y_, p_, s_.c_out, out_));
-    const auto prior = c_.integers ? test::random_integers(s_.c_out, seed_ + 9) : test::random_uniform(s_.c_out, seed_ + 9);
+    const auto prior = fp32_inputs(s_.c_out, seed_ + 9);
     for (float beta : {0.0f, 1.0f}) {
       INFO("backward_bias, beta " << beta);
       DeviceBuffer<float> d_db(dev(), beta == 0.0f ? std::vector<float>(s_.c_out, NAN) : prior);
