@@ -361,3 +361,29 @@ TEST_CASE("conv2d bf16: every conv layer of the default U-Net at 16x16", "[conv2
     }
   }
 }
+
+TEST_CASE("conv2d bf16 v3: the weight and bias gradients are the same bits on every run", "[conv2d][bf16]") {
+  const Conv2dShape s = shape(2, 24, 24, 16, 24, 3);  // 1152 pixels: several chunks of each
+  const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_out} * 9 * s.c_in;
+  DeviceBuffer<bf16> x(device(kDevice), to_bf16(test::random_uniform(p * s.c_in, 1)));
+  DeviceBuffer<bf16> dy(device(kDevice), to_bf16(test::random_uniform(p * s.c_out, 2)));
+  using Conv = Conv2d<kDevice>;
+  test::Workspace weight_scratch(device(kDevice), Conv::backward_weight_workspace(s, bf16{}, 3));
+  test::Workspace bias_scratch(device(kDevice), Conv::backward_bias_workspace(s, bf16{}));
+  CHECK(Conv::backward_weight_workspace(s, bf16{}, 3) > weights * sizeof(float));  // split over pixels
+  CHECK(Conv::backward_bias_workspace(s, bf16{}) > s.c_out * sizeof(float));
+  std::vector<float> first_dw, first_db;
+  for (int run = 0; run < 2; ++run) {
+    DeviceBuffer<float> dweight(device(kDevice), weights), dbias(device(kDevice), s.c_out);
+    Conv::backward_weight(s, x.data(), s.c_in, dy.data(), s.c_out, nullptr, 0, 0.0f, dweight.data(),
+                          weight_scratch.data(), {}, 3);
+    Conv::backward_bias(s, dy.data(), s.c_out, nullptr, 0, 0.0f, dbias.data(), bias_scratch.data(), {});
+    if (run == 0) {
+      first_dw = dweight.download();
+      first_db = dbias.download();
+    } else {
+      CHECK(dweight.download() == first_dw);
+      CHECK(dbias.download() == first_db);
+    }
+  }
+}
