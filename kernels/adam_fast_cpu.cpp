@@ -48,11 +48,15 @@ void adam_step(int64_t n, float* param, const float* grad, float* m, float* v, c
   const double beta1 = config.beta1, beta2 = config.beta2, weight_decay = config.weight_decay;
   const double bias_correction1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double bias_correction2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  const StepScalars k{float(beta1),        float(1.0 - beta1),
-                      float(beta2),        float(1.0 - beta2),
-                      float(weight_decay), float(config.eps),
-                      float(-(lr / bias_correction1)), float(std::sqrt(bias_correction2)),
-                      float(1.0 - lr * weight_decay)};
+  const StepScalars k{.beta1 = float(beta1),
+                      .one_minus_beta1 = float(1.0 - beta1),
+                      .beta2 = float(beta2),
+                      .one_minus_beta2 = float(1.0 - beta2),
+                      .weight_decay = float(weight_decay),
+                      .eps = float(config.eps),
+                      .neg_step_size = float(-(lr / bias_correction1)),
+                      .bias_correction2_sqrt = float(std::sqrt(bias_correction2)),
+                      .decay = float(1.0 - lr * weight_decay)};  // AdamW's
   const bool l2 = !config.decoupled_weight_decay && weight_decay != 0.0;
   const bool decoupled = config.decoupled_weight_decay && weight_decay != 0.0;
   const int32_t any_non_finite = l2          ? update<true, false>(n, param, grad, m, v, k)

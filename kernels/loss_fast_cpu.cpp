@@ -26,7 +26,7 @@ constexpr int64_t kBlock = 4096;  // pixels per block: 64 KiB of logits and targ
 // exp(y) for y <= 0: 2^n * exp(r), n = round(y / ln 2), |r| <= ln(2) / 2, exp(r) by Cephes' expf
 // polynomial. y is clamped to -87 so that 2^n stays a normal float; NaN stays NaN.
 inline float exp_nonpositive(float y) {
-  y = std::max(y, -87.0f);  // NaN stays NaN: std::max returns its first argument then
+  y = std::max(y, -87.0f);                    // NaN stays NaN: std::max returns its first argument then
   constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float n = (y * 1.44269504088896341f + round_magic) - round_magic;
   const float r = (y - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts: r is exact
@@ -182,8 +182,8 @@ void loss_finish(int n, int64_t pixels_per_sample, int global_n, const float* lo
   for (int s = 0; s < n; ++s) {
     // dDice/dx_i = (a g_i + b) p_i (1 - p_i), as the reference's dice_gradient.
     const double intersection = config.dice_per_sample ? sample_sums[3 * s] : batch_sums[loss_sum::intersection];
-    const double denominator = config.dice_per_sample ? sample_sums[3 * s + 1] + sample_sums[3 * s + 2] + smooth
-                                                      : batch_denominator;
+    const double denominator =
+        config.dice_per_sample ? sample_sums[3 * s + 1] + sample_sums[3 * s + 2] + smooth : batch_denominator;
     const double scale = config.dice_per_sample ? config.dice_weight / global_n : config.dice_weight;
     const float a = static_cast<float>(-2.0 * scale / denominator);
     const float b = static_cast<float>(scale * (2.0 * intersection + smooth) / (denominator * denominator));

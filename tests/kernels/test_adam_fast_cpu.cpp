@@ -105,10 +105,10 @@ TEST_CASE("fast cpu adam: the same bits at 1 and 2 threads, and the launcher's v
   CHECK(one.v == two.v);
   for (int version : {0, 1}) {
     INFO("version " << version);
-    const State launched = five_steps(n, config, [version](int64_t count, float* p, const float* g, float* m, float* v,
-                                                           const AdamConfig& c, int64_t step) {
-      Adam<DeviceKind::cpu>::step(count, p, g, m, v, c, &step, {}, version);
-    });
+    const State launched =
+        five_steps(n, config,
+                   [version](int64_t count, float* p, const float* g, float* m, float* v, const AdamConfig& c,
+                             int64_t step) { Adam<DeviceKind::cpu>::step(count, p, g, m, v, c, &step, {}, version); });
     CHECK(launched.param == one.param);
   }
 }

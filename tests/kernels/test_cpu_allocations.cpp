@@ -80,8 +80,7 @@ void check_conv(const Conv2dShape& s, bool relu) {
     Conv2d<kCpu>::forward(s, b.x.data(), s.c_in, b.weight.data(), b.bias.data(), relu, b.y.data(), s.c_out, {});
   });
   check_no_allocation("backward_data", [&] {
-    Conv2d<kCpu>::backward_data(s, b.dy.data(), s.c_out, mask, s.c_out, b.weight.data(), 0.0f, b.dx.data(), s.c_in,
-                                {});
+    Conv2d<kCpu>::backward_data(s, b.dy.data(), s.c_out, mask, s.c_out, b.weight.data(), 0.0f, b.dx.data(), s.c_in, {});
   });
   check_no_allocation("backward_weight", [&] {
     Conv2d<kCpu>::backward_weight(s, b.x.data(), s.c_in, b.dy.data(), s.c_out, mask, s.c_out, 0.0f, b.dweight.data(),
@@ -120,10 +119,10 @@ TEST_CASE("cpu kernels: a second identical call of each launcher allocates nothi
     if (!cpu::fast::supported(kernels)) continue;
     INFO("kernels " << cpu::fast::name(kernels));
     cpu::fast::use_cpu_kernels(kernels);
-    check_conv(test::conv_shape(2, 20, 18, 3, 16, 3), true);    // the first layer: few input channels
-    check_conv(test::conv_shape(2, 20, 18, 32, 40, 3), true);   // a 3x3 layer
-    check_conv(test::conv_shape(2, 20, 18, 16, 1, 1), false);   // the head
-    check_conv(test::conv_shape(2, 10, 9, 24, 12, 1), false);   // a 1x1 layer of several outputs
+    check_conv(test::conv_shape(2, 20, 18, 3, 16, 3), true);   // the first layer: few input channels
+    check_conv(test::conv_shape(2, 20, 18, 32, 40, 3), true);  // a 3x3 layer
+    check_conv(test::conv_shape(2, 20, 18, 16, 1, 1), false);  // the head
+    check_conv(test::conv_shape(2, 10, 9, 24, 12, 1), false);  // a 1x1 layer of several outputs
     check_up(test::up_shape(2, 10, 9, 32, 16));
   }
   cpu::fast::use_cpu_kernels(chosen);
@@ -133,9 +132,8 @@ TEST_CASE("cpu kernels: a second identical call of each launcher allocates nothi
   const auto x = test::random_uniform(pixels * pool.c, 9), dy = test::random_uniform(pooled * pool.c, 10);
   std::vector<float> y(dy.size()), dx(x.size());
   std::vector<uint8_t> argmax(dy.size());
-  check_no_allocation("max_pool2d forward", [&] {
-    MaxPool2d<kCpu>::forward(pool, x.data(), pool.c, y.data(), pool.c, argmax.data(), {});
-  });
+  check_no_allocation("max_pool2d forward",
+                      [&] { MaxPool2d<kCpu>::forward(pool, x.data(), pool.c, y.data(), pool.c, argmax.data(), {}); });
   check_no_allocation("max_pool2d backward", [&] {
     MaxPool2d<kCpu>::backward(pool, dy.data(), pool.c, argmax.data(), 0.0f, dx.data(), pool.c, {});
   });
@@ -155,8 +153,8 @@ TEST_CASE("cpu kernels: a second identical call of each launcher allocates nothi
   check_no_allocation("loss sums and finish", [&] {
     SegmentationLoss<kCpu>::sums(n, per_sample, n, logits.data(), target.data(), config, dlogits.data(),
                                  workspace.data(), {});
-    SegmentationLoss<kCpu>::finish(n, per_sample, n, logits.data(), target.data(), config, loss.data(),
-                                   dlogits.data(), workspace.data(), {});
+    SegmentationLoss<kCpu>::finish(n, per_sample, n, logits.data(), target.data(), config, loss.data(), dlogits.data(),
+                                   workspace.data(), {});
   });
 
   const int64_t parameters = 100003;

@@ -58,8 +58,8 @@ Result run(int n, int64_t pixels, const std::vector<float>& logits, const std::v
   return r;
 }
 
-void check_against_reference(int n, int64_t pixels, const std::vector<float>& logits,
-                             const std::vector<float>& target, const LossConfig& config) {
+void check_against_reference(int n, int64_t pixels, const std::vector<float>& logits, const std::vector<float>& target,
+                             const LossConfig& config) {
   std::vector<double> loss(loss_values), dlogits(logits.size());
   cpu::segmentation_loss<double>(n, pixels, test::to_double(logits).data(), test::to_double(target).data(), config,
                                  loss.data(), dlogits.data());
