@@ -66,6 +66,13 @@ template <class T>
 void adam_step(int64_t n, T* param, const T* grad, T* m, T* v, const AdamConfig& config, int64_t step,
                int32_t* non_finite = nullptr);
 
+// The cpu device's kernel: the same operations in float, vectorised, the reference's bits on x86-64
+// (adam_fast_cpu.cpp).
+namespace fast {
+void adam_step(int64_t n, float* param, const float* grad, float* m, float* v, const AdamConfig& config, int64_t step,
+               int32_t* non_finite);
+}  // namespace fast
+
 }  // namespace cpu
 
 template <DeviceKind D>
@@ -86,8 +93,8 @@ struct Adam {
 extern template struct Adam<DeviceKind::sim>;
 extern template struct Adam<DeviceKind::cuda>;
 
-// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
-// adam_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
+// The cpu device: the fast kernel above, on the calling thread (no stream), version 1 the reference
+// in float; defined in adam_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
 template <>
 void Adam<DeviceKind::cpu>::step(int64_t, float*, const float*, float*, float*, const AdamConfig&, const int64_t*,
                                  Stream, int, int32_t*);

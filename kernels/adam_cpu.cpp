@@ -43,11 +43,17 @@ template void adam_step(int64_t, double*, const double*, double*, double*, const
 
 namespace unet {
 
-// The cpu device's launcher (adam.h): the reference above, in float; the step is host memory there.
+// The cpu device's launcher (adam.h): the fast kernel (adam_fast_cpu.cpp), version 1 the reference
+// above in float; the step is host memory there.
 template <>
 void Adam<DeviceKind::cpu>::step(int64_t n, float* param, const float* grad, float* m, float* v,
-                                 const AdamConfig& config, const int64_t* step, Stream, int, int32_t* non_finite) {
-  cpu::adam_step(n, param, grad, m, v, config, *step, non_finite);
+                                 const AdamConfig& config, const int64_t* step, Stream, int version,
+                                 int32_t* non_finite) {
+  if (version == 1) {
+    cpu::adam_step(n, param, grad, m, v, config, *step, non_finite);
+  } else {
+    cpu::fast::adam_step(n, param, grad, m, v, config, *step, non_finite);
+  }
 }
 
 }  // namespace unet

@@ -7,14 +7,7 @@
 
 #include "kernels/backend.h"
 
-#define UNET_CPU_ISA generic
 #include "kernels/conv_fast_cpu_isa.h"
-#undef UNET_CPU_ISA
-#if UNET_CPU_AVX2
-#define UNET_CPU_ISA avx2
-#include "kernels/conv_fast_cpu_isa.h"
-#undef UNET_CPU_ISA
-#endif
 
 namespace unet::cpu::fast {
 
@@ -31,13 +24,6 @@ CpuKernels from_environment() {
   return *kernels;
 }
 
-// Calls the chosen variant of one pass.
-#if UNET_CPU_AVX2
-#define UNET_CPU_CALL(pass, ...) \
-  (cpu_kernels() == CpuKernels::avx2 ? avx2::pass(__VA_ARGS__) : generic::pass(__VA_ARGS__))
-#else
-#define UNET_CPU_CALL(pass, ...) generic::pass(__VA_ARGS__)
-#endif
 
 }  // namespace
 
@@ -68,46 +54,15 @@ void use_cpu_kernels(CpuKernels kernels) {
   chosen.store(static_cast<int>(kernels));
 }
 
-void conv2d_forward(const Conv2dShape& shape, const float* x, int x_stride, const float* weight, const float* bias,
-                    bool relu, float* y, int y_stride) {
-  UNET_CPU_CALL(conv2d_forward, shape, x, x_stride, weight, bias, relu, y, y_stride);
-}
-
-void conv2d_backward_data(const Conv2dShape& shape, const float* dy, int dy_stride, const float* relu_output,
-                          int relu_output_stride, const float* weight, float beta, float* dx, int dx_stride) {
-  UNET_CPU_CALL(conv2d_backward_data, shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx,
-                dx_stride);
-}
-
-void conv2d_backward_weight(const Conv2dShape& shape, const float* x, int x_stride, const float* dy, int dy_stride,
-                            const float* relu_output, int relu_output_stride, float beta, float* dweight) {
-  UNET_CPU_CALL(conv2d_backward_weight, shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, beta,
-                dweight);
-}
-
-void conv2d_backward_bias(const Conv2dShape& shape, const float* dy, int dy_stride, const float* relu_output,
-                          int relu_output_stride, float beta, float* dbias) {
-  UNET_CPU_CALL(conv2d_backward_bias, shape, dy, dy_stride, relu_output, relu_output_stride, beta, dbias);
-}
-
-void conv_transpose2d_forward(const ConvTranspose2dShape& shape, const float* x, int x_stride, const float* weight,
-                              const float* bias, float* y, int y_stride) {
-  UNET_CPU_CALL(conv_transpose2d_forward, shape, x, x_stride, weight, bias, y, y_stride);
-}
-
-void conv_transpose2d_backward_data(const ConvTranspose2dShape& shape, const float* dy, int dy_stride,
-                                    const float* weight, float beta, float* dx, int dx_stride) {
-  UNET_CPU_CALL(conv_transpose2d_backward_data, shape, dy, dy_stride, weight, beta, dx, dx_stride);
-}
-
-void conv_transpose2d_backward_weight(const ConvTranspose2dShape& shape, const float* x, int x_stride,
-                                      const float* dy, int dy_stride, float beta, float* dweight) {
-  UNET_CPU_CALL(conv_transpose2d_backward_weight, shape, x, x_stride, dy, dy_stride, beta, dweight);
-}
-
-void conv_transpose2d_backward_bias(const ConvTranspose2dShape& shape, const float* dy, int dy_stride, float beta,
-                                    float* dbias) {
-  UNET_CPU_CALL(conv_transpose2d_backward_bias, shape, dy, dy_stride, beta, dbias);
-}
+// Each entry point forwards to the chosen instruction set's.
+#if UNET_CPU_AVX2
+#define UNET_FORWARD_CONV_FAST_CPU(name, parameters, arguments) \
+  void name parameters { cpu_kernels() == CpuKernels::avx2 ? avx2::name arguments : generic::name arguments; }
+#else
+#define UNET_FORWARD_CONV_FAST_CPU(name, parameters, arguments) \
+  void name parameters { generic::name arguments; }
+#endif
+UNET_CONV_FAST_CPU_ENTRY_POINTS(UNET_FORWARD_CONV_FAST_CPU)
+#undef UNET_FORWARD_CONV_FAST_CPU
 
 }  // namespace unet::cpu::fast

@@ -66,6 +66,18 @@ template <class T>
 void loss_finish(int n, int64_t pixels_per_sample, int global_n, const T* logits, const T* target,
                  const LossConfig& config, const double* sample_sums, const double* batch_sums, T* loss, T* dlogits);
 
+// The cpu device's kernels: the two halves in float, vectorised and split over the threads in fixed
+// blocks, the same bits at any thread count (loss_fast_cpu.cpp). loss_sums needs
+// loss_sums_scratch(n, P) bytes of scratch for the blocks' sums.
+namespace fast {
+size_t loss_sums_scratch(int n, int64_t pixels_per_sample);
+void loss_sums(int n, int64_t pixels_per_sample, const float* logits, const float* target, const LossConfig& config,
+               double* sample_sums, double* batch_sums, void* scratch);
+void loss_finish(int n, int64_t pixels_per_sample, int global_n, const float* logits, const float* target,
+                 const LossConfig& config, const double* sample_sums, const double* batch_sums, float* loss,
+                 float* dlogits);
+}  // namespace fast
+
 }  // namespace cpu
 
 template <DeviceKind D>
@@ -95,7 +107,7 @@ struct SegmentationLoss {
 extern template struct SegmentationLoss<DeviceKind::sim>;
 extern template struct SegmentationLoss<DeviceKind::cuda>;
 
-// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
+// The cpu device: the fast kernels above, on the calling thread (no stream, one version), defined in
 // loss_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
 template <>
 size_t SegmentationLoss<DeviceKind::cpu>::workspace(int, int64_t);

@@ -135,18 +135,26 @@ template void loss_finish(int, int64_t, int, const double*, const double*, const
 
 namespace unet {
 
-// The cpu device's launchers (loss.h): the reference above, in float. The workspace holds the batch
-// sums (loss_sum::count) and the per-sample sums (N, 3), in double, for the two halves.
+// The cpu device's launchers (loss.h): the fast kernels (loss_fast_cpu.cpp). The workspace holds the
+// batch sums (loss_sum::count) and the per-sample sums (N, 3), in double, for the two halves, then
+// the fast sums' scratch.
+namespace {
+
+size_t sums_bytes(int n) { return sizeof(double) * (loss_sum::count + 3 * static_cast<size_t>(n)); }
+
+}  // namespace
+
 template <>
-size_t SegmentationLoss<DeviceKind::cpu>::workspace(int n, int64_t) {
-  return sizeof(double) * (loss_sum::count + 3 * static_cast<size_t>(n));
+size_t SegmentationLoss<DeviceKind::cpu>::workspace(int n, int64_t pixels_per_sample) {
+  return sums_bytes(n) + cpu::fast::loss_sums_scratch(n, pixels_per_sample);
 }
 
 template <>
 void SegmentationLoss<DeviceKind::cpu>::forward_backward(int n, int64_t pixels_per_sample, const float* logits,
                                                          const float* target, const LossConfig& config, float* loss,
-                                                         float* dlogits, void*, Stream, int) {
-  cpu::segmentation_loss(n, pixels_per_sample, logits, target, config, loss, dlogits);
+                                                         float* dlogits, void* workspace, Stream stream, int) {
+  sums(n, pixels_per_sample, n, logits, target, config, dlogits, workspace, stream);
+  finish(n, pixels_per_sample, n, logits, target, config, loss, dlogits, workspace, stream);
 }
 
 template <>
@@ -155,7 +163,8 @@ void SegmentationLoss<DeviceKind::cpu>::sums(int n, int64_t pixels_per_sample, i
                                              Stream) {
   // The gradient is written by finish: on the cpu one pass over the pixels forms it whole.
   double* batch = batch_sums(workspace);
-  cpu::loss_sums(n, pixels_per_sample, logits, target, config, batch + loss_sum::count, batch);
+  cpu::fast::loss_sums(n, pixels_per_sample, logits, target, config, batch + loss_sum::count, batch,
+                       static_cast<char*>(workspace) + sums_bytes(n));
 }
 
 template <>
@@ -168,8 +177,8 @@ void SegmentationLoss<DeviceKind::cpu>::finish(int n, int64_t pixels_per_sample,
                                                const float* target, const LossConfig& config, float* loss,
                                                float* dlogits, void* workspace, Stream) {
   const double* batch = batch_sums(workspace);
-  cpu::loss_finish(n, pixels_per_sample, global_n, logits, target, config, batch + loss_sum::count, batch, loss,
-                   dlogits);
+  cpu::fast::loss_finish(n, pixels_per_sample, global_n, logits, target, config, batch + loss_sum::count, batch, loss,
+                         dlogits);
 }
 
 }  // namespace unet

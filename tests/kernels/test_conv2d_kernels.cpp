@@ -15,14 +15,7 @@ namespace {
 
 using Conv = Conv2d<kDevice>;
 
-struct Case {
-  Conv2dShape shape;
-  bool relu = false;
-  bool bias = true;
-  Slice in{0, 0}, out{0, 0};  // channel slices of x/dx and of y/dy/relu_output; stride 0 is dense
-  bool integers = false;      // small integers: every result is exact and must match bit for bit
-  Slice mask{0, 0};           // relu_output's own slice, where it differs from dy's
-};
+using Case = test::ConvCase;
 
 // Runs every pass of every version on one case and compares each with the reference.
 void check(const Case& c, uint64_t seed) {
@@ -107,78 +100,29 @@ void check(const Case& c, uint64_t seed) {
   }
 }
 
-Conv2dShape shape(int n, int h, int w, int c_in, int c_out, int k) {
-  return {.n = n, .h = h, .w = w, .c_in = c_in, .c_out = c_out, .k = k};
-}
-
 }  // namespace
 
-TEST_CASE("conv2d kernels: k = 1 and 3, odd channel counts and image sizes, N = 1 and 2", "[conv2d]") {
-  const std::vector<Case> cases = {
-      {shape(1, 5, 7, 3, 5, 1)},
-      {shape(2, 3, 9, 17, 33, 1), true},
-      {shape(2, 4, 5, 64, 1, 1)},  // the output head: one output channel
-      {shape(1, 6, 6, 33, 64, 1), true, false},
-      {shape(1, 5, 7, 3, 64, 3), true},  // the first layer: three input channels
-      {shape(2, 3, 9, 5, 3, 3)},
-      {shape(2, 9, 11, 17, 33, 3), true},  // 198 pixels: a partial second block of pixels
-      {shape(1, 7, 5, 33, 17, 3), false, false},
-      {shape(2, 5, 6, 64, 64, 3), true},
-      {shape(1, 4, 3, 64, 129, 3)},  // a partial 128-wide tile of output channels
-      {shape(2, 1, 1, 5, 17, 3), true},  // 1x1 images: every tap but the centre is padding
-      {shape(1, 1, 1, 64, 64, 3)},
-      {shape(2, 3, 1, 17, 5, 3), true},
-      {shape(2, 17, 19, 17, 33, 3), true},  // 646 pixels: the weight gradient's pixels in several chunks
-      {shape(1, 23, 25, 3, 5, 3)},          // the same for the few-output-channel kernels
-  };
+TEST_CASE("conv2d kernels: k = 1, 3 and 5, odd channel counts and image sizes, N = 1 and 2", "[conv2d]") {
   uint64_t seed = 1000;
-  for (const Case& c : cases) check(c, seed += 10);
-}
-
-TEST_CASE("conv2d kernels: odd k in general (k = 5)", "[conv2d]") {
-  check({shape(1, 6, 7, 5, 17, 5), true}, 2000);
-  check({shape(1, 4, 9, 17, 3, 5)}, 2010);
+  for (const Case& c : test::conv2d_odd_cases()) check(c, seed += 10);
 }
 
 TEST_CASE("conv2d kernels: inputs and outputs as channel slices of wider buffers", "[conv2d]") {
-  // The decoder's first conv reads a concat buffer, and an encoder conv writes into one: aligned
-  // slices (float4 paths) and unaligned ones (scalar paths).
-  check({shape(2, 5, 7, 64, 64, 3), true, true, Slice{128, 64}, Slice{128, 0}}, 3000);
-  check({shape(1, 6, 5, 64, 68, 3), true, true, Slice{71, 3}, Slice{69, 1}}, 3010);
-  check({shape(2, 3, 5, 17, 33, 3), false, true, Slice{20, 2}, Slice{40, 7}}, 3020);
-  check({shape(1, 5, 5, 64, 1, 1), false, true, Slice{128, 64}, Slice{4, 3}}, 3030);
-  check({shape(2, 4, 4, 33, 5, 3), true, true, Slice{40, 5}, Slice{8, 2}}, 3040);
-  // The forward wrote y into a concat buffer; its gradient dy arrives dense.
-  check({shape(2, 5, 7, 64, 64, 3), true, true, {}, {}, false, Slice{128, 64}}, 3050);
-  check({shape(1, 5, 6, 17, 36, 3), true, true, {}, Slice{40, 4}, false, Slice{37, 1}}, 3060);
+  uint64_t seed = 3000;
+  for (const Case& c : test::conv2d_slice_cases()) check(c, seed += 10);
 }
 
 TEST_CASE("conv2d kernels: small-integer inputs give exactly the reference", "[conv2d]") {
-  const std::vector<Case> cases = {
-      {shape(2, 5, 7, 3, 64, 3), true, true, {}, {}, true},
-      {shape(1, 7, 6, 64, 64, 3), true, true, {}, {}, true},
-      {shape(2, 3, 5, 17, 33, 3), false, true, {}, {}, true},
-      {shape(2, 4, 6, 64, 1, 1), false, true, {}, {}, true},
-      {shape(1, 4, 5, 33, 5, 3), true, true, Slice{40, 3}, Slice{9, 4}, true},
-      {shape(1, 3, 4, 64, 129, 3), false, false, {}, {}, true},
-  };
   uint64_t seed = 4000;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : test::conv2d_integer_cases()) check(c, seed += 10);
 }
 
 TEST_CASE("conv2d kernels: every conv layer of the default U-Net at 16x16", "[conv2d]") {
-  for (const LayerShape& layer : unet_layers(UNetConfig{}, 2, 16, 16)) {
-    if (layer.kind != LayerKind::conv3x3 && layer.kind != LayerKind::conv1x1) continue;
-    INFO(layer.name);
-    const bool head = layer.kind == LayerKind::conv1x1;
-    // Batch 2 where the layer is small enough for the sim device to run quickly.
-    const int batch = layer.c_in * layer.c_out > 64 * 64 ? 1 : 2;
-    check({shape(batch, layer.h, layer.w, layer.c_in, layer.c_out, head ? 1 : 3), !head}, 5000 + layer.c_in);
-  }
+  for (const Case& c : test::unet_conv_cases(16)) check(c, 5000 + c.shape.c_in);
 }
 
 TEST_CASE("conv2d kernels: the weight and bias gradients are the same bits on every run", "[conv2d]") {
-  const Conv2dShape s = shape(2, 24, 24, 64, 64, 3);  // 1152 pixels: several split-K chunks
+  const Conv2dShape s = test::conv_shape(2, 24, 24, 64, 64, 3);  // 1152 pixels: several split-K chunks
   const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_out} * 9 * s.c_in;
   DeviceBuffer<float> x(dev(), test::random_uniform(p * s.c_in, 1)), dy(dev(), test::random_uniform(p * s.c_out, 2));
   std::vector<float> first_weight, first_bias;

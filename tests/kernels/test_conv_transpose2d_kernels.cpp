@@ -15,12 +15,7 @@ namespace {
 
 using Up = ConvTranspose2d<kDevice>;
 
-struct Case {
-  ConvTranspose2dShape shape;
-  bool bias = true;
-  Slice in{0, 0}, out{0, 0};  // channel slices of x/dx and of y/dy; stride 0 is dense
-  bool integers = false;      // small integers: every result is exact and must match bit for bit
-};
+using Case = test::UpCase;
 
 // Runs every pass of every version on one case and compares each with the reference.
 void check(const Case& c, uint64_t seed) {
@@ -96,61 +91,30 @@ void check(const Case& c, uint64_t seed) {
   }
 }
 
-ConvTranspose2dShape shape(int n, int h, int w, int c_in, int c_out) {
-  return {.n = n, .h = h, .w = w, .c_in = c_in, .c_out = c_out};
-}
-
 }  // namespace
 
 TEST_CASE("conv_transpose2d kernels: odd channel counts and image sizes, N = 1 and 2", "[conv_transpose2d]") {
-  const std::vector<Case> cases = {
-      {shape(1, 3, 5, 3, 5)},
-      {shape(2, 5, 3, 5, 3), false},
-      {shape(2, 3, 7, 17, 33)},
-      {shape(1, 7, 5, 33, 17)},
-      {shape(2, 4, 5, 64, 64)},
-      {shape(1, 3, 3, 64, 33), false},  // 4 x 33 = 132 weight columns: a partial 128-wide tile
-      {shape(2, 1, 1, 33, 64)},         // 1x1 images
-      {shape(1, 1, 1, 5, 3)},
-      {shape(1, 9, 9, 64, 17)},   // 81 pixels, 324 outputs
-      {shape(2, 11, 13, 5, 64)},  // 286 pixels: a partial third block, and the weight gradient in chunks
-      {shape(1, 3, 4, 129, 3)},   // a partial 128-row tile of input channels
-  };
   uint64_t seed = 6000;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : test::conv_transpose2d_odd_cases()) check(c, seed += 10);
 }
 
 TEST_CASE("conv_transpose2d kernels: inputs and outputs as channel slices of wider buffers", "[conv_transpose2d]") {
-  // The U-Net writes the up-convolution's output into channels [0, C) of the concat buffer.
-  check({shape(2, 3, 5, 128, 64), true, Slice{256, 128}, Slice{128, 0}}, 7000);
-  check({shape(1, 4, 3, 64, 68), true, Slice{70, 5}, Slice{75, 3}}, 7010);
-  check({shape(2, 3, 3, 17, 33), true, Slice{20, 1}, Slice{66, 33}}, 7020);
+  uint64_t seed = 7000;
+  for (const Case& c : test::conv_transpose2d_slice_cases()) check(c, seed += 10);
 }
 
 TEST_CASE("conv_transpose2d kernels: small-integer inputs give exactly the reference", "[conv_transpose2d]") {
-  const std::vector<Case> cases = {
-      {shape(2, 3, 5, 64, 64), true, {}, {}, true},
-      {shape(1, 5, 3, 17, 33), true, {}, {}, true},
-      {shape(1, 4, 4, 33, 5), false, Slice{40, 3}, Slice{10, 5}, true},
-      {shape(2, 11, 13, 8, 4), true, {}, {}, true},
-  };
   uint64_t seed = 8000;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : test::conv_transpose2d_integer_cases()) check(c, seed += 10);
 }
 
 TEST_CASE("conv_transpose2d kernels: every up-convolution of the default U-Net at 16x16", "[conv_transpose2d]") {
-  for (const LayerShape& layer : unet_layers(UNetConfig{}, 2, 16, 16)) {
-    if (layer.kind != LayerKind::up_conv) continue;
-    INFO(layer.name);
-    // Writes into channels [0, C) of the decoder's concat buffer, as the model does.
-    check({shape(layer.n, layer.h, layer.w, layer.c_in, layer.c_out), true, {}, Slice{2 * layer.c_out, 0}},
-          9000 + layer.c_in);
-  }
+  for (const Case& c : test::unet_up_cases(16)) check(c, 9000 + c.shape.c_in);
 }
 
 TEST_CASE("conv_transpose2d kernels: the weight and bias gradients are the same bits on every run",
           "[conv_transpose2d]") {
-  const ConvTranspose2dShape s = shape(2, 20, 24, 64, 32);  // 960 pixels: several split-K chunks
+  const ConvTranspose2dShape s = test::up_shape(2, 20, 24, 64, 32);  // 960 pixels: several split-K chunks
   const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_in} * 4 * s.c_out;
   DeviceBuffer<float> x(dev(), test::random_uniform(p * s.c_in, 1));
   DeviceBuffer<float> dy(dev(), test::random_uniform(4 * p * s.c_out, 2));
