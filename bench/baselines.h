@@ -6,11 +6,11 @@
 
 #include "bench/gemm.h"
 #include "bench/libraries.h"
+#include "bench/timing.h"
 
 namespace unet::bench {
 
 enum class Layout { nhwc, nchw };
-enum class Math { fp32, tf32 };  // fp32: FMA only (CUDNN_FMA_MATH); tf32: tensor cores allowed
 
 // A convolution in cuDNN's terms, input -> output through a filter (K, C, R, S):
 //   the model's k x k conv: input (N, Cin, H, W), filter (Cout, Cin, k, k), pad k/2, stride 1;

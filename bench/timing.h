@@ -7,6 +7,9 @@
 
 namespace unet::bench {
 
+// The precision a row computes in. fp32: FMA only (cuDNN's CUDNN_FMA_MATH); tf32: tensor cores allowed.
+enum class Math { fp32, tf32 };
+
 struct Timing {
   double median_ms = 0, min_ms = 0, max_ms = 0;
   int repetitions = 0;

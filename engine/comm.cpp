@@ -44,17 +44,24 @@ void check_mpi(int code, const std::string& what) {
 }  // namespace
 
 Communicator& Communicator::world() {
-  static Communicator world;
+  static Communicator world(false);
   return world;
 }
 
-Communicator::Communicator() {
+std::unique_ptr<Communicator> Communicator::alone() { return std::unique_ptr<Communicator>(new Communicator(true)); }
+
+Communicator::Communicator(bool started_alone) {
+  if (started_alone) {
+    launched_ = true;
+    return;
+  }
   if (!started_by_launcher()) return;
 #if UNET_WITH_MPI
   int provided = 0;
   // Funneled: only the main thread calls MPI (the OpenMP threads of the cpu kernels never do).
   check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
   launched_ = true;
+  mpi_ = true;
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
   check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
@@ -73,10 +80,10 @@ Communicator::~Communicator() { finalize(); }
 void Communicator::finalize() {
   if (!launched_ || finalized_) return;
   finalized_ = true;
-#if UNET_WITH_MPI
   nccl_.reset();
+#if UNET_WITH_MPI
   // After a timeout a request is still pending on a lost rank: MPI_Finalize would wait for it.
-  if (!broken_) MPI_Finalize();
+  if (mpi_ && !broken_) MPI_Finalize();
 #endif
 }
 
@@ -89,6 +96,7 @@ void Communicator::timed_out(const char* what) {
 
 void Communicator::mpi_all_reduce(void* buffer, int64_t count, bool is_double, const char* what) {
 #if UNET_WITH_MPI
+  if (!mpi_) return;  // alone(): the sum over one rank
   if (count > INT32_MAX) {
     throw Error(std::string(what) + ": " + std::to_string(count) + " values are more than one MPI call takes");
   }
@@ -122,7 +130,9 @@ NcclLink& Communicator::nccl(Device& device) {
     nccl_ = std::make_unique<NcclLink>(device);
     NcclId id{};
     if (rank_ == 0) id = nccl_->unique_id();
-    check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast of the NCCL id");
+#if UNET_WITH_MPI
+    if (size_ > 1) check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast of the NCCL id");
+#endif
     nccl_->connect(id, size_, rank_);
   }
   return *nccl_;

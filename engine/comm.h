@@ -37,11 +37,16 @@ class Communicator {
  public:
   // The job this process is a rank of, initialised on first use.
   static Communicator& world();
+  // A job of one rank, without a launcher or MPI, whose device collectives still run through the
+  // device's library: on cuda a one-rank NCCL communicator (ncclGetUniqueId, ncclCommInitRank with
+  // one rank), so that a machine with one GPU and no MPI exercises the NCCL path for real
+  // (tools/gpu_check.sh). Host sums and cpu and sim collectives over one rank are the identity.
+  static std::unique_ptr<Communicator> alone();
   ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
 
-  bool launched() const { return launched_; }  // started by a launcher (even with R = 1)
+  bool launched() const { return launched_; }  // started by a launcher (even with R = 1), or alone()
   int rank() const { return rank_; }
   int size() const { return size_; }
   int local_rank() const { return local_rank_; }  // among the ranks on this machine: its GPU
@@ -72,13 +77,14 @@ class Communicator {
   static std::string nccl_version();
 
  private:
-  Communicator();
+  explicit Communicator(bool started_alone);
   void reduce_device(Device& device, void* buffer, int64_t count, bool is_double, Stream stream, const char* what);
   void mpi_all_reduce(void* buffer, int64_t count, bool is_double, const char* what);
   NcclLink& nccl(Device& device);  // connected on first use (cuda builds with NCCL)
   [[noreturn]] void timed_out(const char* what);
 
   bool launched_ = false;
+  bool mpi_ = false;  // MPI_Init was called (launched by a launcher, not alone())
   bool broken_ = false;  // a collective timed out: its request is still pending
   bool finalized_ = false;
   int rank_ = 0, size_ = 1, local_rank_ = 0;

@@ -23,10 +23,23 @@
 //      applied as it leaves shared memory); backward_weight splits the pixels into fixed chunks
 //      and sums their partials in order, like version 2. Compared with cpu::conv2d_*_tf32, not
 //      with the fp32 reference. Not the default: version 0 stays version 2.
+//      In bf16 (the bf16 overloads, where version 0 is version 3): the same GEMMs and block tile on
+//      bf16 tensors, K-steps of 32 through a 4-stage cp.async pipeline (3 with the ReLU mask) of
+//      XOR-swizzled stages, fragments loaded with ldmatrix.x4 (.trans where K runs down a slice's
+//      rows: backward_data's weights, both backward_weight operands), mma.sync m16n8k16 with fp32
+//      accumulators; forward fuses bias, ReLU and the one rounding to bf16, backward_data the
+//      ReLU mask (applied to the g fragments) and beta on a bf16 dx, backward_weight writes fp32
+//      partials per pixel chunk summed in order. Channel counts, strides or offsets that are not
+//      multiples of 8 bf16 (the 3-channel first layer, the 1-channel head's gradient, odd channel
+//      slices) take the kVector = false instantiation: the same tiles gathered through registers
+//      (kernels/conv_mma.h says why). Compared with cpu::conv2d_*_bf16.
+// bf16 also has version 1 (the loops above on widened bf16 values, fp32 sums, one rounding).
 // backward_bias has one version: the deterministic two-pass column sum shared with
-// conv_transpose2d (column_sum.h), masked by the ReLU's output.
+// conv_transpose2d (column_sum.h), masked by the ReLU's output; in bf16 its first pass is
+// conv2d_backward_bias_chunk_kernel, reading bf16, and its second the same sum_partials.
 #include "kernels/conv2d.h"
 
+#include <algorithm>
 #include <cassert>
 #include <climits>
 #include <cstdint>
@@ -35,6 +48,7 @@
 #include "kernels/dialect.h"
 #include "kernels/conv_gemm.h"
 #include "kernels/conv_mma.h"
+#include "kernels/rounding.h"
 
 namespace unet::KERNEL_BACKEND {
 
@@ -45,16 +59,25 @@ __device__ __forceinline__ bool inside_image(const Conv2dShape& shape, int h, in
   return h >= 0 && h < shape.h && w >= 0 && w < shape.w;
 }
 
+// Version 1 runs on fp32 or bf16 tensors (T): values are widened as they are read and a bf16
+// output rounded once, as it is written; every sum is fp32.
+__device__ __forceinline__ float widen(float value) { return value; }
+__device__ __forceinline__ float widen(bf16 value) { return to_float(value); }
+__device__ __forceinline__ void store(float& out, float value) { out = value; }
+__device__ __forceinline__ void store(bf16& out, float value) { out = to_bf16(value); }
+
 // g = dy, or dy where the fused ReLU's output is positive.
-__device__ __forceinline__ float output_gradient(const float* dy, int dy_stride, const float* relu_output,
+template <class T>
+__device__ __forceinline__ float output_gradient(const T* dy, int dy_stride, const T* relu_output,
                                                  int relu_output_stride, int64_t pixel, int o) {
-  const float g = dy[pixel * dy_stride + o];
-  return relu_output == nullptr || relu_output[pixel * relu_output_stride + o] > 0.0f ? g : 0.0f;
+  const float g = widen(dy[pixel * dy_stride + o]);
+  return relu_output == nullptr || widen(relu_output[pixel * relu_output_stride + o]) > 0.0f ? g : 0.0f;
 }
 
-__global__ void conv2d_forward_kernel1(Conv2dShape shape, const float* __restrict__ x, int x_stride,
-                                       const float* __restrict__ weight, const float* __restrict__ bias, bool relu,
-                                       float* __restrict__ y, int y_stride) {
+template <class T>
+__global__ void conv2d_forward_kernel1(Conv2dShape shape, const T* __restrict__ x, int x_stride,
+                                       const T* __restrict__ weight, const float* __restrict__ bias, bool relu,
+                                       T* __restrict__ y, int y_stride) {
   const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (index >= int64_t{shape.n} * shape.h * shape.w * shape.c_out) return;
   const int64_t p = index / shape.c_out;
@@ -64,17 +87,18 @@ __global__ void conv2d_forward_kernel1(Conv2dShape shape, const float* __restric
   for (int r = 0; r < shape.k; ++r) {
     for (int s = 0; s < shape.k; ++s) {
       if (!inside_image(shape, h + r - pad, w + s - pad)) continue;
-      const float* in = x + (p + (r - pad) * shape.w + (s - pad)) * x_stride;
-      const float* wt = weight + ((int64_t{o} * shape.k + r) * shape.k + s) * shape.c_in;
-      for (int i = 0; i < shape.c_in; ++i) sum += in[i] * wt[i];
+      const T* in = x + (p + (r - pad) * shape.w + (s - pad)) * x_stride;
+      const T* wt = weight + ((int64_t{o} * shape.k + r) * shape.k + s) * shape.c_in;
+      for (int i = 0; i < shape.c_in; ++i) sum += widen(in[i]) * widen(wt[i]);
     }
   }
-  y[p * y_stride + o] = relu ? fmaxf(sum, 0.0f) : sum;
+  store(y[p * y_stride + o], relu ? fmaxf(sum, 0.0f) : sum);
 }
 
-__global__ void conv2d_backward_data_kernel1(Conv2dShape shape, const float* __restrict__ dy, int dy_stride,
-                                             const float* __restrict__ relu_output, int relu_output_stride,
-                                             const float* __restrict__ weight, float beta, float* __restrict__ dx,
+template <class T>
+__global__ void conv2d_backward_data_kernel1(Conv2dShape shape, const T* __restrict__ dy, int dy_stride,
+                                             const T* __restrict__ relu_output, int relu_output_stride,
+                                             const T* __restrict__ weight, float beta, T* __restrict__ dx,
                                              int dx_stride) {
   const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (index >= int64_t{shape.n} * shape.h * shape.w * shape.c_in) return;
@@ -89,17 +113,18 @@ __global__ void conv2d_backward_data_kernel1(Conv2dShape shape, const float* __r
       const int64_t source = p + (pad - r) * shape.w + (pad - s);
       for (int o = 0; o < shape.c_out; ++o) {
         const float g = output_gradient(dy, dy_stride, relu_output, relu_output_stride, source, o);
-        sum += g * weight[((int64_t{o} * shape.k + r) * shape.k + s) * shape.c_in + i];
+        sum += g * widen(weight[((int64_t{o} * shape.k + r) * shape.k + s) * shape.c_in + i]);
       }
     }
   }
-  float& out = dx[p * dx_stride + i];
-  out = beta == 0.0f ? sum : beta * out + sum;  // beta = 0 overwrites, even NaN
+  T& out = dx[p * dx_stride + i];
+  store(out, beta == 0.0f ? sum : beta * widen(out) + sum);  // beta = 0 overwrites, even NaN
 }
 
-__global__ void conv2d_backward_weight_kernel1(Conv2dShape shape, const float* __restrict__ x, int x_stride,
-                                               const float* __restrict__ dy, int dy_stride,
-                                               const float* __restrict__ relu_output, int relu_output_stride,
+template <class T>
+__global__ void conv2d_backward_weight_kernel1(Conv2dShape shape, const T* __restrict__ x, int x_stride,
+                                               const T* __restrict__ dy, int dy_stride,
+                                               const T* __restrict__ relu_output, int relu_output_stride,
                                                float beta, float* __restrict__ dweight) {
   const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int window = shape.k * shape.k * shape.c_in;
@@ -114,12 +139,39 @@ __global__ void conv2d_backward_weight_kernel1(Conv2dShape shape, const float* _
       for (int w = max(0, -ds); w < min(shape.w, shape.w - ds); ++w) {
         const int64_t p = (int64_t{n} * shape.h + h) * shape.w + w;
         const float g = output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o);
-        sum += g * x[(p + dr * shape.w + ds) * x_stride + i];
+        sum += g * widen(x[(p + dr * shape.w + ds) * x_stride + i]);
       }
     }
   }
   float& out = dweight[index];
   out = beta == 0.0f ? sum : beta * out + sum;
+}
+
+// The bf16 bias gradient's first pass: as column_sum's chunk kernel (column_sum.cu), on bf16 g and
+// mask. A block of 32 x 8 threads owns 32 channels of one chunk of pixels; thread (c, lane) adds
+// pixels lane, lane + 8, ... in order, the 8 lanes' sums are added in order through shared memory
+// and written as partial[chunk][o]. ColumnSum::sum_partials then adds the chunks in order.
+constexpr int kBiasColumns = 32;
+constexpr int kBiasLanes = 8;
+
+__global__ void conv2d_backward_bias_chunk_kernel(int64_t pixels, int c_out, int64_t chunk, const bf16* __restrict__ dy,
+                                                  int dy_stride, const bf16* __restrict__ relu_output,
+                                                  int relu_output_stride, float* __restrict__ partial) {
+  __shared__ float lane_sums[kBiasLanes][kBiasColumns];
+  const int o = blockIdx.x * kBiasColumns + threadIdx.x;
+  const int64_t begin = blockIdx.y * chunk, end = pixels < begin + chunk ? pixels : begin + chunk;
+  float sum = 0.0f;
+  if (o < c_out) {
+    for (int64_t p = begin + threadIdx.y; p < end; p += kBiasLanes) {
+      sum += output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o);
+    }
+  }
+  lane_sums[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y != 0 || o >= c_out) return;
+  float total = 0.0f;
+  for (int lane = 0; lane < kBiasLanes; ++lane) total += lane_sums[lane][threadIdx.x];
+  partial[blockIdx.y * int64_t{c_out} + o] = total;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -488,7 +540,9 @@ __global__ void conv2d_backward_weight_thin_kernel2(Conv2dShape shape, const flo
 // image), B row = the output channel's weights of the tap, the same channels.
 template <bool kVector>
 struct ForwardTiles3 {
-  static constexpr int kStageFloats = (mma::kTileM + mma::kTileN) * mma::kRowFloats;  // A, then B
+  using Element = float;
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = (mma::kTileM + mma::kTileN) * mma::kRowFloats;  // A, then B
   Conv2dShape shape;
   const float* x;
   int x_stride;
@@ -543,19 +597,12 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_fo
   mma::multiply(tiles, shared, acc);
 
   const int pixels = shape.n * shape.h * shape.w;
-  UNET_UNROLL
-  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
-    UNET_UNROLL
-    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
-      UNET_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        const int pixel = block_pixel + mma::accumulator_row(mi, i), o = block_channel + mma::accumulator_col(ni, i);
-        if (pixel >= pixels || o >= shape.c_out) continue;
-        const float value = acc[mi][ni][i] + (bias != nullptr ? bias[o] : 0.0f);
-        y[int64_t{pixel} * y_stride + o] = relu ? fmaxf(value, 0.0f) : value;
-      }
-    }
-  }
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int pixel = block_pixel + row, o = block_channel + col;
+    if (pixel >= pixels || o >= shape.c_out) return;
+    const float value = sum + (bias != nullptr ? bias[o] : 0.0f);
+    y[int64_t{pixel} * y_stride + o] = relu ? fmaxf(value, 0.0f) : value;
+  });
 }
 
 // backward_data: A row = g at the output pixel that saw this pixel through the tap, (pad - r,
@@ -566,7 +613,9 @@ template <bool kVector, bool kMasked>
 struct DataTiles3 {
   static constexpr int kSliceA = mma::kTileM * mma::kRowFloats;
   static constexpr int kSliceB = mma::kTileK * mma::kColumnFloats;
-  static constexpr int kStageFloats = kSliceA + kSliceB + (kMasked ? kSliceA : 0);  // A, B, then the mask
+  using Element = float;
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceA : 0);  // A, B, then the mask
   Conv2dShape shape;
   const float* dy;
   int dy_stride;
@@ -638,19 +687,12 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_ba
   mma::multiply(tiles, shared, acc);
 
   const int pixels = shape.n * shape.h * shape.w;
-  UNET_UNROLL
-  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
-    UNET_UNROLL
-    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
-      UNET_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        const int pixel = block_pixel + mma::accumulator_row(mi, i), c = block_channel + mma::accumulator_col(ni, i);
-        if (pixel >= pixels || c >= shape.c_in) continue;
-        float& out = dx[int64_t{pixel} * dx_stride + c];
-        out = beta == 0.0f ? acc[mi][ni][i] : beta * out + acc[mi][ni][i];  // beta = 0 overwrites, even NaN
-      }
-    }
-  }
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int pixel = block_pixel + row, c = block_channel + col;
+    if (pixel >= pixels || c >= shape.c_in) return;
+    float& out = dx[int64_t{pixel} * dx_stride + c];
+    out = beta == 0.0f ? sum : beta * out + sum;  // beta = 0 overwrites, even NaN
+  });
 }
 
 // backward_weight, one chunk of pixels (blockIdx.z): A ((tap, Cin) x pixels) is x at each pixel
@@ -661,7 +703,9 @@ template <bool kVector, bool kMasked>
 struct WeightTiles3 {
   static constexpr int kSliceA = mma::kTileK * mma::kWideColumnFloats;
   static constexpr int kSliceB = mma::kTileK * mma::kColumnFloats;
-  static constexpr int kStageFloats = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
+  using Element = float;
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
   Conv2dShape shape;
   const float* x;
   int x_stride;
@@ -724,17 +768,283 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_ba
   mma::multiply(tiles, shared, acc);
 
   float* out = partial + int64_t{blockIdx.z} * shape.c_out * window;
-  UNET_UNROLL
-  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int m = block_row + row, o = block_channel + col;
+    if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = sum;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// kernels: version 3 in bf16 (kernels/conv_mma.h, "bf16"): the GEMMs of the TF32 version 3, on
+// bf16 tensors through swizzled stages, ldmatrix and mma.sync m16n8k16. The first template
+// argument (always bf16) names the element type, so that the bf16 kernels stand apart from the
+// TF32 ones in the SASS; kVector picks 16-byte cp.async copies or gathers through registers.
+
+// The pipeline's depth: 4 stages where the slices are small, 3 where the ReLU mask doubles the
+// gradient's slice (so that each kernel keeps its blocks per SM: scripts/check_sass.py).
+constexpr int bf16_stages(bool masked) { return masked ? 3 : 4; }
+
+// forward: A = x at the tap's shifted pixel, K-contiguous [128 pixels][32 channels]; B = the
+// weights of the tap, K-contiguous [64 output channels][32 channels]. No .trans.
+template <bool kVector>
+struct ForwardTilesBf16 {
+  using Element = bf16;
+  static constexpr int kStages = bf16_stages(false);
+  static constexpr int kSliceA = mma::kTileM * mma::kBf16TileK;
+  static constexpr int kStageElements = kSliceA + mma::kTileN * mma::kBf16TileK;  // A, then B
+  Conv2dShape shape;
+  const bf16* x;
+  int x_stride;
+  const bf16* weight;
+  int block_pixel, block_channel;
+  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), channels k0 .. k0 + 31
+
+  __device__ int steps() const {
+    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_in, mma::kBf16TileK));
+  }
+  __device__ void copy(bf16* stage) const {
+    const int dr = r - shape.k / 2, ds = s - shape.k / 2;
+    const int pixels = shape.n * shape.h * shape.w;
+    const auto a = [&](int row, int col) -> const bf16* {
+      const int pixel = block_pixel + row;
+      if (pixel >= pixels || k0 + col >= shape.c_in) return nullptr;
+      if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
+      return x + int64_t{pixel + dr * shape.w + ds} * x_stride + k0 + col;
+    };
+    mma::copy_bf16_slice<mma::kTileM, mma::kBf16TileK, kVector>(stage, mma::k_contiguous_offset, a, x);
+    const int window = shape.k * shape.k * shape.c_in, tap = (r * shape.k + s) * shape.c_in;
+    const auto b = [&](int row, int col) -> const bf16* {
+      const int o = block_channel + row;
+      return o < shape.c_out && k0 + col < shape.c_in ? weight + int64_t{o} * window + tap + k0 + col : nullptr;
+    };
+    mma::copy_bf16_slice<mma::kTileN, mma::kBf16TileK, kVector>(stage + kSliceA, mma::k_contiguous_offset, b, weight);
+  }
+  __device__ void advance() {
+    k0 += mma::kBf16TileK;
+    if (k0 < shape.c_in) return;
+    k0 = 0;
+    if (++s < shape.k) return;
+    s = 0;
+    ++r;
+  }
+  __device__ void multiply(const bf16* stage, mma::Accumulator& acc) const {
     UNET_UNROLL
-    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
-      UNET_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        const int m = block_row + mma::accumulator_row(mi, i), o = block_channel + mma::accumulator_col(ni, i);
-        if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = acc[mi][ni][i];
-      }
+    for (int kk = 0; kk < mma::kBf16TileK; kk += 16) {
+      mma::Bf16Fragments f;
+      mma::load_a_k_contiguous(stage, kk, f.a);
+      mma::load_b_k_contiguous(stage + kSliceA, kk, f.b);
+      mma::multiply_fragments(f, acc);
     }
   }
+};
+
+// Fused epilogue: bias, ReLU, one rounding to bf16.
+template <class Element, bool kVector>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_forward_kernel3(
+    Conv2dShape shape, const Element* __restrict__ x, int x_stride, const Element* __restrict__ weight,
+    const float* __restrict__ bias, bool relu, Element* __restrict__ y, int y_stride) {
+  static_assert(sizeof(Element) == 2, "the bf16 version 3");
+  DYNAMIC_SHARED(bf16, shared);
+  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  ForwardTilesBf16<kVector> tiles{shape, x, x_stride, weight, block_pixel, block_channel};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  const int pixels = shape.n * shape.h * shape.w;
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int pixel = block_pixel + row, o = block_channel + col;
+    if (pixel >= pixels || o >= shape.c_out) return;
+    const float value = sum + (bias != nullptr ? bias[o] : 0.0f);
+    y[int64_t{pixel} * y_stride + o] = to_bf16(relu ? fmaxf(value, 0.0f) : value);
+  });
+}
+
+// backward_data: A = g at the output pixel that saw this pixel through the tap, K-contiguous
+// [128 pixels][32 output channels], the ReLU's output beside it with kMasked (applied to the A
+// fragments); B = W(o, tap, .), K-major [32 output channels][64 input channels]: .trans.
+template <bool kVector, bool kMasked>
+struct DataTilesBf16 {
+  using Element = bf16;
+  static constexpr int kStages = bf16_stages(kMasked);
+  static constexpr int kSliceA = mma::kTileM * mma::kBf16TileK;
+  static constexpr int kSliceB = mma::kBf16TileK * mma::kTileN;
+  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceA : 0);  // A, B, then the mask
+  Conv2dShape shape;
+  const bf16* dy;
+  int dy_stride;
+  const bf16* relu_output;
+  int relu_output_stride;
+  const bf16* weight;
+  int block_pixel, block_channel;
+  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), output channels k0 .. k0 + 31
+
+  __device__ int steps() const {
+    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_out, mma::kBf16TileK));
+  }
+  // The output pixel whose gradient row `row` of A reads, or -1 (padding).
+  __device__ int64_t source_pixel(int row) const {
+    const int pixel = block_pixel + row, dr = shape.k / 2 - r, ds = shape.k / 2 - s;
+    if (pixel >= shape.n * shape.h * shape.w) return -1;
+    if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return -1;
+    return pixel + dr * shape.w + ds;
+  }
+  __device__ void copy(bf16* stage) const {
+    const auto a = [&](const bf16* tensor, int stride) {
+      return [=, this](int row, int col) -> const bf16* {
+        const int64_t source = source_pixel(row);
+        return source < 0 || k0 + col >= shape.c_out ? nullptr : tensor + source * stride + k0 + col;
+      };
+    };
+    mma::copy_bf16_slice<mma::kTileM, mma::kBf16TileK, kVector>(stage, mma::k_contiguous_offset, a(dy, dy_stride), dy);
+    if constexpr (kMasked) {
+      mma::copy_bf16_slice<mma::kTileM, mma::kBf16TileK, kVector>(stage + kSliceA + kSliceB, mma::k_contiguous_offset,
+                                                                  a(relu_output, relu_output_stride), relu_output);
+    }
+    const auto b = [&](int k, int col) -> const bf16* {
+      const int o = k0 + k, i = block_channel + col;
+      if (o >= shape.c_out || i >= shape.c_in) return nullptr;
+      return weight + (int64_t{o} * shape.k * shape.k + r * shape.k + s) * shape.c_in + i;
+    };
+    mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileN, kVector>(stage + kSliceA, mma::k_major_offset<mma::kTileN>, b,
+                                                                weight);
+  }
+  __device__ void advance() {
+    k0 += mma::kBf16TileK;
+    if (k0 < shape.c_out) return;
+    k0 = 0;
+    if (++s < shape.k) return;
+    s = 0;
+    ++r;
+  }
+  __device__ void multiply(const bf16* stage, mma::Accumulator& acc) const {
+    UNET_UNROLL
+    for (int kk = 0; kk < mma::kBf16TileK; kk += 16) {
+      mma::Bf16Fragments f;
+      mma::load_a_k_contiguous(stage, kk, f.a);
+      if constexpr (kMasked) {
+        uint32_t mask[mma::kWarpM / 16][4];
+        mma::load_a_k_contiguous(stage + kSliceA + kSliceB, kk, mask);
+        UNET_UNROLL
+        for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+          UNET_UNROLL
+          for (int i = 0; i < 4; ++i) f.a[mi][i] = mma::mask_pair(f.a[mi][i], mask[mi][i]);
+        }
+      }
+      mma::load_b_k_major(stage + kSliceA, kk, f.b);
+      mma::multiply_fragments(f, acc);
+    }
+  }
+};
+
+// Fused epilogue: dx = bf16(beta dx + sum), the prior read as bf16 and the sum added in fp32.
+template <class Element, bool kVector, bool kMasked>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_data_kernel3(
+    Conv2dShape shape, const Element* __restrict__ dy, int dy_stride, const Element* __restrict__ relu_output,
+    int relu_output_stride, const Element* __restrict__ weight, float beta, Element* __restrict__ dx, int dx_stride) {
+  static_assert(sizeof(Element) == 2, "the bf16 version 3");
+  DYNAMIC_SHARED(bf16, shared);
+  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  DataTilesBf16<kVector, kMasked> tiles{shape, dy, dy_stride, relu_output, relu_output_stride, weight, block_pixel,
+                                        block_channel};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  const int pixels = shape.n * shape.h * shape.w;
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int pixel = block_pixel + row, c = block_channel + col;
+    if (pixel >= pixels || c >= shape.c_in) return;
+    bf16& out = dx[int64_t{pixel} * dx_stride + c];
+    out = to_bf16(beta == 0.0f ? sum : beta * to_float(out) + sum);  // beta = 0 overwrites, even NaN
+  });
+}
+
+// backward_weight, one chunk of pixels (blockIdx.z): A ((tap, Cin) x pixels) = x at each pixel
+// shifted by the row's tap, K-major [32 pixels][128 (tap, i)] (with kVector, Cin a multiple of 8,
+// so a chunk of 8 never straddles two taps); B = g, K-major [32 pixels][64 output channels], the
+// ReLU's output beside it with kMasked (applied to the B fragments). Both .trans.
+template <bool kVector, bool kMasked>
+struct WeightTilesBf16 {
+  using Element = bf16;
+  static constexpr int kStages = bf16_stages(kMasked);
+  static constexpr int kSliceA = mma::kBf16TileK * mma::kTileM;
+  static constexpr int kSliceB = mma::kBf16TileK * mma::kTileN;
+  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
+  Conv2dShape shape;
+  const bf16* x;
+  int x_stride;
+  const bf16* dy;
+  int dy_stride;
+  const bf16* relu_output;
+  int relu_output_stride;
+  int block_row, block_channel;  // the tile's first (tap, i) row of dW and first output channel
+  int begin, end;                // this chunk's pixels
+  int p0 = 0;                    // the K-step: pixels begin + p0 .. + 31
+
+  __device__ int steps() const { return static_cast<int>(ceil_div(end - begin, mma::kBf16TileK)); }
+  __device__ void copy(bf16* stage) const {
+    const int window = shape.k * shape.k * shape.c_in;
+    const auto a = [&](int k, int col) -> const bf16* {
+      const int pixel = begin + p0 + k, m = block_row + col;
+      if (pixel >= end || m >= window) return nullptr;
+      const int tap = m / shape.c_in, dr = tap / shape.k - shape.k / 2, ds = tap % shape.k - shape.k / 2;
+      if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
+      return x + int64_t{pixel + dr * shape.w + ds} * x_stride + m % shape.c_in;
+    };
+    mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileM, kVector>(stage, mma::k_major_offset<mma::kTileM>, a, x);
+    const auto b = [&](const bf16* tensor, int stride) {
+      return [=, this](int k, int col) -> const bf16* {
+        const int pixel = begin + p0 + k, o = block_channel + col;
+        return pixel < end && o < shape.c_out ? tensor + int64_t{pixel} * stride + o : nullptr;
+      };
+    };
+    mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileN, kVector>(stage + kSliceA, mma::k_major_offset<mma::kTileN>,
+                                                                b(dy, dy_stride), dy);
+    if constexpr (kMasked) {
+      mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileN, kVector>(
+          stage + kSliceA + kSliceB, mma::k_major_offset<mma::kTileN>, b(relu_output, relu_output_stride), relu_output);
+    }
+  }
+  __device__ void advance() { p0 += mma::kBf16TileK; }
+  __device__ void multiply(const bf16* stage, mma::Accumulator& acc) const {
+    UNET_UNROLL
+    for (int kk = 0; kk < mma::kBf16TileK; kk += 16) {
+      mma::Bf16Fragments f;
+      mma::load_a_k_major(stage, kk, f.a);
+      mma::load_b_k_major(stage + kSliceA, kk, f.b);
+      if constexpr (kMasked) {
+        uint32_t mask[mma::kWarpN / 8][2];
+        mma::load_b_k_major(stage + kSliceA + kSliceB, kk, mask);
+        UNET_UNROLL
+        for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+          UNET_UNROLL
+          for (int i = 0; i < 2; ++i) f.b[ni][i] = mma::mask_pair(f.b[ni][i], mask[ni][i]);
+        }
+      }
+      mma::multiply_fragments(f, acc);
+    }
+  }
+};
+
+// Writes this chunk's partial dW (fp32), laid out as dW: partial[chunk][o][(tap, i)].
+template <class Element, bool kVector, bool kMasked>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_weight_kernel3(
+    Conv2dShape shape, const Element* __restrict__ x, int x_stride, const Element* __restrict__ dy, int dy_stride,
+    const Element* __restrict__ relu_output, int relu_output_stride, int chunk, float* __restrict__ partial) {
+  static_assert(sizeof(Element) == 2, "the bf16 version 3");
+  DYNAMIC_SHARED(bf16, shared);
+  const int pixels = shape.n * shape.h * shape.w, window = shape.k * shape.k * shape.c_in;
+  const int begin = blockIdx.z * chunk, end = pixels < begin + chunk ? pixels : begin + chunk;
+  const int block_row = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  WeightTilesBf16<kVector, kMasked> tiles{shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride,
+                                          block_row, block_channel, begin, end};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  float* out = partial + int64_t{blockIdx.z} * shape.c_out * window;
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int m = block_row + row, o = block_channel + col;
+    if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = sum;
+  });
 }
 
 }  // namespace unet::KERNEL_BACKEND
@@ -760,7 +1070,7 @@ void check_shape([[maybe_unused]] const Conv2dShape& shape) {
 // Version 3's dynamic shared memory: its pipeline's stages.
 template <class Tiles>
 constexpr size_t shared_bytes() {
-  return size_t{mma::kStages} * Tiles::kStageFloats * sizeof(float);
+  return size_t{Tiles::kStages} * Tiles::kStageElements * sizeof(typename Tiles::Element);
 }
 
 dim3 mma_grid(int64_t m, int64_t n) {
@@ -828,8 +1138,8 @@ void Conv2d<D>::forward(const Conv2dShape& shape, const float* x, int x_stride, 
   if (pixel_count(shape) * shape.c_out == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch_flat(KERNEL(conv2d_forward_kernel1), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride, weight,
-                bias, relu, y, y_stride);
+    launch_flat(KERNEL(conv2d_forward_kernel1<float>), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride,
+                weight, bias, relu, y, y_stride);
     return;
   }
   if (version == tensor_core_version) {
@@ -875,8 +1185,8 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
   if (pixel_count(shape) * shape.c_in == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch_flat(KERNEL(conv2d_backward_data_kernel1), pixel_count(shape) * shape.c_in, stream, shape, dy, dy_stride,
-                relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+    launch_flat(KERNEL(conv2d_backward_data_kernel1<float>), pixel_count(shape) * shape.c_in, stream, shape, dy,
+                dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
     return;
   }
   const bool vector_in = quads_fit({dy, weight}, {shape.c_out, shape.c_in, dy_stride}) &&
@@ -913,8 +1223,8 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const float* x, int x_
   if (weights == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch_flat(KERNEL(conv2d_backward_weight_kernel1), weights, stream, shape, x, x_stride, dy, dy_stride, relu_output,
-                relu_output_stride, beta, dweight);
+    launch_flat(KERNEL(conv2d_backward_weight_kernel1<float>), weights, stream, shape, x, x_stride, dy, dy_stride,
+                relu_output, relu_output_stride, beta, dweight);
     return;
   }
   auto* partial = static_cast<float*>(workspace);
@@ -966,6 +1276,147 @@ void Conv2d<D>::backward_bias(const Conv2dShape& shape, const float* dy, int dy_
                               int relu_output_stride, float beta, float* dbias, void* workspace, Stream stream) {
   ColumnSum<D>::sum(pixel_count(shape), shape.c_out, dy, dy_stride, relu_output, relu_output_stride, beta, dbias,
                     workspace, stream);
+}
+
+// bf16: version 1, or version 3 (the default); backward_bias has one version.
+namespace {
+
+// Whether the bf16 version 3 may copy 16 bytes at once: every pointer 16-byte aligned and every
+// count (channels, pixel strides) a multiple of 8 bf16.
+bool octets_fit(std::initializer_list<const void*> pointers, std::initializer_list<int64_t> counts) {
+  for (const void* p : pointers) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  for (int64_t c : counts) {
+    if (c % 8 != 0) return false;
+  }
+  return true;
+}
+
+bool mask_octets_fit(const bf16* relu_output, int relu_output_stride) {
+  return relu_output == nullptr || octets_fit({relu_output}, {relu_output_stride});
+}
+
+template <bool kVector, bool kMasked>
+void launch_backward_data_bf16(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
+                               int relu_output_stride, const bf16* weight, float beta, bf16* dx, int dx_stride,
+                               Stream stream) {
+  const auto kernel = KERNEL(conv2d_backward_data_kernel3<bf16, kVector, kMasked>);
+  constexpr size_t bytes = shared_bytes<DataTilesBf16<kVector, kMasked>>();
+  allow_dynamic_shared(kernel, bytes);
+  launch(kernel, mma_grid(pixel_count(shape), shape.c_in), dim3(mma::kThreads), bytes, stream, shape, dy, dy_stride,
+         relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+}
+
+template <bool kVector, bool kMasked>
+void launch_backward_weight_bf16(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* dy,
+                                 int dy_stride, const bf16* relu_output, int relu_output_stride, float* partial,
+                                 Stream stream) {
+  const auto kernel = KERNEL(conv2d_backward_weight_kernel3<bf16, kVector, kMasked>);
+  constexpr size_t bytes = shared_bytes<WeightTilesBf16<kVector, kMasked>>();
+  allow_dynamic_shared(kernel, bytes);
+  const gemm::PixelSplit split = weight_split3(shape);
+  const dim3 grid(static_cast<unsigned>(ceil_div(window(shape), mma::kTileM)),
+                  static_cast<unsigned>(ceil_div(shape.c_out, mma::kTileN)), static_cast<unsigned>(split.splits));
+  launch(kernel, grid, dim3(mma::kThreads), bytes, stream, shape, x, x_stride, dy, dy_stride, relu_output,
+         relu_output_stride, static_cast<int>(split.chunk), partial);
+}
+
+}  // namespace
+
+template <DeviceKind D>
+void Conv2d<D>::forward(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* weight, const float* bias,
+                        bool relu, bf16* y, int y_stride, Stream stream, int version) {
+  if (pixel_count(shape) * shape.c_out == 0) return;
+  check_shape(shape);
+  if (version == 1) {
+    launch_flat(KERNEL(conv2d_forward_kernel1<bf16>), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride,
+                weight, bias, relu, y, y_stride);
+    return;
+  }
+  const dim3 grid = mma_grid(pixel_count(shape), shape.c_out);
+  if (octets_fit({x, weight}, {shape.c_in, x_stride})) {
+    launch(KERNEL(conv2d_forward_kernel3<bf16, true>), grid, dim3(mma::kThreads),
+           shared_bytes<ForwardTilesBf16<true>>(), stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
+  } else {
+    launch(KERNEL(conv2d_forward_kernel3<bf16, false>), grid, dim3(mma::kThreads),
+           shared_bytes<ForwardTilesBf16<false>>(), stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
+  }
+}
+
+template <DeviceKind D>
+void Conv2d<D>::backward_data(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
+                              int relu_output_stride, const bf16* weight, float beta, bf16* dx, int dx_stride,
+                              Stream stream, int version) {
+  if (pixel_count(shape) * shape.c_in == 0) return;
+  check_shape(shape);
+  if (version == 1) {
+    launch_flat(KERNEL(conv2d_backward_data_kernel1<bf16>), pixel_count(shape) * shape.c_in, stream, shape, dy,
+                dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+    return;
+  }
+  const bool vector_in = octets_fit({dy, weight}, {shape.c_out, shape.c_in, dy_stride}) &&
+                         mask_octets_fit(relu_output, relu_output_stride);
+  const bool masked = relu_output != nullptr;
+  auto* run = vector_in ? (masked ? &launch_backward_data_bf16<true, true> : &launch_backward_data_bf16<true, false>)
+                        : (masked ? &launch_backward_data_bf16<false, true> : &launch_backward_data_bf16<false, false>);
+  run(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride, stream);
+}
+
+template <DeviceKind D>
+size_t Conv2d<D>::backward_weight_workspace(const Conv2dShape& shape, bf16, int version) {
+  if (version == 1) return 0;
+  return static_cast<size_t>(weight_split3(shape).splits * shape.c_out * window(shape)) * sizeof(float);
+}
+
+template <DeviceKind D>
+void Conv2d<D>::backward_weight(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* dy, int dy_stride,
+                                const bf16* relu_output, int relu_output_stride, float beta, float* dweight,
+                                void* workspace, Stream stream, int version) {
+  const int64_t weights = shape.c_out * window(shape);
+  if (weights == 0) return;
+  check_shape(shape);
+  if (version == 1) {
+    launch_flat(KERNEL(conv2d_backward_weight_kernel1<bf16>), weights, stream, shape, x, x_stride, dy, dy_stride,
+                relu_output, relu_output_stride, beta, dweight);
+    return;
+  }
+  const bool vector_in = octets_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride}) &&
+                         mask_octets_fit(relu_output, relu_output_stride);
+  const bool masked = relu_output != nullptr;
+  auto* run = vector_in
+                  ? (masked ? &launch_backward_weight_bf16<true, true> : &launch_backward_weight_bf16<true, false>)
+                  : (masked ? &launch_backward_weight_bf16<false, true> : &launch_backward_weight_bf16<false, false>);
+  auto* partial = static_cast<float*>(workspace);
+  const int64_t splits = weight_split3(shape).splits;
+  if (splits > 0) run(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, partial, stream);
+  ColumnSum<D>::sum_partials(splits, weights, partial, beta, dweight, stream);
+}
+
+namespace {
+// Pixels per chunk of the bf16 bias gradient: column_sum's rule (at least 256, at most about 512
+// chunks), a function of the shape alone so that the order of the additions never changes.
+int64_t bias_chunk(int64_t pixels) { return std::max<int64_t>(256, ceil_div(pixels, 512)); }
+}  // namespace
+
+template <DeviceKind D>
+size_t Conv2d<D>::backward_bias_workspace(const Conv2dShape& shape, bf16) {
+  return static_cast<size_t>(ceil_div(pixel_count(shape), bias_chunk(pixel_count(shape))) * shape.c_out) *
+         sizeof(float);
+}
+
+template <DeviceKind D>
+void Conv2d<D>::backward_bias(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
+                              int relu_output_stride, float beta, float* dbias, void* workspace, Stream stream) {
+  if (shape.c_out == 0) return;
+  const int64_t pixels = pixel_count(shape), chunk = bias_chunk(pixels), chunks = ceil_div(pixels, chunk);
+  auto* partial = static_cast<float*>(workspace);
+  if (chunks > 0) {
+    const dim3 grid(static_cast<unsigned>(ceil_div(shape.c_out, kBiasColumns)), static_cast<unsigned>(chunks));
+    launch(KERNEL(conv2d_backward_bias_chunk_kernel), grid, dim3(kBiasColumns, kBiasLanes), 0, stream, pixels,
+           shape.c_out, chunk, dy, dy_stride, relu_output, relu_output_stride, partial);
+  }
+  ColumnSum<D>::sum_partials(chunks, shape.c_out, partial, beta, dbias, stream);
 }
 
 template struct Conv2d<KERNEL_DEVICE>;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Markdown summary of a GPU run's benchmark results (docs/performance.md, tools/gpu_check.sh).
+"""Markdown summary of a run's benchmark results (docs/performance.md, tools/gpu_check.sh, scripts/measure_cpu.sh).
 
 usage: bench_summary.py PATH... [--out FILE]
 
@@ -11,7 +11,8 @@ Each PATH is a results folder (every *.json and *.jsonl in it is read) or a file
     object holding such a list, one record, or JSON lines. Missing files or fields leave their
     rows out; nothing here requires any of them.
 and writes, per layer and pass, our kernels (each version) against the libraries with ratios,
-memory-bound kernels against a copy of the same bytes, and the end-to-end rates side by side.
+memory-bound kernels against a copy of the same bytes, the cpu rows (implementation cpu_*) against
+the measured FMA peak, and the end-to-end rates side by side.
 Ratios are our time over the library's: above 1 we are slower. Standard library only.
 """
 
@@ -54,6 +55,10 @@ class Entry:
     @property
     def library(self):
         return self.impl.startswith(("cudnn_", "cublas_"))
+
+    @property
+    def cpu(self):
+        return self.impl.startswith("cpu_")
 
     def gbs(self):
         return self.bytes / (self.ms * 1e-3) * 1e-9 if self.ms else None
@@ -180,9 +185,10 @@ def peak(context, key):
 
 
 def group(entries, ops):
+    """The GPU entries of these ops by (op, layer, pass); the cpu rows have their own table."""
     rows = {}
     for (op, layer, pass_, impl), entry in entries.items():
-        if op in ops:
+        if op in ops and not entry.cpu:
             rows.setdefault((op, layer, pass_), {})[impl] = entry
     return rows
 
@@ -266,6 +272,32 @@ def memory_table(entries, context):
     return lines
 
 
+def cpu_table(entries, context):
+    """The cpu rows in model order: ms, GFLOP/s and % of the FMA peak per pass, then all passes."""
+    rows = {key[:3]: e for key, e in entries.items() if e.cpu}
+    if not rows:
+        return []
+    fma_peak = peak(context, "cpu_fma_peak_gflops")
+    header = ["layer", "pass", "GFLOP", "ms", "GFLOP/s"] + (["% FMA peak"] if fma_peak else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+
+    def cells(layer, pass_, flop, ms, finite=True):
+        if ms is None:
+            return [layer, pass_, f"{flop * 1e-9:.3f}", "skipped", "—"] + (["—"] if fma_peak else [])
+        gflops = flop / (ms * 1e-3) * 1e-9
+        out = [layer, pass_, f"{flop * 1e-9:.3f}", f"{ms:.2f}" + ("" if finite else " ⚠"), f"{gflops:.1f}"]
+        return out + ([f"{100 * gflops / fma_peak:.0f}%"] if fma_peak else [])
+
+    for key in in_model_order(rows):
+        e = rows[key]
+        lines.append("| " + " | ".join(cells(key[1], key[2], e.flop, e.ms, e.finite)) + " |")
+    measured = [e for e in rows.values() if e.ms is not None]
+    if len(measured) == len(rows):
+        total = cells("all", "", sum(e.flop for e in measured), sum(e.ms for e in measured))
+        lines.append("| " + " | ".join(f"**{c}**" if c else c for c in total) + " |")
+    return lines
+
+
 def problems(entries):
     """Skip reasons (one line each, with how many entries) and entries whose output was not finite."""
     reasons = {}
@@ -290,7 +322,8 @@ def kernel_section(name, document):
         peaks = (f" (peaks: FP32 {peak(context, 'peak_fp32_tflops'):g}, TF32 {peak(context, 'peak_tf32_tflops'):g} "
                  f"TFLOP/s, memory {peak(context, 'peak_memory_gbs'):g} GB/s)")
     lines = [f"## Kernels ({name})", ""]
-    lines.append(f"- card: {context.get('card', 'unknown')}{peaks}")
+    card = context.get("card", "none (cpu rows only)" if any(e.cpu for e in entries.values()) else "unknown")
+    lines.append(f"- card: {card}{peaks}")
     lines.append(f"- date: {context.get('date', 'unknown')}")
     lines.append(f"- commit: {context.get('commit', 'unknown')}")
     for key in ("peaks", "model", "cudnn", "cublas", "timing"):
@@ -303,6 +336,16 @@ def kernel_section(name, document):
                   "only, NHWC or NCHW; cuBLAS SGEMM), `library any` the fastest at any precision (TF32 "
                   "included). Ratios are our time over the library's: above 1 we are slower.", ""]
         lines += compute
+    cpu = cpu_table(entries, context)
+    if cpu:
+        lines += ["", "### The cpu device's convolutions against the measured FMA peak", ""]
+        for key in ("cpu_name", "cpu_kernels", "cpu_threads", "cpu_fma_peak_1_thread_gflops",
+                    "cpu_fma_peak_gflops", "cpu_fma_peak", "cpu_model", "cpu_timing"):
+            if key in context:
+                lines.append(f"- {key}: {context[key]}")
+        lines += ["", "Median ms per pass (the weight gradient with the bias gradient); % of the FMA peak at "
+                  "cpu_threads threads.", ""]
+        lines += cpu
     memory = memory_table(entries, context)
     if memory:
         lines += ["", "### Memory-bound kernels against a copy of the same bytes", "",

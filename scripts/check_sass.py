@@ -6,6 +6,9 @@ wheel nvidia-cuda-cuobjdump that scripts/setup.sh installs) and fails unless eve
 matches --pattern (default: the version-3 kernels, `<op>_<pass>_kernel3`)
 
   - contains HMMA (mma.sync) and LDGSTS (cp.async), and LDSM (ldmatrix) if its name says bf16;
+    the bf16 kernels whose tiles are gathered through registers (the `<unet::bf16, false, ...>`
+    instantiations, for channel counts, strides or offsets that rule out 16-byte copies: see
+    kernels/conv_mma.h) need HMMA and LDSM but not LDGSTS (REGISTER_GATHERS below);
   - does not spill: no LDL/STL instructions, STACK 0 and LOCAL 0;
   - fits, at the blocks per SM it is designed for (BUDGETS below, the same numbers as its launcher
     and docs/kernels/convolution.md), in an H100/H200 multiprocessor: 64K registers, allocated per
@@ -32,13 +35,35 @@ import sys
 #                   44,544 bytes, 4 blocks per SM (75,264 bytes, 3 blocks per SM, with the mask)
 #   backward_weight A 16 x 136 + B 16 x 72 (+ the mask 16 x 72) floats a stage:
 #                   39,936 bytes (53,760 with the mask), 4 blocks per SM
+# and conv_transpose2d's (kernels/conv_transpose2d.cu), all at 4 blocks per SM:
+#   forward         A 128 x 20 + B 16 x 72 floats a stage: 44,544 bytes
+#   backward_data   A 128 x 20 + B 64 x 20 floats a stage: 46,080 bytes
+#   backward_weight A 16 x 136 + B 16 x 72 floats a stage: 39,936 bytes
+#   *_bf16_kernel3  A 128 x 32 + B 64 x 32 bf16 a stage (swizzled, unpadded): 36,864 bytes
+# and conv2d's bf16 kernels (template argument unet::bf16), K = 32 bf16 of each slice a stage:
+#   forward         A 128 x 32 + B 64 x 32 bf16 a stage, 4 stages: 49,152 bytes, 4 blocks per SM
+#   backward_data   A 128 x 32 + B 32 x 64, 4 stages: 49,152 bytes, 4 blocks per SM; with the
+#                   mask (+ 128 x 32) 3 stages: 61,440 bytes, 3 blocks per SM
+#   backward_weight A 32 x 128 + B 32 x 64, 4 stages: 49,152 bytes; with the mask (+ 32 x 64)
+#                   3 stages: 49,152 bytes; 4 blocks per SM
 BUDGETS = [
-    (r"conv2d_forward_kernel3<", (128, 4, 46080)),
+    (r"conv_transpose2d_(forward|backward_data|backward_weight)_bf16_kernel3\(", (128, 4, 36864)),
+    (r"conv_transpose2d_forward_kernel3<", (128, 4, 44544)),
+    (r"conv_transpose2d_backward_data_kernel3<", (128, 4, 46080)),
+    (r"conv_transpose2d_backward_weight_kernel3<", (128, 4, 39936)),
+    (r"conv2d_forward_kernel3<(true|false)>", (128, 4, 46080)),
     (r"conv2d_backward_data_kernel3<(true|false), false>", (128, 4, 44544)),
     (r"conv2d_backward_data_kernel3<(true|false), true>", (128, 3, 75264)),
     (r"conv2d_backward_weight_kernel3<(true|false), false>", (128, 4, 39936)),
     (r"conv2d_backward_weight_kernel3<(true|false), true>", (128, 4, 53760)),
+    (r"conv2d_forward_kernel3<unet::bf16, (true|false)>", (128, 4, 49152)),
+    (r"conv2d_backward_data_kernel3<unet::bf16, (true|false), false>", (128, 4, 49152)),
+    (r"conv2d_backward_data_kernel3<unet::bf16, (true|false), true>", (128, 3, 61440)),
+    (r"conv2d_backward_weight_kernel3<unet::bf16, (true|false), (true|false)>", (128, 4, 49152)),
 ]
+
+# Demangled names of the version-3 kernels that gather their tiles with plain loads (no cp.async).
+REGISTER_GATHERS = r"_kernel3<unet::bf16, false"
 
 REGISTERS_PER_SM = 65536
 REGISTER_UNIT_PER_WARP = 256
@@ -125,7 +150,8 @@ def readable(mangled):
 def check(name, ops, use, budget):
     errors = []
     kernel = family(name)
-    required = ["HMMA", "LDGSTS"] + (["LDSM"] if "bf16" in name else [])
+    gathers_in_registers = re.search(REGISTER_GATHERS, readable(name)) is not None
+    required = ["HMMA"] + ([] if gathers_in_registers else ["LDGSTS"]) + (["LDSM"] if "bf16" in name else [])
     for op in required:
         if op not in ops:
             errors.append(f"{kernel}: no {op} in its SASS")

@@ -1,12 +1,15 @@
-// Helpers shared by the tests: device buffers, random inputs, norm-wise comparison.
+// Helpers shared by the tests: scratch folders, device buffers, random inputs, norm-wise comparison.
 #pragma once
 
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,27 @@ inline std::string error_of(const std::function<void()>& body) {
   }
   return "(no error)";
 }
+
+// A fresh folder under the system's temporary folder, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "unet-test-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code error;
+    std::filesystem::remove_all(path_, error);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
 
 #ifdef UNET_TEST_DEVICE
 // The device a kernel test binary runs on: sim or cuda (UNET_TEST_DEVICE, from tests/CMakeLists.txt).

@@ -17,6 +17,32 @@ usage() {
   exit 2
 }
 
+# Libraries the GPU machine has itself: the C library, the loader and the CUDA libraries (driver,
+# toolkit or PyTorch's wheels). It lacks the rest, Open MPI's included, so the pack carries them.
+on_the_gpu_machine() {
+  case $(basename "$1") in
+    libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*|libcudnn*|libcublas*|libnvidia*) ;;
+    *) return 1 ;;
+  esac
+}
+
+# Every library a packed program loads comes from the pack's lib/ or from the GPU machine.
+check_pack_libraries() {
+  local pack_dir binary library missing=0
+  pack_dir=$(cd "$1" && pwd)
+  for binary in "$pack_dir"/bin/*; do
+    [[ -x $binary && $(head -c 4 "$binary") == $'\x7fELF' ]] || continue
+    while read -r library; do
+      if ! on_the_gpu_machine "$library" && [[ $library != "$pack_dir"/lib/* ]]; then
+        echo "error: $(basename "$binary") needs $library, which is neither in the pack nor on the GPU machine" >&2
+        missing=1
+      fi
+    done < <(LD_LIBRARY_PATH="$pack_dir/lib" ldd "$binary" | awk '/=> not found/ { print $1 " (not found)"; next }
+                                                                 /=> \// { print $3 }')
+  done
+  return $missing
+}
+
 # ------------------------------------------------------------------------------------------------
 pack() {
   local pack_dir=${1:-gpu-pack}
@@ -38,17 +64,15 @@ pack() {
   [[ -d bench ]] && cp bench/*.py "$pack_dir/bin/" 2>/dev/null || true
   cp scripts/bench_summary.py "$pack_dir/bin/"
 
-  # Libraries the GPU machine may lack: everything but the C library, the loader and the CUDA
-  # libraries, which come from the machine (driver, toolkit or PyTorch's wheels).
+  # Libraries the GPU machine lacks: libmpi and its own (the binaries link Open MPI, though they
+  # call MPI_Init only under a launcher), libtiff, libstdc++, ...
   local library
   for binary in "${binaries[@]}"; do
     ldd "$binary" | awk '/=> \// { print $3 }'
   done | sort -u | while read -r library; do
-    case $(basename "$library") in
-      libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*|libcudnn*|libcublas*|libnvidia*) ;;
-      *) cp -L "$library" "$pack_dir/lib/" ;;
-    esac
+    on_the_gpu_machine "$library" || cp -L "$library" "$pack_dir/lib/"
   done
+  check_pack_libraries "$pack_dir"
 
   {
     echo "commit: $(git describe --always --dirty --abbrev=12)"
@@ -69,9 +93,9 @@ run() {
   local log=$out/gpu_check.log summary=$out/summary.md
   : > "$log"
 
-  # cuDNN and cuBLAS for the baselines: those in PyTorch's wheels (nvidia/<name>/lib, or
-  # nvidia/cu13/lib, beside torch wherever it is installed: a venv, the user's site), else the
-  # toolkit's.
+  # cuDNN and cuBLAS for the baselines, and NCCL for test_cuda_nccl (dlopened): those in PyTorch's
+  # wheels (nvidia/<name>/lib, e.g. nvidia/nccl/lib, or nvidia/cu13/lib, beside torch wherever it
+  # is installed: a venv, the user's site), else the toolkit's.
   local extra
   extra=$(python3 - 2>/dev/null <<'PY'
 import glob, os, site
@@ -142,11 +166,10 @@ PY
     echo "| compute-sanitizer memcheck | skipped (not installed) | 0 |" >> "$summary"
   fi
   # bench_kernels stops starting benchmarks after --budget_s (skipping the rest visibly), so its
-  # JSON is complete and the whole run stays within 5 minutes on an H100.
-  for binary in "$pack_dir"/bin/bench_*; do
-    [[ -x $binary ]] && step "$(basename "$binary")" 130 "${ours[@]}" "$binary" --budget_s=90 \
-      --benchmark_out="$out/$(basename "$binary").json" --benchmark_out_format=json
-  done
+  # JSON is complete and the whole run stays within 5 minutes on an H100. Its GPU rows only: the
+  # cpu rows belong to the CPU machine (scripts/measure_cpu.sh).
+  step "bench_kernels" 130 "${ours[@]}" "$pack_dir/bin/bench_kernels" --device=cuda --budget_s=90 \
+    --benchmark_out="$out/bench_kernels.json" --benchmark_out_format=json
 
   # End to end: our training step (graph and eager) and inference, then the PyTorch twin of the
   # same model in the configurations a PyTorch user would pick (JSON lines for bench_summary).

@@ -1,4 +1,4 @@
-// Helpers for the data tests: scratch folders, generated images, folder snapshots, running `unet`.
+// Helpers for the data tests: generated images, folder snapshots, running `unet`.
 #pragma once
 
 #include <sys/stat.h>
@@ -14,29 +14,9 @@
 #include <vector>
 
 #include "data/image.h"
+#include "tests/test_util.h"  // TempDir
 
 namespace unet::test {
-
-// A fresh folder under the system's temporary folder, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "unet-data-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code error;
-    std::filesystem::remove_all(path_, error);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Random samples over the whole range of `bits`.
 inline Image random_image(int width, int height, int channels, int bits, uint32_t seed) {

@@ -1,29 +1,16 @@
 // Canonical paths, the refusal to write into an input, and the refusal to replace a file of another kind.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <fstream>
 
 #include "engine/paths.h"
 #include "kernels/backend.h"
-#include "tests/data/data_test_util.h"
+#include "tests/test_util.h"
 
 using namespace unet;
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "";
-}
-
-}  // namespace
+using test::error_of;
 
 TEST_CASE("paths: canonical paths are absolute, resolved and without a trailing slash", "[paths]") {
   test::TempDir dir;
@@ -49,7 +36,7 @@ TEST_CASE("paths: an output is refused where it is, or is inside, an input", "[p
   CHECK(is_same_or_inside(dir / "link/run", dir / "data"));
   CHECK_FALSE(is_same_or_inside(dir / "database", dir / "data"));  // a longer name is not inside
   CHECK_FALSE(is_same_or_inside(dir.path().string(), dir / "data"));
-  CHECK(error_of([&] { refuse_output_inside_input(dir / "runs/a", "--out", dir / "data", "--data"); }).empty());
+  CHECK(error_of([&] { refuse_output_inside_input(dir / "runs/a", "--out", dir / "data", "--data"); }) == "(no error)");
   CHECK(error_of([&] { refuse_output_inside_input(dir / "data/", "--out", dir / "data", "--data"); }) ==
         "--out " + (dir / "data/") + " is --data " + (dir / "data") +
             ": nothing is written into the data a command reads (choose another --out)");
@@ -63,11 +50,13 @@ TEST_CASE("paths: an output replaces only a file of its own kind, unless forced"
   std::ofstream(dir / "notes.txt") << "my notes\n";
   fs::create_directories(dir.path() / "folder");
   const auto is_table = [](const std::string& path) { return file_starts_with(path, "patient,slices\n"); };
-  CHECK(error_of([&] { refuse_replacing_another_kind(dir / "absent.csv", "a table", is_table, false); }).empty());
-  CHECK(error_of([&] { refuse_replacing_another_kind(dir / "table.csv", "a table", is_table, false); }).empty());
+  CHECK(error_of([&] { refuse_replacing_another_kind(dir / "absent.csv", "a table", is_table, false); }) ==
+        "(no error)");
+  CHECK(error_of([&] { refuse_replacing_another_kind(dir / "table.csv", "a table", is_table, false); }) ==
+        "(no error)");
   CHECK(error_of([&] { refuse_replacing_another_kind(dir / "notes.txt", "a table", is_table, false); }) ==
         (dir / "notes.txt") + ": exists and is not a table; refusing to replace it (--force replaces it anyway)");
-  CHECK(error_of([&] { refuse_replacing_another_kind(dir / "notes.txt", "a table", is_table, true); }).empty());
+  CHECK(error_of([&] { refuse_replacing_another_kind(dir / "notes.txt", "a table", is_table, true); }) == "(no error)");
   CHECK_THAT(error_of([&] { refuse_replacing_another_kind(dir / "folder", "a table", is_table, false); }),
              Catch::Contains("is not a table"));
   CHECK(file_starts_with(dir / "notes.txt", "my"));

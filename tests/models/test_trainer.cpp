@@ -41,12 +41,14 @@ struct Run {
   std::vector<float> weights;
 };
 
-Run train(DeviceKind kind, bool graph, int steps, const LossConfig& loss = {1, 1}, bool poison = false) {
+Run train(DeviceKind kind, bool graph, int steps, const LossConfig& loss = {1, 1}, bool poison = false,
+          Communicator* comm = nullptr) {
   UNet model(small, device(kind));
   model.parameters().initialize(42);
   AdamConfig adam;
   adam.lr = 1e-3f;
   Trainer trainer(model, adam, loss, batch_shape, graph);
+  if (comm != nullptr) trainer.set_communicator(*comm);
   trainer.context().arena().set_poison(poison);
   std::vector<float> image, mask;
   blob_batch(batch_shape, 5, image, mask);
@@ -74,6 +76,21 @@ TEST_CASE("trainer: graph replay equals eager execution, bit for bit, over 3 ste
   CHECK(same_bits(eager.losses, graphed.losses));
   CHECK(same_bits(eager.weights, graphed.weights));
   CHECK(eager.losses[2].total < eager.losses[0].total);  // it is training
+}
+
+// Communicator::alone() is the one-rank job tools/gpu_check.sh runs NCCL with; on cpu and sim its
+// collectives are the identity and must not call MPI, which no launcher initialised (it would abort).
+TEST_CASE("trainer: through a one-rank communicator without MPI, the bits of no communicator (cpu, sim graphs)",
+          "[trainer][comm]") {
+  const std::unique_ptr<Communicator> alone = Communicator::alone();
+  REQUIRE(alone->launched());
+  for (const auto& [kind, graph] : {std::pair{DeviceKind::cpu, false}, std::pair{DeviceKind::sim, true}}) {
+    CAPTURE(device_name(kind));
+    const Run plain = train(kind, graph, 3);
+    const Run through = train(kind, graph, 3, {1, 1}, false, alone.get());
+    CHECK(same_bits(through.losses, plain.losses));
+    CHECK(same_bits(through.weights, plain.weights));
+  }
 }
 
 // The poison fills go on the step's stream, so they are captured with it: on the legacy default

@@ -3,32 +3,24 @@
 // refusals.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <filesystem>
-#include <functional>
 
 #include "data/phantom.h"
 #include "engine/files.h"
 #include "models/training_run.h"
+#include "tests/test_util.h"
 
 using namespace unet;
+using test::error_of;
 
 namespace {
 
 namespace fs = std::filesystem;
 
-// A folder for this process's runs, emptied when it starts and removed when it ends.
-fs::path scratch() {
-  static const struct Scratch {
-    fs::path folder = fs::temp_directory_path() / ("unet-test-run-" + std::to_string(::getpid()));
-    Scratch() {
-      fs::remove_all(folder);
-      fs::create_directories(folder);
-    }
-    ~Scratch() { fs::remove_all(folder); }
-  } scratch;
-  return scratch.folder;
+// A folder for this process's runs, removed when it ends.
+const fs::path& scratch() {
+  static const test::TempDir folder;
+  return folder.path();
 }
 
 // Six patients of twelve 32x32 slices, written once per process.
@@ -79,15 +71,6 @@ void check_same_tensors(const fs::path& a, const fs::path& b) {
     INFO(a.filename().string() << ": " << name);
     CHECK(first.get(name).bytes == second.get(name).bytes);
   }
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -169,5 +169,32 @@ class Tolerance(unittest.TestCase):
             self.assertTrue(out.read_text().startswith("# Benchmark summary"))
 
 
+
+class CpuRows(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.text = bench_summary.summary([FIXTURES / "cpu"])
+        cls.rows = table(cls.text, "layer")
+
+    def test_the_machine_and_its_measured_peak_at_the_top(self):
+        self.assertIn("- card: none (cpu rows only)", self.text)
+        self.assertIn("- cpu_name: Fixture CPU", self.text)
+        self.assertIn("- cpu_fma_peak_1_thread_gflops: 60.000000", self.text)
+        self.assertIn("- cpu_fma_peak_gflops: 100.000000", self.text)
+
+    def test_each_pass_against_the_fma_peak(self):
+        r = row(self.rows, layer="encoder.0.conv1", **{"pass": "backward_data"})
+        self.assertEqual((r["GFLOP"], r["ms"], r["GFLOP/s"], r["% FMA peak"]), ("2.000", "50.00", "40.0", "40%"))
+        self.assertEqual(row(self.rows, layer="head")["ms"], "10.00 ⚠")
+
+    def test_all_passes_together(self):
+        r = row(self.rows, layer="**all**")
+        self.assertEqual((r["ms"], r["GFLOP/s"], r["% FMA peak"]), ("**200.00**", "**30.5**", "**31%**"))
+
+    def test_not_in_the_gpu_tables(self):
+        self.assertNotIn("ours against cuDNN", self.text)
+        self.assertNotIn("against a copy", self.text)
+
+
 if __name__ == "__main__":
     unittest.main()
