@@ -15,6 +15,13 @@ void require(bool condition, const std::string& what) {
   if (!condition) throw Error(what);
 }
 
+// The convolutions' version for the context's precision: tf32 runs the TF32 tensor-core version
+// (on the cpu device, the reference at its rounding points), fp32 the default.
+template <class Conv>
+int conv_version(const Context& ctx) {
+  return ctx.precision() == Precision::tf32 ? Conv::tensor_core_version : 0;
+}
+
 Var output_or_new(Context& ctx, const Var* out, const Shape& shape, const char* op) {
   if (out == nullptr) return ctx.activation(shape);
   require(out->value().shape() == shape,
@@ -35,7 +42,7 @@ Var conv2d(Context& ctx, const Var& x, const Var& weight, const Var& bias, bool 
   const float* b = bias.defined() ? bias.value().data() : nullptr;
   dispatch(ctx.kind(), [&]<DeviceKind D>() {
     Conv2d<D>::forward(shape, in.data(), in.pixel_stride(), weight.value().data(), b, relu, result.data(),
-                       result.pixel_stride(), ctx.stream());
+                       result.pixel_stride(), ctx.stream(), conv_version<Conv2d<D>>(ctx));
   });
 
   ctx.record([&ctx, x, weight, bias, relu, y, shape] {
@@ -48,14 +55,15 @@ Var conv2d(Context& ctx, const Var& x, const Var& weight, const Var& bias, bool 
     if (const Tensor dx = ctx.outgoing_grad(x, &beta); dx.defined()) {
       dispatch(ctx.kind(), [&]<DeviceKind D>() {
         Conv2d<D>::backward_data(shape, dy.data(), dy.pixel_stride(), mask, mask_stride, weight.value().data(), beta,
-                                 dx.data(), dx.pixel_stride(), ctx.stream());
+                                 dx.data(), dx.pixel_stride(), ctx.stream(), conv_version<Conv2d<D>>(ctx));
       });
     }
     if (const Tensor dw = ctx.outgoing_grad(weight, &beta); dw.defined()) {
       dispatch(ctx.kind(), [&]<DeviceKind D>() {
-        void* workspace = ctx.workspace(Conv2d<D>::backward_weight_workspace(shape));
+        const int version = conv_version<Conv2d<D>>(ctx);
+        void* workspace = ctx.workspace(Conv2d<D>::backward_weight_workspace(shape, version));
         Conv2d<D>::backward_weight(shape, in.data(), in.pixel_stride(), dy.data(), dy.pixel_stride(), mask,
-                                   mask_stride, beta, dw.data(), workspace, ctx.stream());
+                                   mask_stride, beta, dw.data(), workspace, ctx.stream(), version);
       });
     }
     if (!bias.defined()) return;
@@ -74,6 +82,8 @@ Var conv_transpose2d(Context& ctx, const Var& x, const Var& weight, const Var& b
   const Shape xs = x.value().shape(), ws = weight.value().shape();
   require(ws.n == xs.c && ws.h == 2 && ws.w == 2,
           "conv_transpose2d: weight " + ws.text() + " does not fit input " + xs.text());
+  // Its TF32 version and reference come with the conv_transpose2d tensor-core kernels (issue 10).
+  require(ctx.precision() != Precision::tf32, "conv_transpose2d: no tf32 kernel in this build yet; use fp32");
   const ConvTranspose2dShape shape{xs.n, xs.h, xs.w, xs.c, ws.c};
   Var y = output_or_new(ctx, out, {xs.n, 2 * xs.h, 2 * xs.w, ws.c}, "conv_transpose2d");
   const Tensor& in = x.value();

@@ -36,7 +36,7 @@ Evaluator::Evaluator(std::vector<const UNet*> models, ResidentDataset& resident,
       channels_(input_channels(*models_.front())),
       device_(resident.device()),
       stream_(device_.create_stream()),
-      context_(std::make_unique<Context>(device_, stream_)) {
+      context_(std::make_unique<Context>(device_, stream_, models_.front()->precision())) {
   context_->set_recording(false);
   const Shape image_shape{batch, data.height, data.width, channels_}, mask_shape{batch, data.height, data.width, 1};
   image_ = Tensor(&device_, static_cast<float*>(device_.allocate(image_shape.numel() * sizeof(float))), image_shape);

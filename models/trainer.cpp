@@ -12,7 +12,7 @@ Trainer::Trainer(UNet& model, const AdamConfig& adam, const LossConfig& loss, co
       use_graph_(use_graph && model.parameters().device().kind() != DeviceKind::cpu),
       device_(model.parameters().device()),
       stream_(device_.create_stream()),
-      context_(std::make_unique<Context>(device_, stream_)),
+      context_(std::make_unique<Context>(device_, stream_, model.precision())),
       clock_(device_) {
   model_.check_input(batch_shape);
   const Shape mask_shape{batch_shape.n, batch_shape.h, batch_shape.w, 1};
