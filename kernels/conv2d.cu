@@ -27,6 +27,7 @@
 // conv_transpose2d (column_sum.h), masked by the ReLU's output.
 #include "kernels/conv2d.h"
 
+#include <algorithm>
 #include <cassert>
 #include <climits>
 #include <cstdint>
@@ -35,6 +36,7 @@
 #include "kernels/dialect.h"
 #include "kernels/conv_gemm.h"
 #include "kernels/conv_mma.h"
+#include "kernels/rounding.h"
 
 namespace unet::KERNEL_BACKEND {
 
@@ -45,16 +47,25 @@ __device__ __forceinline__ bool inside_image(const Conv2dShape& shape, int h, in
   return h >= 0 && h < shape.h && w >= 0 && w < shape.w;
 }
 
+// Version 1 runs on fp32 or bf16 tensors (T): values are widened as they are read and a bf16
+// output rounded once, as it is written; every sum is fp32.
+__device__ __forceinline__ float widen(float value) { return value; }
+__device__ __forceinline__ float widen(bf16 value) { return to_float(value); }
+__device__ __forceinline__ void store(float& out, float value) { out = value; }
+__device__ __forceinline__ void store(bf16& out, float value) { out = to_bf16(value); }
+
 // g = dy, or dy where the fused ReLU's output is positive.
-__device__ __forceinline__ float output_gradient(const float* dy, int dy_stride, const float* relu_output,
+template <class T>
+__device__ __forceinline__ float output_gradient(const T* dy, int dy_stride, const T* relu_output,
                                                  int relu_output_stride, int64_t pixel, int o) {
-  const float g = dy[pixel * dy_stride + o];
-  return relu_output == nullptr || relu_output[pixel * relu_output_stride + o] > 0.0f ? g : 0.0f;
+  const float g = widen(dy[pixel * dy_stride + o]);
+  return relu_output == nullptr || widen(relu_output[pixel * relu_output_stride + o]) > 0.0f ? g : 0.0f;
 }
 
-__global__ void conv2d_forward_kernel1(Conv2dShape shape, const float* __restrict__ x, int x_stride,
-                                       const float* __restrict__ weight, const float* __restrict__ bias, bool relu,
-                                       float* __restrict__ y, int y_stride) {
+template <class T>
+__global__ void conv2d_forward_kernel1(Conv2dShape shape, const T* __restrict__ x, int x_stride,
+                                       const T* __restrict__ weight, const float* __restrict__ bias, bool relu,
+                                       T* __restrict__ y, int y_stride) {
   const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (index >= int64_t{shape.n} * shape.h * shape.w * shape.c_out) return;
   const int64_t p = index / shape.c_out;
@@ -64,17 +75,18 @@ __global__ void conv2d_forward_kernel1(Conv2dShape shape, const float* __restric
   for (int r = 0; r < shape.k; ++r) {
     for (int s = 0; s < shape.k; ++s) {
       if (!inside_image(shape, h + r - pad, w + s - pad)) continue;
-      const float* in = x + (p + (r - pad) * shape.w + (s - pad)) * x_stride;
-      const float* wt = weight + ((int64_t{o} * shape.k + r) * shape.k + s) * shape.c_in;
-      for (int i = 0; i < shape.c_in; ++i) sum += in[i] * wt[i];
+      const T* in = x + (p + (r - pad) * shape.w + (s - pad)) * x_stride;
+      const T* wt = weight + ((int64_t{o} * shape.k + r) * shape.k + s) * shape.c_in;
+      for (int i = 0; i < shape.c_in; ++i) sum += widen(in[i]) * widen(wt[i]);
     }
   }
-  y[p * y_stride + o] = relu ? fmaxf(sum, 0.0f) : sum;
+  store(y[p * y_stride + o], relu ? fmaxf(sum, 0.0f) : sum);
 }
 
-__global__ void conv2d_backward_data_kernel1(Conv2dShape shape, const float* __restrict__ dy, int dy_stride,
-                                             const float* __restrict__ relu_output, int relu_output_stride,
-                                             const float* __restrict__ weight, float beta, float* __restrict__ dx,
+template <class T>
+__global__ void conv2d_backward_data_kernel1(Conv2dShape shape, const T* __restrict__ dy, int dy_stride,
+                                             const T* __restrict__ relu_output, int relu_output_stride,
+                                             const T* __restrict__ weight, float beta, T* __restrict__ dx,
                                              int dx_stride) {
   const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (index >= int64_t{shape.n} * shape.h * shape.w * shape.c_in) return;
@@ -89,17 +101,18 @@ __global__ void conv2d_backward_data_kernel1(Conv2dShape shape, const float* __r
       const int64_t source = p + (pad - r) * shape.w + (pad - s);
       for (int o = 0; o < shape.c_out; ++o) {
         const float g = output_gradient(dy, dy_stride, relu_output, relu_output_stride, source, o);
-        sum += g * weight[((int64_t{o} * shape.k + r) * shape.k + s) * shape.c_in + i];
+        sum += g * widen(weight[((int64_t{o} * shape.k + r) * shape.k + s) * shape.c_in + i]);
       }
     }
   }
-  float& out = dx[p * dx_stride + i];
-  out = beta == 0.0f ? sum : beta * out + sum;  // beta = 0 overwrites, even NaN
+  T& out = dx[p * dx_stride + i];
+  store(out, beta == 0.0f ? sum : beta * widen(out) + sum);  // beta = 0 overwrites, even NaN
 }
 
-__global__ void conv2d_backward_weight_kernel1(Conv2dShape shape, const float* __restrict__ x, int x_stride,
-                                               const float* __restrict__ dy, int dy_stride,
-                                               const float* __restrict__ relu_output, int relu_output_stride,
+template <class T>
+__global__ void conv2d_backward_weight_kernel1(Conv2dShape shape, const T* __restrict__ x, int x_stride,
+                                               const T* __restrict__ dy, int dy_stride,
+                                               const T* __restrict__ relu_output, int relu_output_stride,
                                                float beta, float* __restrict__ dweight) {
   const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int window = shape.k * shape.k * shape.c_in;
@@ -114,12 +127,39 @@ __global__ void conv2d_backward_weight_kernel1(Conv2dShape shape, const float* _
       for (int w = max(0, -ds); w < min(shape.w, shape.w - ds); ++w) {
         const int64_t p = (int64_t{n} * shape.h + h) * shape.w + w;
         const float g = output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o);
-        sum += g * x[(p + dr * shape.w + ds) * x_stride + i];
+        sum += g * widen(x[(p + dr * shape.w + ds) * x_stride + i]);
       }
     }
   }
   float& out = dweight[index];
   out = beta == 0.0f ? sum : beta * out + sum;
+}
+
+// The bf16 bias gradient's first pass: as column_sum's chunk kernel (column_sum.cu), on bf16 g and
+// mask. A block of 32 x 8 threads owns 32 channels of one chunk of pixels; thread (c, lane) adds
+// pixels lane, lane + 8, ... in order, the 8 lanes' sums are added in order through shared memory
+// and written as partial[chunk][o]. ColumnSum::sum_partials then adds the chunks in order.
+constexpr int kBiasColumns = 32;
+constexpr int kBiasLanes = 8;
+
+__global__ void conv2d_backward_bias_chunk_kernel(int64_t pixels, int c_out, int64_t chunk, const bf16* __restrict__ dy,
+                                                  int dy_stride, const bf16* __restrict__ relu_output,
+                                                  int relu_output_stride, float* __restrict__ partial) {
+  __shared__ float lane_sums[kBiasLanes][kBiasColumns];
+  const int o = blockIdx.x * kBiasColumns + threadIdx.x;
+  const int64_t begin = blockIdx.y * chunk, end = pixels < begin + chunk ? pixels : begin + chunk;
+  float sum = 0.0f;
+  if (o < c_out) {
+    for (int64_t p = begin + threadIdx.y; p < end; p += kBiasLanes) {
+      sum += output_gradient(dy, dy_stride, relu_output, relu_output_stride, p, o);
+    }
+  }
+  lane_sums[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y != 0 || o >= c_out) return;
+  float total = 0.0f;
+  for (int lane = 0; lane < kBiasLanes; ++lane) total += lane_sums[lane][threadIdx.x];
+  partial[blockIdx.y * int64_t{c_out} + o] = total;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -828,7 +868,7 @@ void Conv2d<D>::forward(const Conv2dShape& shape, const float* x, int x_stride, 
   if (pixel_count(shape) * shape.c_out == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch_flat(KERNEL(conv2d_forward_kernel1), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride, weight,
+    launch_flat(KERNEL(conv2d_forward_kernel1<float>), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride, weight,
                 bias, relu, y, y_stride);
     return;
   }
@@ -875,7 +915,7 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
   if (pixel_count(shape) * shape.c_in == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch_flat(KERNEL(conv2d_backward_data_kernel1), pixel_count(shape) * shape.c_in, stream, shape, dy, dy_stride,
+    launch_flat(KERNEL(conv2d_backward_data_kernel1<float>), pixel_count(shape) * shape.c_in, stream, shape, dy, dy_stride,
                 relu_output, relu_output_stride, weight, beta, dx, dx_stride);
     return;
   }
@@ -913,7 +953,7 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const float* x, int x_
   if (weights == 0) return;
   check_shape(shape);
   if (version == 1) {
-    launch_flat(KERNEL(conv2d_backward_weight_kernel1), weights, stream, shape, x, x_stride, dy, dy_stride, relu_output,
+    launch_flat(KERNEL(conv2d_backward_weight_kernel1<float>), weights, stream, shape, x, x_stride, dy, dy_stride, relu_output,
                 relu_output_stride, beta, dweight);
     return;
   }
@@ -966,6 +1006,68 @@ void Conv2d<D>::backward_bias(const Conv2dShape& shape, const float* dy, int dy_
                               int relu_output_stride, float beta, float* dbias, void* workspace, Stream stream) {
   ColumnSum<D>::sum(pixel_count(shape), shape.c_out, dy, dy_stride, relu_output, relu_output_stride, beta, dbias,
                     workspace, stream);
+}
+
+// bf16: version 1 until the tensor-core version; backward_bias has one version.
+template <DeviceKind D>
+void Conv2d<D>::forward(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* weight, const float* bias,
+                        bool relu, bf16* y, int y_stride, Stream stream, int) {
+  if (pixel_count(shape) * shape.c_out == 0) return;
+  check_shape(shape);
+  launch_flat(KERNEL(conv2d_forward_kernel1<bf16>), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride,
+              weight, bias, relu, y, y_stride);
+}
+
+template <DeviceKind D>
+void Conv2d<D>::backward_data(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
+                              int relu_output_stride, const bf16* weight, float beta, bf16* dx, int dx_stride,
+                              Stream stream, int) {
+  if (pixel_count(shape) * shape.c_in == 0) return;
+  check_shape(shape);
+  launch_flat(KERNEL(conv2d_backward_data_kernel1<bf16>), pixel_count(shape) * shape.c_in, stream, shape, dy,
+              dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+}
+
+template <DeviceKind D>
+size_t Conv2d<D>::backward_weight_workspace(const Conv2dShape&, bf16, int) {
+  return 0;
+}
+
+template <DeviceKind D>
+void Conv2d<D>::backward_weight(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* dy, int dy_stride,
+                                const bf16* relu_output, int relu_output_stride, float beta, float* dweight, void*,
+                                Stream stream, int) {
+  const int64_t weights = shape.c_out * window(shape);
+  if (weights == 0) return;
+  check_shape(shape);
+  launch_flat(KERNEL(conv2d_backward_weight_kernel1<bf16>), weights, stream, shape, x, x_stride, dy, dy_stride,
+              relu_output, relu_output_stride, beta, dweight);
+}
+
+namespace {
+// Pixels per chunk of the bf16 bias gradient: column_sum's rule (at least 256, at most about 512
+// chunks), a function of the shape alone so that the order of the additions never changes.
+int64_t bias_chunk(int64_t pixels) { return std::max<int64_t>(256, ceil_div(pixels, 512)); }
+}  // namespace
+
+template <DeviceKind D>
+size_t Conv2d<D>::backward_bias_workspace(const Conv2dShape& shape, bf16) {
+  return static_cast<size_t>(ceil_div(pixel_count(shape), bias_chunk(pixel_count(shape))) * shape.c_out) *
+         sizeof(float);
+}
+
+template <DeviceKind D>
+void Conv2d<D>::backward_bias(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
+                              int relu_output_stride, float beta, float* dbias, void* workspace, Stream stream) {
+  if (shape.c_out == 0) return;
+  const int64_t pixels = pixel_count(shape), chunk = bias_chunk(pixels), chunks = ceil_div(pixels, chunk);
+  auto* partial = static_cast<float*>(workspace);
+  if (chunks > 0) {
+    const dim3 grid(static_cast<unsigned>(ceil_div(shape.c_out, kBiasColumns)), static_cast<unsigned>(chunks));
+    launch(KERNEL(conv2d_backward_bias_chunk_kernel), grid, dim3(kBiasColumns, kBiasLanes), 0, stream, pixels,
+           shape.c_out, chunk, dy, dy_stride, relu_output, relu_output_stride, partial);
+  }
+  ColumnSum<D>::sum_partials(chunks, shape.c_out, partial, beta, dbias, stream);
 }
 
 template struct Conv2d<KERNEL_DEVICE>;

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "kernels/backend.h"
+#include "kernels/rounding.h"  // bf16
 
 namespace unet {
 
@@ -67,6 +68,24 @@ template <class T>
 void conv2d_backward_weight_tf32(const Conv2dShape& shape, const float* x, int x_stride, const float* dy,
                                  int dy_stride, const float* relu_output, int relu_output_stride, T beta,
                                  T* dweight);
+// The reference at the rounding points of the bf16 kernels: the bf16 operands (x or g, the mask,
+// the weights' bf16 copy, a bf16 dx's prior value) widened exactly, products and sums in T (as the
+// kernels' fp32 accumulators), the bias added unrounded, and a bf16 output (y, dx) rounded once, to
+// nearest even, after ReLU and beta. The weight and bias gradients stay in T (fp32 in the kernels).
+template <class T>
+void conv2d_forward_bf16(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* weight, const float* bias,
+                         bool relu, bf16* y, int y_stride);
+template <class T>
+void conv2d_backward_data_bf16(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
+                               int relu_output_stride, const bf16* weight, T beta, bf16* dx, int dx_stride);
+template <class T>
+void conv2d_backward_weight_bf16(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* dy,
+                                 int dy_stride, const bf16* relu_output, int relu_output_stride, T beta,
+                                 T* dweight);
+template <class T>
+void conv2d_backward_bias_bf16(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
+                               int relu_output_stride, T beta, T* dbias);
+
 // The cpu device's kernels: the same passes and arguments, float only, as implicit GEMMs with
 // AVX2/FMA or generic micro-kernels (conv2d_fast_cpu.cpp, gemm_cpu.h, chosen by cpu_kernels.h). The
 // results are the same bits for any thread count.
@@ -92,6 +111,7 @@ template <DeviceKind D>
 struct Conv2d {
   static constexpr int versions = 2;
   static constexpr int tensor_core_version = 3;
+  static constexpr int bf16_default_version = 1;  // what a bf16 overload's version 0 runs
 
   static void forward(const Conv2dShape& shape,
                       const float* x, int x_stride,       // (N, H, W, Cin), pixel stride >= Cin
@@ -128,6 +148,47 @@ struct Conv2d {
                             float* dbias,                                     // (Cout)
                             void* workspace,                                  // backward_bias_workspace bytes
                             Stream stream);
+
+  // bf16: the same passes on bf16 activations, activation gradients and weights (the bf16 copy of
+  // the fp32 master weights), fp32 bias, accumulation, weight and bias gradients; compared with
+  // cpu::conv2d_*_bf16. Any pixel stride >= the channel count and any 2-byte aligned pointer.
+  // `version` 0 is the fastest bf16 kernel (bf16_default_version); 1 the simplest (conv2d.cu).
+  // A bf16 workspace is asked for with a bf16 value as the tag: backward_weight_workspace(s, bf16{}).
+  static void forward(const Conv2dShape& shape,
+                      const bf16* x, int x_stride,        // (N, H, W, Cin), pixel stride >= Cin
+                      const bf16* weight,                 // (Cout, k, k, Cin)
+                      const float* bias,                  // (Cout), or nullptr
+                      bool relu,
+                      bf16* y, int y_stride,              // (N, H, W, Cout), pixel stride >= Cout
+                      Stream stream, int version = 0);
+
+  // dx = round_bf16(beta * dx + sum): the prior dx is read as bf16, the sum added in fp32.
+  static void backward_data(const Conv2dShape& shape,
+                            const bf16* dy, int dy_stride,                    // (N, H, W, Cout)
+                            const bf16* relu_output, int relu_output_stride,  // (N, H, W, Cout) y, or nullptr
+                            const bf16* weight,                               // (Cout, k, k, Cin)
+                            float beta,
+                            bf16* dx, int dx_stride,                          // (N, H, W, Cin)
+                            Stream stream, int version = 0);
+
+  static size_t backward_weight_workspace(const Conv2dShape& shape, bf16 tag, int version = 0);
+  static void backward_weight(const Conv2dShape& shape,
+                              const bf16* x, int x_stride,                      // (N, H, W, Cin)
+                              const bf16* dy, int dy_stride,                    // (N, H, W, Cout)
+                              const bf16* relu_output, int relu_output_stride,  // (N, H, W, Cout) y, or nullptr
+                              float beta,
+                              float* dweight,                                   // (Cout, k, k, Cin), fp32
+                              void* workspace,                                  // backward_weight_workspace bytes
+                              Stream stream, int version = 0);
+
+  static size_t backward_bias_workspace(const Conv2dShape& shape, bf16 tag);
+  static void backward_bias(const Conv2dShape& shape,
+                            const bf16* dy, int dy_stride,                    // (N, H, W, Cout)
+                            const bf16* relu_output, int relu_output_stride,  // (N, H, W, Cout) y, or nullptr
+                            float beta,
+                            float* dbias,                                     // (Cout), fp32
+                            void* workspace,                                  // backward_bias_workspace bytes
+                            Stream stream);
 };
 
 extern template struct Conv2d<DeviceKind::sim>;
@@ -151,6 +212,23 @@ template <>
 size_t Conv2d<DeviceKind::cpu>::backward_bias_workspace(const Conv2dShape&);
 template <>
 void Conv2d<DeviceKind::cpu>::backward_bias(const Conv2dShape&, const float*, int, const float*, int, float, float*,
+                                            void*, Stream);
+// bf16 on the cpu device: the bf16 references above in float (one version, no workspace).
+template <>
+void Conv2d<DeviceKind::cpu>::forward(const Conv2dShape&, const bf16*, int, const bf16*, const float*, bool, bf16*,
+                                      int, Stream, int);
+template <>
+void Conv2d<DeviceKind::cpu>::backward_data(const Conv2dShape&, const bf16*, int, const bf16*, int, const bf16*,
+                                            float, bf16*, int, Stream, int);
+template <>
+size_t Conv2d<DeviceKind::cpu>::backward_weight_workspace(const Conv2dShape&, bf16, int);
+template <>
+void Conv2d<DeviceKind::cpu>::backward_weight(const Conv2dShape&, const bf16*, int, const bf16*, int, const bf16*,
+                                              int, float, float*, void*, Stream, int);
+template <>
+size_t Conv2d<DeviceKind::cpu>::backward_bias_workspace(const Conv2dShape&, bf16);
+template <>
+void Conv2d<DeviceKind::cpu>::backward_bias(const Conv2dShape&, const bf16*, int, const bf16*, int, float, float*,
                                             void*, Stream);
 
 }  // namespace unet

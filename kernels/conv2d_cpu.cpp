@@ -175,6 +175,84 @@ void conv2d_backward_weight_tf32(const Conv2dShape& s, const float* x, int x_str
   conv2d_backward_weight<T>(s, x_tf32.data(), s.c_in, g_tf32.data(), s.c_out, nullptr, 0, beta, dweight);
 }
 
+namespace {
+
+// A bf16 tensor widened exactly into a dense T array: (rows, cols) through a row stride.
+template <class T>
+std::vector<T> widen(const bf16* values, int64_t rows, int cols, int stride) {
+  std::vector<T> dense(static_cast<size_t>(rows) * cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) dense[r * cols + c] = to_float(values[r * stride + c]);
+  }
+  return dense;
+}
+
+// The dense T gradient that flows into the convolution's output: dy, masked by the fused ReLU.
+template <class T>
+std::vector<T> widen_gradient(const Conv2dShape& s, const bf16* dy, int dy_stride, const bf16* relu_output,
+                              int relu_output_stride) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  std::vector<T> g = widen<T>(dy, pixels, s.c_out, dy_stride);
+  if (relu_output == nullptr) return g;
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int o = 0; o < s.c_out; ++o) {
+      if (!(to_float(relu_output[p * relu_output_stride + o]) > 0.0f)) g[p * s.c_out + o] = T(0);
+    }
+  }
+  return g;
+}
+
+template <class T>
+void round_into(int64_t pixels, int channels, const std::vector<T>& dense, bf16* out,
+                int out_stride) {
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int c = 0; c < channels; ++c) out[p * out_stride + c] = to_bf16(static_cast<float>(dense[p * channels + c]));
+  }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward_bf16(const Conv2dShape& s, const bf16* x, int x_stride, const bf16* weight, const float* bias,
+                         bool relu, bf16* y, int y_stride) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  const std::vector<T> x_t = widen<T>(x, pixels, s.c_in, x_stride);
+  const std::vector<T> weight_t = widen<T>(weight, s.c_out, s.k * s.k * s.c_in, s.k * s.k * s.c_in);
+  std::vector<T> bias_t, y_t(static_cast<size_t>(pixels) * s.c_out);
+  if (bias != nullptr) bias_t.assign(bias, bias + s.c_out);
+  conv2d_forward(s, x_t.data(), s.c_in, weight_t.data(), bias ? bias_t.data() : nullptr, relu, y_t.data(), s.c_out);
+  round_into(pixels, s.c_out, y_t, y, y_stride);
+}
+
+template <class T>
+void conv2d_backward_data_bf16(const Conv2dShape& s, const bf16* dy, int dy_stride, const bf16* relu_output,
+                               int relu_output_stride, const bf16* weight, T beta, bf16* dx, int dx_stride) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  const std::vector<T> g = widen_gradient<T>(s, dy, dy_stride, relu_output, relu_output_stride);
+  const std::vector<T> weight_t = widen<T>(weight, s.c_out, s.k * s.k * s.c_in, s.k * s.k * s.c_in);
+  // beta = 0 overwrites (a NaN prior included): the prior is read only when beta is not 0.
+  std::vector<T> dx_t = beta == T(0) ? std::vector<T>(static_cast<size_t>(pixels) * s.c_in)
+                                     : widen<T>(dx, pixels, s.c_in, dx_stride);
+  conv2d_backward_data<T>(s, g.data(), s.c_out, nullptr, 0, weight_t.data(), beta, dx_t.data(), s.c_in);
+  round_into(pixels, s.c_in, dx_t, dx, dx_stride);
+}
+
+template <class T>
+void conv2d_backward_weight_bf16(const Conv2dShape& s, const bf16* x, int x_stride, const bf16* dy, int dy_stride,
+                                 const bf16* relu_output, int relu_output_stride, T beta, T* dweight) {
+  const int64_t pixels = int64_t{s.n} * s.h * s.w;
+  const std::vector<T> x_t = widen<T>(x, pixels, s.c_in, x_stride);
+  const std::vector<T> g = widen_gradient<T>(s, dy, dy_stride, relu_output, relu_output_stride);
+  conv2d_backward_weight<T>(s, x_t.data(), s.c_in, g.data(), s.c_out, nullptr, 0, beta, dweight);
+}
+
+template <class T>
+void conv2d_backward_bias_bf16(const Conv2dShape& s, const bf16* dy, int dy_stride, const bf16* relu_output,
+                               int relu_output_stride, T beta, T* dbias) {
+  const std::vector<T> g = widen_gradient<T>(s, dy, dy_stride, relu_output, relu_output_stride);
+  conv2d_backward_bias<T>(s, g.data(), s.c_out, nullptr, 0, beta, dbias);
+}
+
 #define UNET_CONV2D_REFERENCE(T)                                                                                  \
   template void conv2d_forward(const Conv2dShape&, const T*, int, const T*, const T*, bool, T*, int);             \
   template void conv2d_backward_data(const Conv2dShape&, const T*, int, const T*, int, const T*, T, T*, int);     \
@@ -184,7 +262,14 @@ void conv2d_backward_weight_tf32(const Conv2dShape& s, const float* x, int x_str
   template void conv2d_backward_data_tf32(const Conv2dShape&, const float*, int, const float*, int, const float*, T,  \
                                           T*, int);                                                                 \
   template void conv2d_backward_weight_tf32(const Conv2dShape&, const float*, int, const float*, int, const float*,   \
-                                            int, T, T*);
+                                            int, T, T*);                                                    \
+  template void conv2d_forward_bf16<T>(const Conv2dShape&, const bf16*, int, const bf16*, const float*, bool, bf16*, \
+                                       int);                                                                         \
+  template void conv2d_backward_data_bf16(const Conv2dShape&, const bf16*, int, const bf16*, int, const bf16*, T,    \
+                                          bf16*, int);                                                              \
+  template void conv2d_backward_weight_bf16(const Conv2dShape&, const bf16*, int, const bf16*, int, const bf16*,     \
+                                            int, T, T*);                                                            \
+  template void conv2d_backward_bias_bf16(const Conv2dShape&, const bf16*, int, const bf16*, int, T, T*);
 UNET_CONV2D_REFERENCE(float)
 UNET_CONV2D_REFERENCE(double)
 #undef UNET_CONV2D_REFERENCE
@@ -250,6 +335,46 @@ void Conv2d<DeviceKind::cpu>::backward_bias(const Conv2dShape& shape, const floa
                                             const float* relu_output, int relu_output_stride, float beta, float* dbias,
                                             void*, Stream) {
   cpu::fast::conv2d_backward_bias(shape, dy, dy_stride, relu_output, relu_output_stride, beta, dbias);
+}
+
+// bf16: the references in float, at the kernels' rounding points.
+template <>
+void Conv2d<DeviceKind::cpu>::forward(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* weight,
+                                      const float* bias, bool relu, bf16* y, int y_stride, Stream, int) {
+  cpu::conv2d_forward_bf16<float>(shape, x, x_stride, weight, bias, relu, y, y_stride);
+}
+
+template <>
+void Conv2d<DeviceKind::cpu>::backward_data(const Conv2dShape& shape, const bf16* dy, int dy_stride,
+                                            const bf16* relu_output, int relu_output_stride, const bf16* weight,
+                                            float beta, bf16* dx, int dx_stride, Stream, int) {
+  cpu::conv2d_backward_data_bf16<float>(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx,
+                                        dx_stride);
+}
+
+template <>
+size_t Conv2d<DeviceKind::cpu>::backward_weight_workspace(const Conv2dShape&, bf16, int) {
+  return 0;
+}
+
+template <>
+void Conv2d<DeviceKind::cpu>::backward_weight(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* dy,
+                                              int dy_stride, const bf16* relu_output, int relu_output_stride,
+                                              float beta, float* dweight, void*, Stream, int) {
+  cpu::conv2d_backward_weight_bf16<float>(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, beta,
+                                          dweight);
+}
+
+template <>
+size_t Conv2d<DeviceKind::cpu>::backward_bias_workspace(const Conv2dShape&, bf16) {
+  return 0;
+}
+
+template <>
+void Conv2d<DeviceKind::cpu>::backward_bias(const Conv2dShape& shape, const bf16* dy, int dy_stride,
+                                            const bf16* relu_output, int relu_output_stride, float beta, float* dbias,
+                                            void*, Stream) {
+  cpu::conv2d_backward_bias_bf16<float>(shape, dy, dy_stride, relu_output, relu_output_stride, beta, dbias);
 }
 
 }  // namespace unet
