@@ -18,6 +18,9 @@
 //      order (column_sum.h): deterministic, no atomics.
 // backward_bias has one version: the deterministic two-pass column sum shared with conv2d
 // (column_sum.h), over the output pixels.
+// The bf16 overloads (fp32 arithmetic, bf16 activations, each bf16 output rounded once):
+//   1  version 1's kernels reading and writing bf16, and backward_bias one thread per channel
+//      summing the output pixels in order. Every version of the bf16 overloads runs it for now.
 #include "kernels/conv_transpose2d.h"
 
 #include <cassert>
@@ -85,6 +88,78 @@ __global__ void conv_transpose2d_backward_weight_kernel1(ConvTranspose2dShape sh
     }
   }
   float& out = dweight[index];
+  out = beta == 0.0f ? sum : beta * out + sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+// kernels: bf16 version 1, the fp32 kernels above reading and writing bf16 (fp32 arithmetic, each
+// bf16 output rounded once), and the bias gradient one thread per channel.
+
+__global__ void conv_transpose2d_forward_bf16_kernel1(ConvTranspose2dShape shape, const bf16* __restrict__ x,
+                                                      int x_stride, const bf16* __restrict__ weight,
+                                                      const float* __restrict__ bias, bf16* __restrict__ y,
+                                                      int y_stride) {
+  const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (index >= int64_t{shape.n} * shape.h * shape.w * 4 * shape.c_out) return;
+  const int o = static_cast<int>(index % shape.c_out);
+  const int tap = static_cast<int>(index / shape.c_out % 4);
+  const int64_t p = index / (4 * shape.c_out);
+  float sum = bias == nullptr ? 0.0f : bias[o];
+  for (int i = 0; i < shape.c_in; ++i) {
+    sum += to_float(x[p * x_stride + i]) * to_float(weight[(int64_t{i} * 4 + tap) * shape.c_out + o]);
+  }
+  const int64_t q = conv_transpose2d_output_pixel(p, static_cast<int>(p % shape.w), shape.w, tap / 2, tap % 2);
+  y[q * y_stride + o] = to_bf16(sum);
+}
+
+__global__ void conv_transpose2d_backward_data_bf16_kernel1(ConvTranspose2dShape shape, const bf16* __restrict__ dy,
+                                                            int dy_stride, const bf16* __restrict__ weight,
+                                                            float beta, bf16* __restrict__ dx, int dx_stride) {
+  const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (index >= int64_t{shape.n} * shape.h * shape.w * shape.c_in) return;
+  const int i = static_cast<int>(index % shape.c_in);
+  const int64_t p = index / shape.c_in;
+  const int w = static_cast<int>(p % shape.w);
+  float sum = 0.0f;
+  for (int tap = 0; tap < 4; ++tap) {
+    const bf16* g = dy + conv_transpose2d_output_pixel(p, w, shape.w, tap / 2, tap % 2) * dy_stride;
+    const bf16* wt = weight + (int64_t{i} * 4 + tap) * shape.c_out;
+    for (int o = 0; o < shape.c_out; ++o) sum += to_float(g[o]) * to_float(wt[o]);
+  }
+  bf16& out = dx[p * dx_stride + i];
+  out = to_bf16(beta == 0.0f ? sum : beta * to_float(out) + sum);  // beta = 0 overwrites, even NaN
+}
+
+__global__ void conv_transpose2d_backward_weight_bf16_kernel1(ConvTranspose2dShape shape, const bf16* __restrict__ x,
+                                                              int x_stride, const bf16* __restrict__ dy,
+                                                              int dy_stride, float beta,
+                                                              float* __restrict__ dweight) {
+  const int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (index >= int64_t{shape.c_in} * 4 * shape.c_out) return;
+  const int o = static_cast<int>(index % shape.c_out);
+  const int tap = static_cast<int>(index / shape.c_out % 4);
+  const int i = static_cast<int>(index / (4 * shape.c_out));
+  float sum = 0.0f;
+  for (int64_t row = 0; row < int64_t{shape.n} * shape.h; ++row) {
+    for (int w = 0; w < shape.w; ++w) {
+      const int64_t p = row * shape.w + w;
+      const int64_t q = conv_transpose2d_output_pixel(p, w, shape.w, tap / 2, tap % 2);
+      sum += to_float(x[p * x_stride + i]) * to_float(dy[q * dy_stride + o]);
+    }
+  }
+  float& out = dweight[index];
+  out = beta == 0.0f ? sum : beta * out + sum;
+}
+
+// Thread o: db(o), the output pixels summed in order (deterministic; the fp32 overload's two-pass
+// column sum reads float).
+__global__ void conv_transpose2d_backward_bias_bf16_kernel1(ConvTranspose2dShape shape, const bf16* __restrict__ dy,
+                                                            int dy_stride, float beta, float* __restrict__ dbias) {
+  const int o = static_cast<int>(blockIdx.x * int64_t{blockDim.x} + threadIdx.x);
+  if (o >= shape.c_out) return;
+  float sum = 0.0f;
+  for (int64_t q = 0; q < int64_t{shape.n} * 4 * shape.h * shape.w; ++q) sum += to_float(dy[q * dy_stride + o]);
+  float& out = dbias[o];
   out = beta == 0.0f ? sum : beta * out + sum;
 }
 
@@ -419,6 +494,43 @@ template <DeviceKind D>
 void ConvTranspose2d<D>::backward_bias(const ConvTranspose2dShape& shape, const float* dy, int dy_stride, float beta,
                                        float* dbias, void* workspace, Stream stream) {
   ColumnSum<D>::sum(4 * pixel_count(shape), shape.c_out, dy, dy_stride, nullptr, 0, beta, dbias, workspace, stream);
+}
+
+// bf16: version 1 for now, whatever `version` says.
+template <DeviceKind D>
+void ConvTranspose2d<D>::forward(const ConvTranspose2dShape& shape, const bf16* x, int x_stride, const bf16* weight,
+                                 const float* bias, bf16* y, int y_stride, Stream stream, int) {
+  if (pixel_count(shape) * shape.c_out == 0) return;
+  check_shape(shape);
+  launch_flat(KERNEL(conv_transpose2d_forward_bf16_kernel1), pixel_count(shape) * 4 * shape.c_out, stream, shape, x,
+              x_stride, weight, bias, y, y_stride);
+}
+
+template <DeviceKind D>
+void ConvTranspose2d<D>::backward_data(const ConvTranspose2dShape& shape, const bf16* dy, int dy_stride,
+                                       const bf16* weight, float beta, bf16* dx, int dx_stride, Stream stream, int) {
+  if (pixel_count(shape) * shape.c_in == 0) return;
+  check_shape(shape);
+  launch_flat(KERNEL(conv_transpose2d_backward_data_bf16_kernel1), pixel_count(shape) * shape.c_in, stream, shape, dy,
+              dy_stride, weight, beta, dx, dx_stride);
+}
+
+template <DeviceKind D>
+void ConvTranspose2d<D>::backward_weight(const ConvTranspose2dShape& shape, const bf16* x, int x_stride,
+                                         const bf16* dy, int dy_stride, float beta, float* dweight, void*,
+                                         Stream stream, int) {
+  if (weight_count(shape) == 0) return;
+  check_shape(shape);
+  launch_flat(KERNEL(conv_transpose2d_backward_weight_bf16_kernel1), weight_count(shape), stream, shape, x, x_stride,
+              dy, dy_stride, beta, dweight);
+}
+
+template <DeviceKind D>
+void ConvTranspose2d<D>::backward_bias(const ConvTranspose2dShape& shape, const bf16* dy, int dy_stride, float beta,
+                                       float* dbias, void*, Stream stream) {
+  if (shape.c_out == 0) return;
+  launch_flat(KERNEL(conv_transpose2d_backward_bias_bf16_kernel1), shape.c_out, stream, shape, dy, dy_stride, beta,
+              dbias);
 }
 
 template struct ConvTranspose2d<KERNEL_DEVICE>;

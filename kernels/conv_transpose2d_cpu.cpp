@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/conv_transpose2d.h"
+#include "kernels/rounding.h"
 
 namespace unet::cpu {
 
@@ -103,11 +104,113 @@ void conv_transpose2d_backward_bias(const ConvTranspose2dShape& s, const T* dy, 
   }
 }
 
+namespace {
+
+// A dense (rows x channels) copy in T of a strided float or bf16 tensor, each element through `value`.
+template <class T, class Source, class Value>
+std::vector<T> dense(int64_t rows, int channels, const Source* source, int stride, const Value& value) {
+  std::vector<T> out(static_cast<size_t>(rows) * channels);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int c = 0; c < channels; ++c) out[r * channels + c] = value(source[r * stride + c]);
+  }
+  return out;
+}
+
+template <class T>
+std::vector<T> tf32_copy(int64_t rows, int channels, const float* source, int stride) {
+  return dense<T>(rows, channels, source, stride, [](float v) { return T(round_to_tf32(v)); });
+}
+
+template <class T>
+std::vector<T> widened(int64_t rows, int channels, const bf16* source, int stride) {
+  return dense<T>(rows, channels, source, stride, [](bf16 v) { return T(to_float(v)); });
+}
+
+template <class T>
+std::vector<T> bias_copy(const ConvTranspose2dShape& s, const float* bias) {
+  return bias == nullptr ? std::vector<T>{} : std::vector<T>(bias, bias + s.c_out);
+}
+
+int64_t input_pixels(const ConvTranspose2dShape& s) { return int64_t{s.n} * s.h * s.w; }
+int64_t weight_rows(const ConvTranspose2dShape& s) { return int64_t{s.c_in} * 4; }  // W as (Cin * 4) x Cout
+
+}  // namespace
+
+template <class T>
+void conv_transpose2d_forward_tf32(const ConvTranspose2dShape& s, const float* x, int x_stride, const float* weight,
+                                   const float* bias, T* y, int y_stride) {
+  const auto x_t = tf32_copy<T>(input_pixels(s), s.c_in, x, x_stride);
+  const auto weight_t = tf32_copy<T>(weight_rows(s), s.c_out, weight, s.c_out);
+  const auto bias_t = bias_copy<T>(s, bias);
+  conv_transpose2d_forward(s, x_t.data(), s.c_in, weight_t.data(), bias ? bias_t.data() : nullptr, y, y_stride);
+}
+
+template <class T>
+void conv_transpose2d_backward_data_tf32(const ConvTranspose2dShape& s, const float* dy, int dy_stride,
+                                         const float* weight, T beta, T* dx, int dx_stride) {
+  const auto dy_t = tf32_copy<T>(4 * input_pixels(s), s.c_out, dy, dy_stride);
+  const auto weight_t = tf32_copy<T>(weight_rows(s), s.c_out, weight, s.c_out);
+  conv_transpose2d_backward_data(s, dy_t.data(), s.c_out, weight_t.data(), beta, dx, dx_stride);
+}
+
+template <class T>
+void conv_transpose2d_backward_weight_tf32(const ConvTranspose2dShape& s, const float* x, int x_stride,
+                                           const float* dy, int dy_stride, T beta, T* dweight) {
+  const auto x_t = tf32_copy<T>(input_pixels(s), s.c_in, x, x_stride);
+  const auto dy_t = tf32_copy<T>(4 * input_pixels(s), s.c_out, dy, dy_stride);
+  conv_transpose2d_backward_weight(s, x_t.data(), s.c_in, dy_t.data(), s.c_out, beta, dweight);
+}
+
+template <class T>
+void conv_transpose2d_forward_bf16(const ConvTranspose2dShape& s, const bf16* x, int x_stride, const bf16* weight,
+                                   const float* bias, T* y, int y_stride) {
+  const auto x_t = widened<T>(input_pixels(s), s.c_in, x, x_stride);
+  const auto weight_t = widened<T>(weight_rows(s), s.c_out, weight, s.c_out);
+  const auto bias_t = bias_copy<T>(s, bias);
+  conv_transpose2d_forward(s, x_t.data(), s.c_in, weight_t.data(), bias ? bias_t.data() : nullptr, y, y_stride);
+}
+
+template <class T>
+void conv_transpose2d_backward_data_bf16(const ConvTranspose2dShape& s, const bf16* dy, int dy_stride,
+                                         const bf16* weight, T beta, T* dx, int dx_stride) {
+  const auto dy_t = widened<T>(4 * input_pixels(s), s.c_out, dy, dy_stride);
+  const auto weight_t = widened<T>(weight_rows(s), s.c_out, weight, s.c_out);
+  conv_transpose2d_backward_data(s, dy_t.data(), s.c_out, weight_t.data(), beta, dx, dx_stride);
+}
+
+template <class T>
+void conv_transpose2d_backward_weight_bf16(const ConvTranspose2dShape& s, const bf16* x, int x_stride,
+                                           const bf16* dy, int dy_stride, T beta, T* dweight) {
+  const auto x_t = widened<T>(input_pixels(s), s.c_in, x, x_stride);
+  const auto dy_t = widened<T>(4 * input_pixels(s), s.c_out, dy, dy_stride);
+  conv_transpose2d_backward_weight(s, x_t.data(), s.c_in, dy_t.data(), s.c_out, beta, dweight);
+}
+
+template <class T>
+void conv_transpose2d_backward_bias_bf16(const ConvTranspose2dShape& s, const bf16* dy, int dy_stride, T beta,
+                                         T* dbias) {
+  const auto dy_t = widened<T>(4 * input_pixels(s), s.c_out, dy, dy_stride);
+  conv_transpose2d_backward_bias(s, dy_t.data(), s.c_out, beta, dbias);
+}
+
 #define UNET_CONV_TRANSPOSE2D_REFERENCE(T)                                                                        \
   template void conv_transpose2d_forward(const ConvTranspose2dShape&, const T*, int, const T*, const T*, T*, int); \
   template void conv_transpose2d_backward_data(const ConvTranspose2dShape&, const T*, int, const T*, T, T*, int);  \
   template void conv_transpose2d_backward_weight(const ConvTranspose2dShape&, const T*, int, const T*, int, T, T*); \
-  template void conv_transpose2d_backward_bias(const ConvTranspose2dShape&, const T*, int, T, T*);
+  template void conv_transpose2d_backward_bias(const ConvTranspose2dShape&, const T*, int, T, T*);             \
+  template void conv_transpose2d_forward_tf32(const ConvTranspose2dShape&, const float*, int, const float*,      \
+                                              const float*, T*, int);                                            \
+  template void conv_transpose2d_backward_data_tf32(const ConvTranspose2dShape&, const float*, int, const float*, \
+                                                    T, T*, int);                                                 \
+  template void conv_transpose2d_backward_weight_tf32(const ConvTranspose2dShape&, const float*, int, const float*, \
+                                                      int, T, T*);                                                 \
+  template void conv_transpose2d_forward_bf16(const ConvTranspose2dShape&, const bf16*, int, const bf16*,        \
+                                              const float*, T*, int);                                            \
+  template void conv_transpose2d_backward_data_bf16(const ConvTranspose2dShape&, const bf16*, int, const bf16*, T, \
+                                                    T*, int);                                                      \
+  template void conv_transpose2d_backward_weight_bf16(const ConvTranspose2dShape&, const bf16*, int, const bf16*, \
+                                                      int, T, T*);                                                \
+  template void conv_transpose2d_backward_bias_bf16(const ConvTranspose2dShape&, const bf16*, int, T, T*);
 UNET_CONV_TRANSPOSE2D_REFERENCE(float)
 UNET_CONV_TRANSPOSE2D_REFERENCE(double)
 #undef UNET_CONV_TRANSPOSE2D_REFERENCE
@@ -165,6 +268,54 @@ template <>
 void ConvTranspose2d<DeviceKind::cpu>::backward_bias(const ConvTranspose2dShape& shape, const float* dy, int dy_stride,
                                                      float beta, float* dbias, void*, Stream) {
   cpu::fast::conv_transpose2d_backward_bias(shape, dy, dy_stride, beta, dbias);
+}
+
+// bf16 on the cpu device: the references above in float, each bf16 output rounded once (one
+// version: `version` is accepted and ignored, as the contract of the launchers allows).
+namespace {
+
+// Writes a dense (rows x channels) float result into a strided bf16 tensor, rounding each once.
+void store_bf16(int64_t rows, int channels, const std::vector<float>& values, bf16* out, int stride) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int c = 0; c < channels; ++c) out[r * stride + c] = to_bf16(values[r * channels + c]);
+  }
+}
+
+}  // namespace
+
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::forward(const ConvTranspose2dShape& shape, const bf16* x, int x_stride,
+                                               const bf16* weight, const float* bias, bf16* y, int y_stride, Stream,
+                                               int) {
+  const int64_t out_pixels = 4 * cpu::input_pixels(shape);
+  std::vector<float> sum(static_cast<size_t>(out_pixels) * shape.c_out);
+  cpu::conv_transpose2d_forward_bf16(shape, x, x_stride, weight, bias, sum.data(), shape.c_out);
+  store_bf16(out_pixels, shape.c_out, sum, y, y_stride);
+}
+
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::backward_data(const ConvTranspose2dShape& shape, const bf16* dy, int dy_stride,
+                                                     const bf16* weight, float beta, bf16* dx, int dx_stride, Stream,
+                                                     int) {
+  const int64_t pixels = cpu::input_pixels(shape);
+  // The prior dx only where beta reads it: beta = 0 overwrites, even NaN.
+  auto sum = beta == 0.0f ? std::vector<float>(static_cast<size_t>(pixels) * shape.c_in)
+                          : cpu::widened<float>(pixels, shape.c_in, dx, dx_stride);
+  cpu::conv_transpose2d_backward_data_bf16(shape, dy, dy_stride, weight, beta, sum.data(), shape.c_in);
+  store_bf16(pixels, shape.c_in, sum, dx, dx_stride);
+}
+
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::backward_weight(const ConvTranspose2dShape& shape, const bf16* x, int x_stride,
+                                                       const bf16* dy, int dy_stride, float beta, float* dweight,
+                                                       void*, Stream, int) {
+  cpu::conv_transpose2d_backward_weight_bf16(shape, x, x_stride, dy, dy_stride, beta, dweight);
+}
+
+template <>
+void ConvTranspose2d<DeviceKind::cpu>::backward_bias(const ConvTranspose2dShape& shape, const bf16* dy, int dy_stride,
+                                                     float beta, float* dbias, void*, Stream) {
+  cpu::conv_transpose2d_backward_bias_bf16(shape, dy, dy_stride, beta, dbias);
 }
 
 }  // namespace unet
