@@ -8,10 +8,14 @@
 //      store of four argmax bytes, when channels and strides are multiples of 4 and the pointers
 //      are aligned (16 bytes for floats, 4 for argmax); otherwise it falls back to version 1.
 //      Memory-bound: the aim is the bandwidth of a copy of the same bytes.
+// bf16 (max_pool2d_*_bf16_kernel<version>): the same two versions with bf16 activations, version 2
+// eight channels per thread (16-byte bf16 accesses, one 8-byte access of eight argmax bytes) when
+// C and the strides are multiples of 8 and the pointers aligned (16 bytes, 8 for argmax).
 #include "kernels/max_pool2d.h"
 
 #include <cstdint>
 
+#include "kernels/bf16_vector.h"
 #include "kernels/dialect.h"
 
 namespace unet::KERNEL_BACKEND {
@@ -146,6 +150,92 @@ __global__ void max_pool2d_backward_kernel2(PoolShape shape, int64_t inputs, con
              accumulate(gradient.z, beta, previous.z), accumulate(gradient.w, beta, previous.w)};
 }
 
+// bf16, version 1: one element per thread.
+__global__ void max_pool2d_forward_bf16_kernel1(PoolShape shape, int64_t outputs, const bf16* __restrict__ x,
+                                                int x_stride, bf16* __restrict__ y, int y_stride,
+                                                uint8_t* __restrict__ argmax) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= outputs) return;
+  const int64_t out_pixel = i / shape.c;
+  const int c = static_cast<int>(i - out_pixel * shape.c);
+  const int64_t origin = window_origin(shape, out_pixel);
+  float best = to_float(x[origin * x_stride + c]);
+  int best_index = 0;
+  for (int k = 1; k < 4; ++k) {
+    const float v = to_float(x[(origin + (k / 2) * shape.w + k % 2) * x_stride + c]);
+    if (pool_replaces(v, best)) {
+      best = v;
+      best_index = k;
+    }
+  }
+  y[out_pixel * y_stride + c] = to_bf16(best);
+  argmax[i] = static_cast<uint8_t>(best_index);
+}
+
+__global__ void max_pool2d_backward_bf16_kernel1(PoolShape shape, int64_t inputs, const bf16* __restrict__ dy,
+                                                 int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                                 bf16* __restrict__ dx, int dx_stride) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= inputs) return;
+  const int64_t in_pixel = i / shape.c;
+  const int c = static_cast<int>(i - in_pixel * shape.c);
+  int position = 0;
+  const int64_t out_pixel = pooled_by(shape, in_pixel, &position);
+  const float gradient =
+      out_pixel >= 0 && argmax[out_pixel * shape.c + c] == position ? to_float(dy[out_pixel * dy_stride + c]) : 0.0f;
+  bf16& out = dx[in_pixel * dx_stride + c];
+  out = to_bf16(accumulate(gradient, beta, beta == 0.0f ? 0.0f : to_float(out)));
+}
+
+// bf16, version 2: i indexes octets of channels; their eight argmax bytes travel in one uint64_t.
+__global__ void max_pool2d_forward_bf16_kernel2(PoolShape shape, int64_t outputs, const bf16* __restrict__ x,
+                                                int x_stride, bf16* __restrict__ y, int y_stride,
+                                                uint8_t* __restrict__ argmax) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const int octets = shape.c / bf16_per_octet;
+  if (i >= outputs / bf16_per_octet) return;
+  const int64_t out_pixel = i / octets;
+  const int c = static_cast<int>(i - out_pixel * octets) * bf16_per_octet;
+  const int64_t origin = window_origin(shape, out_pixel);
+  Octet best = load_octet(x + origin * x_stride + c);
+  uint64_t index = 0;  // byte j: the argmax of channel c + j
+  for (int k = 1; k < 4; ++k) {
+    const Octet v = load_octet(x + (origin + (k / 2) * shape.w + k % 2) * x_stride + c);
+    for (int j = 0; j < bf16_per_octet; ++j) {
+      if (pool_replaces(v.v[j], best.v[j])) {
+        best.v[j] = v.v[j];
+        index = (index & ~(uint64_t{0xff} << (8 * j))) | (uint64_t(k) << (8 * j));
+      }
+    }
+  }
+  store_octet(y + out_pixel * y_stride + c, best);
+  *reinterpret_cast<uint64_t*>(argmax + out_pixel * shape.c + c) = index;
+}
+
+__global__ void max_pool2d_backward_bf16_kernel2(PoolShape shape, int64_t inputs, const bf16* __restrict__ dy,
+                                                 int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                                 bf16* __restrict__ dx, int dx_stride) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const int octets = shape.c / bf16_per_octet;
+  if (i >= inputs / bf16_per_octet) return;
+  const int64_t in_pixel = i / octets;
+  const int c = static_cast<int>(i - in_pixel * octets) * bf16_per_octet;
+  int position = 0;
+  const int64_t out_pixel = pooled_by(shape, in_pixel, &position);
+  Octet gradient{};
+  if (out_pixel >= 0) {
+    const uint64_t index = *reinterpret_cast<const uint64_t*>(argmax + out_pixel * shape.c + c);
+    const Octet g = load_octet(dy + out_pixel * dy_stride + c);
+    for (int j = 0; j < bf16_per_octet; ++j) {
+      gradient.v[j] = static_cast<int>((index >> (8 * j)) & 0xffu) == position ? g.v[j] : 0.0f;
+    }
+  }
+  bf16* target = dx + in_pixel * dx_stride + c;
+  Octet out = beta == 0.0f ? Octet{} : load_octet(target);
+  for (int j = 0; j < bf16_per_octet; ++j) out.v[j] = accumulate(gradient.v[j], beta, out.v[j]);
+  store_octet(target, out);
+}
+
 }  // namespace unet::KERNEL_BACKEND
 
 // ---------------------------------------------------------------------------------------------
@@ -187,6 +277,40 @@ void MaxPool2d<D>::backward(const PoolShape& shape, const float* dy, int dy_stri
   }
   launch_flat(KERNEL(max_pool2d_backward_kernel1), inputs, stream, shape, inputs, dy, dy_stride, argmax, beta, dx,
               dx_stride);
+}
+
+namespace {
+
+bool argmax_octets_fit(const uint8_t* argmax) { return reinterpret_cast<uintptr_t>(argmax) % 8 == 0; }
+
+}  // namespace
+
+template <DeviceKind D>
+void MaxPool2d<D>::forward(const PoolShape& shape, const bf16* x, int x_stride, bf16* y, int y_stride,
+                           uint8_t* argmax, Stream stream, int version) {
+  const int64_t outputs = int64_t{shape.n} * (shape.h / 2) * (shape.w / 2) * shape.c;
+  if (outputs == 0) return;
+  if (version != 1 && octets_fit({x, y}, {shape.c, x_stride, y_stride}) && argmax_octets_fit(argmax)) {
+    launch_flat(KERNEL(max_pool2d_forward_bf16_kernel2), outputs / bf16_per_octet, stream, shape, outputs, x, x_stride,
+                y, y_stride, argmax);
+    return;
+  }
+  launch_flat(KERNEL(max_pool2d_forward_bf16_kernel1), outputs, stream, shape, outputs, x, x_stride, y, y_stride,
+              argmax);
+}
+
+template <DeviceKind D>
+void MaxPool2d<D>::backward(const PoolShape& shape, const bf16* dy, int dy_stride, const uint8_t* argmax, float beta,
+                            bf16* dx, int dx_stride, Stream stream, int version) {
+  const int64_t inputs = int64_t{shape.n} * shape.h * shape.w * shape.c;
+  if (inputs == 0) return;
+  if (version != 1 && octets_fit({dy, dx}, {shape.c, dy_stride, dx_stride}) && argmax_octets_fit(argmax)) {
+    launch_flat(KERNEL(max_pool2d_backward_bf16_kernel2), inputs / bf16_per_octet, stream, shape, inputs, dy,
+                dy_stride, argmax, beta, dx, dx_stride);
+    return;
+  }
+  launch_flat(KERNEL(max_pool2d_backward_bf16_kernel1), inputs, stream, shape, inputs, dy, dy_stride, argmax, beta,
+              dx, dx_stride);
 }
 
 template struct MaxPool2d<KERNEL_DEVICE>;

@@ -3,6 +3,10 @@
 
 #include "kernels/max_pool2d.h"
 
+#include <vector>
+
+#include "kernels/bf16_cpu.h"
+
 namespace unet::cpu {
 
 namespace {
@@ -96,6 +100,56 @@ void MaxPool2d<DeviceKind::cpu>::backward(const PoolShape& shape, const float* d
   } else {
     cpu::fast::max_pool2d_backward(shape, dy, dy_stride, argmax, beta, dx, dx_stride);
   }
+}
+
+}  // namespace unet
+
+// ---------------------------------------------------------------------------------------------
+// bf16
+
+namespace unet::cpu {
+
+template <class T>
+void max_pool2d_forward_bf16(const PoolShape& shape, const bf16* x, int x_stride, bf16* y, int y_stride,
+                             uint8_t* argmax) {
+  const int64_t inputs = int64_t{shape.n} * shape.h * shape.w;
+  const int64_t outputs = int64_t{shape.n} * (shape.h / 2) * (shape.w / 2);
+  const std::vector<T> wide_x = widen_bf16<T>(x, inputs, shape.c, x_stride);
+  std::vector<T> wide_y(static_cast<size_t>(strided_extent(outputs, shape.c, y_stride)));
+  max_pool2d_forward(shape, wide_x.data(), x_stride, wide_y.data(), y_stride, argmax);
+  round_to_bf16(wide_y, outputs, shape.c, y_stride, y);
+}
+
+template <class T>
+void max_pool2d_backward_bf16(const PoolShape& shape, const bf16* dy, int dy_stride, const uint8_t* argmax, T beta,
+                              bf16* dx, int dx_stride) {
+  const int64_t inputs = int64_t{shape.n} * shape.h * shape.w;
+  const int64_t outputs = int64_t{shape.n} * (shape.h / 2) * (shape.w / 2);
+  const std::vector<T> wide_dy = widen_bf16<T>(dy, outputs, shape.c, dy_stride);
+  std::vector<T> wide_dx = widen_bf16<T>(dx, inputs, shape.c, dx_stride);  // read only when beta != 0
+  max_pool2d_backward(shape, wide_dy.data(), dy_stride, argmax, beta, wide_dx.data(), dx_stride);
+  round_to_bf16(wide_dx, inputs, shape.c, dx_stride, dx);
+}
+
+template void max_pool2d_forward_bf16<float>(const PoolShape&, const bf16*, int, bf16*, int, uint8_t*);
+template void max_pool2d_forward_bf16<double>(const PoolShape&, const bf16*, int, bf16*, int, uint8_t*);
+template void max_pool2d_backward_bf16(const PoolShape&, const bf16*, int, const uint8_t*, float, bf16*, int);
+template void max_pool2d_backward_bf16(const PoolShape&, const bf16*, int, const uint8_t*, double, bf16*, int);
+
+}  // namespace unet::cpu
+
+namespace unet {
+
+template <>
+void MaxPool2d<DeviceKind::cpu>::forward(const PoolShape& shape, const bf16* x, int x_stride, bf16* y, int y_stride,
+                                         uint8_t* argmax, Stream, int) {
+  cpu::max_pool2d_forward_bf16<float>(shape, x, x_stride, y, y_stride, argmax);
+}
+
+template <>
+void MaxPool2d<DeviceKind::cpu>::backward(const PoolShape& shape, const bf16* dy, int dy_stride, const uint8_t* argmax,
+                                          float beta, bf16* dx, int dx_stride, Stream, int) {
+  cpu::max_pool2d_backward_bf16(shape, dy, dy_stride, argmax, beta, dx, dx_stride);
 }
 
 }  // namespace unet

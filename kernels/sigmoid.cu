@@ -4,10 +4,15 @@
 //   1  one thread per element, (pixel, channel) from a flat index. The U-Net applies sigmoid once,
 //      to its one-channel logits at inference, so there is no vectorised version: it is a small,
 //      memory-bound pass (read 4 bytes, write 4 bytes per element).
+// bf16 logits (sigmoid_forward_bf16_kernel<version>): version 1 as above, reading 2 bytes; version
+// 2 eight channels per thread, one 16-byte load and two 16-byte stores, when the pointers are
+// 16-byte aligned and channels and strides multiples of 8. Dense operands are first seen as rows
+// of eight elements, so the U-Net's dense one-channel logits take version 2 too.
 #include "kernels/sigmoid.h"
 
 #include <cstdint>
 
+#include "kernels/bf16_vector.h"
 #include "kernels/dialect.h"
 
 namespace unet::KERNEL_BACKEND {
@@ -45,6 +50,27 @@ __global__ void sigmoid_backward_kernel1(int64_t pixels, int channels, const flo
   out = beta == 0.0f ? gradient : beta * out + gradient;  // beta = 0 overwrites, even NaN
 }
 
+__global__ void sigmoid_forward_bf16_kernel1(int64_t pixels, int channels, const bf16* __restrict__ x, int x_stride,
+                                             float* __restrict__ y, int y_stride) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= pixels * channels) return;
+  const int64_t p = i / channels;
+  const int c = static_cast<int>(i - p * channels);
+  y[p * y_stride + c] = stable_sigmoid(to_float(x[p * x_stride + c]));
+}
+
+__global__ void sigmoid_forward_bf16_kernel2(int64_t pixels, int octets, const bf16* __restrict__ x, int x_stride,
+                                             float* __restrict__ y, int y_stride) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= pixels * octets) return;
+  const int64_t p = i / octets;
+  const int c = static_cast<int>(i - p * octets) * bf16_per_octet;
+  const Octet v = load_octet(x + p * x_stride + c);
+  float4* out = reinterpret_cast<float4*>(y + p * y_stride + c);
+  out[0] = make_float4(stable_sigmoid(v.v[0]), stable_sigmoid(v.v[1]), stable_sigmoid(v.v[2]), stable_sigmoid(v.v[3]));
+  out[1] = make_float4(stable_sigmoid(v.v[4]), stable_sigmoid(v.v[5]), stable_sigmoid(v.v[6]), stable_sigmoid(v.v[7]));
+}
+
 }  // namespace unet::KERNEL_BACKEND
 
 // ---------------------------------------------------------------------------------------------
@@ -67,6 +93,24 @@ void Sigmoid<D>::backward(int64_t pixels, int channels, const float* dy, int dy_
   if (pixels * channels == 0) return;
   launch_flat(KERNEL(sigmoid_backward_kernel1), pixels * channels, stream, pixels, channels, dy, dy_stride, y, y_stride,
               beta, dx, dx_stride);
+}
+
+template <DeviceKind D>
+void Sigmoid<D>::forward(int64_t pixels, int channels, const bf16* x, int x_stride, float* y, int y_stride,
+                         Stream stream, int version) {
+  if (pixels * channels == 0) return;
+  if (x_stride == channels && y_stride == channels && pixels * channels % bf16_per_octet == 0) {
+    pixels = pixels * channels / bf16_per_octet;
+    channels = x_stride = y_stride = bf16_per_octet;
+  }
+  if (version != 1 && octets_fit({x, y}, {channels, x_stride, y_stride})) {
+    const int octets = channels / bf16_per_octet;
+    launch_flat(KERNEL(sigmoid_forward_bf16_kernel2), pixels * octets, stream, pixels, octets, x, x_stride, y,
+                y_stride);
+    return;
+  }
+  launch_flat(KERNEL(sigmoid_forward_bf16_kernel1), pixels * channels, stream, pixels, channels, x, x_stride, y,
+              y_stride);
 }
 
 template struct Sigmoid<KERNEL_DEVICE>;

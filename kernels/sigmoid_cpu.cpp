@@ -4,6 +4,10 @@
 
 #include "kernels/sigmoid.h"
 
+#include <vector>
+
+#include "kernels/bf16_cpu.h"
+
 namespace unet::cpu {
 
 namespace {
@@ -54,6 +58,32 @@ template <>
 void Sigmoid<DeviceKind::cpu>::forward(int64_t pixels, int channels, const float* x, int x_stride, float* y, int y_stride,
                                        Stream, int) {
   cpu::sigmoid_forward(pixels, channels, x, x_stride, y, y_stride);
+}
+
+}  // namespace unet
+
+// ---------------------------------------------------------------------------------------------
+// bf16
+
+namespace unet::cpu {
+
+template <class T>
+void sigmoid_forward_bf16(int64_t pixels, int channels, const bf16* x, int x_stride, T* y, int y_stride) {
+  const std::vector<T> wide_x = widen_bf16<T>(x, pixels, channels, x_stride);
+  sigmoid_forward(pixels, channels, wide_x.data(), x_stride, y, y_stride);
+}
+
+template void sigmoid_forward_bf16(int64_t, int, const bf16*, int, float*, int);
+template void sigmoid_forward_bf16(int64_t, int, const bf16*, int, double*, int);
+
+}  // namespace unet::cpu
+
+namespace unet {
+
+template <>
+void Sigmoid<DeviceKind::cpu>::forward(int64_t pixels, int channels, const bf16* x, int x_stride, float* y,
+                                       int y_stride, Stream, int) {
+  cpu::sigmoid_forward_bf16(pixels, channels, x, x_stride, y, y_stride);
 }
 
 }  // namespace unet
