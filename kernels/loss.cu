@@ -18,11 +18,18 @@
 //      result is the same bits on every run. The passes are memory-bound: the first reads logits
 //      and targets and writes dlogits (12 bytes a pixel), the third reads all three and writes
 //      dlogits (16 bytes a pixel).
+// bf16 logits and dlogits (loss_*_bf16_kernel<version>): the same four launches with the partials
+// and gradient kernels reading bf16 logits; version 1 one pixel per thread, version 2 eight (a
+// 16-byte load of logits, two of targets, a 16-byte store of dlogits) when P is a multiple of 8
+// and the pointers are 16-byte aligned. With Dice on, the partials kernel writes no gradient and
+// loss_gradient_bf16_kernel writes BCE's and Dice's together, rounded once (it reads logits and
+// targets, 6 bytes a pixel, and writes 2); with Dice off the partials kernel writes it.
 #include "kernels/loss.h"
 
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/bf16_vector.h"
 #include "kernels/dialect.h"
 
 namespace unet::KERNEL_BACKEND {
@@ -50,6 +57,24 @@ __device__ __forceinline__ Logistic logistic(float x) {
 // first four batch sums (kernels/loss.h), per block or per sample.
 constexpr int loss_sums = loss_sum::sample_dice;
 
+// Reduces the block's threads' sums in a fixed tree and writes the block's partial record.
+__device__ __forceinline__ void write_block_partials(const float* sums, float* __restrict__ partials) {
+  __shared__ float tree[loss_sums][loss_threads];
+  const int t = threadIdx.x;
+  for (int k = 0; k < loss_sums; ++k) tree[k][t] = sums[k];
+  __syncthreads();
+  for (int stride = loss_threads / 2; stride > 0; stride /= 2) {
+    if (t < stride) {
+      for (int k = 0; k < loss_sums; ++k) tree[k][t] += tree[k][t + stride];
+    }
+    __syncthreads();
+  }
+  if (t == 0) {
+    float* record = partials + (int64_t{blockIdx.y} * gridDim.x + blockIdx.x) * loss_sums;
+    for (int k = 0; k < loss_sums; ++k) record[k] = tree[k][0];
+  }
+}
+
 __global__ void loss_partials_kernel(int64_t pixels_per_sample, const float* __restrict__ logits,
                                      const float* __restrict__ target, float pos_weight, float bce_gradient_scale,
                                      float* __restrict__ dlogits, float* __restrict__ partials) {
@@ -67,20 +92,7 @@ __global__ void loss_partials_kernel(int64_t pixels_per_sample, const float* __r
     if (dlogits != nullptr) dlogits[sample_start + i] = bce_gradient_scale * ((1.0f - g) - weight * l.q);
   }
 
-  __shared__ float tree[loss_sums][loss_threads];
-  const int t = threadIdx.x;
-  for (int k = 0; k < loss_sums; ++k) tree[k][t] = sums[k];
-  __syncthreads();
-  for (int stride = loss_threads / 2; stride > 0; stride /= 2) {
-    if (t < stride) {
-      for (int k = 0; k < loss_sums; ++k) tree[k][t] += tree[k][t + stride];
-    }
-    __syncthreads();
-  }
-  if (t == 0) {
-    float* record = partials + (int64_t{blockIdx.y} * gridDim.x + blockIdx.x) * loss_sums;
-    for (int k = 0; k < loss_sums; ++k) record[k] = tree[k][0];
-  }
+  write_block_partials(sums, partials);
 }
 
 __device__ __forceinline__ double dice_loss(const double* sums, double smooth) {
@@ -146,6 +158,102 @@ __global__ void dice_gradient_kernel(int64_t pixels_per_sample, bool per_sample,
        i += int64_t{gridDim.x} * blockDim.x) {
     const Logistic l = logistic(logits[sample_start + i]);
     dlogits[sample_start + i] += (a * target[sample_start + i] + b) * l.p * l.q;
+  }
+}
+
+// bf16. One pixel's terms of the four sums, and its BCE gradient (times bce_weight / (N P)).
+__device__ __forceinline__ float add_pixel(float x, float g, float pos_weight, float bce_gradient_scale,
+                                           float* sums) {
+  const Logistic l = logistic(x);
+  const float weight = 1.0f + (pos_weight - 1.0f) * g;
+  sums[loss_sum::bce] += (1.0f - g) * x + weight * l.softplus_neg;
+  sums[loss_sum::intersection] += l.p * g;
+  sums[loss_sum::predicted] += l.p;
+  sums[loss_sum::truth] += g;
+  return bce_gradient_scale * ((1.0f - g) - weight * l.q);
+}
+
+// The whole gradient of one pixel: BCE's plus Dice's (a * g + b) * p * (1 - p).
+__device__ __forceinline__ float pixel_gradient(float x, float g, float pos_weight, float bce_gradient_scale, float a,
+                                                float b) {
+  const Logistic l = logistic(x);
+  const float weight = 1.0f + (pos_weight - 1.0f) * g;
+  return bce_gradient_scale * ((1.0f - g) - weight * l.q) + (a * g + b) * l.p * l.q;
+}
+
+// Version 1: one pixel per thread per stride, as loss_partials_kernel.
+__global__ void loss_partials_bf16_kernel1(int64_t pixels_per_sample, const bf16* __restrict__ logits,
+                                           const float* __restrict__ target, float pos_weight,
+                                           float bce_gradient_scale, bf16* __restrict__ dlogits,
+                                           float* __restrict__ partials) {
+  const int64_t sample_start = blockIdx.y * pixels_per_sample;
+  float sums[loss_sums] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < pixels_per_sample;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const float gradient =
+        add_pixel(to_float(logits[sample_start + i]), target[sample_start + i], pos_weight, bce_gradient_scale, sums);
+    if (dlogits != nullptr) dlogits[sample_start + i] = to_bf16(gradient);
+  }
+  write_block_partials(sums, partials);
+}
+
+// Version 2: eight pixels per thread per stride; i indexes octets of the sample (P % 8 == 0).
+__global__ void loss_partials_bf16_kernel2(int64_t pixels_per_sample, const bf16* __restrict__ logits,
+                                           const float* __restrict__ target, float pos_weight,
+                                           float bce_gradient_scale, bf16* __restrict__ dlogits,
+                                           float* __restrict__ partials) {
+  const int64_t sample_start = blockIdx.y * pixels_per_sample;
+  float sums[loss_sums] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < pixels_per_sample / bf16_per_octet;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t first = sample_start + i * bf16_per_octet;
+    const Octet x = load_octet(logits + first);
+    const float4 g0 = *reinterpret_cast<const float4*>(target + first);
+    const float4 g1 = *reinterpret_cast<const float4*>(target + first + 4);
+    const float g[bf16_per_octet] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+    Octet gradient;
+    for (int j = 0; j < bf16_per_octet; ++j) {
+      gradient.v[j] = add_pixel(x.v[j], g[j], pos_weight, bce_gradient_scale, sums);
+    }
+    if (dlogits != nullptr) store_octet(dlogits + first, gradient);
+  }
+  write_block_partials(sums, partials);
+}
+
+// The whole gradient, when Dice is on: the grid of the partials kernels.
+__global__ void loss_gradient_bf16_kernel1(int64_t pixels_per_sample, bool per_sample,
+                                           const bf16* __restrict__ logits, const float* __restrict__ target,
+                                           float pos_weight, float bce_gradient_scale,
+                                           const float* __restrict__ coefficients, bf16* __restrict__ dlogits) {
+  const int64_t sample_start = blockIdx.y * pixels_per_sample;
+  const float* c = coefficients + (per_sample ? 2 * blockIdx.y : 0);
+  const float a = c[0], b = c[1];
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < pixels_per_sample;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    dlogits[sample_start + i] = to_bf16(pixel_gradient(to_float(logits[sample_start + i]), target[sample_start + i],
+                                                       pos_weight, bce_gradient_scale, a, b));
+  }
+}
+
+__global__ void loss_gradient_bf16_kernel2(int64_t pixels_per_sample, bool per_sample,
+                                           const bf16* __restrict__ logits, const float* __restrict__ target,
+                                           float pos_weight, float bce_gradient_scale,
+                                           const float* __restrict__ coefficients, bf16* __restrict__ dlogits) {
+  const int64_t sample_start = blockIdx.y * pixels_per_sample;
+  const float* c = coefficients + (per_sample ? 2 * blockIdx.y : 0);
+  const float a = c[0], b = c[1];
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < pixels_per_sample / bf16_per_octet;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t first = sample_start + i * bf16_per_octet;
+    const Octet x = load_octet(logits + first);
+    const float4 g0 = *reinterpret_cast<const float4*>(target + first);
+    const float4 g1 = *reinterpret_cast<const float4*>(target + first + 4);
+    const float g[bf16_per_octet] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+    Octet gradient;
+    for (int j = 0; j < bf16_per_octet; ++j) {
+      gradient.v[j] = pixel_gradient(x.v[j], g[j], pos_weight, bce_gradient_scale, a, b);
+    }
+    store_octet(dlogits + first, gradient);
   }
 }
 
@@ -233,6 +341,67 @@ void SegmentationLoss<D>::finish(int n, int64_t pixels_per_sample, int global_n,
     const dim3 grid(static_cast<unsigned>(loss_chunks(pixels_per_sample)), static_cast<unsigned>(n));
     launch(KERNEL(dice_gradient_kernel), grid, dim3(loss_threads), 0, stream, pixels_per_sample,
            config.dice_per_sample, logits, target, static_cast<const float*>(w.coefficients), dlogits);
+  }
+}
+
+namespace {
+
+float bce_gradient_scale(const LossConfig& config, int global_n, int64_t pixels_per_sample) {
+  return static_cast<float>(config.bce_weight / (static_cast<double>(global_n) * pixels_per_sample));
+}
+
+// Version 2 of the bf16 pixel passes: whole octets in every sample, aligned.
+bool loss_octets_fit(int64_t pixels_per_sample, const bf16* logits, const float* target, const bf16* dlogits) {
+  return octets_fit({logits, target, dlogits}, {pixels_per_sample});
+}
+
+}  // namespace
+
+template <DeviceKind D>
+void SegmentationLoss<D>::forward_backward(int n, int64_t pixels_per_sample, const bf16* logits, const float* target,
+                                           const LossConfig& config, float* loss, bf16* dlogits, void* workspace,
+                                           Stream stream, int /*version: chosen by the layout*/) {
+  sums(n, pixels_per_sample, n, logits, target, config, dlogits, workspace, stream);
+  finish(n, pixels_per_sample, n, logits, target, config, loss, dlogits, workspace, stream);
+}
+
+template <DeviceKind D>
+void SegmentationLoss<D>::sums(int n, int64_t pixels_per_sample, int global_n, const bf16* logits,
+                               const float* target, const LossConfig& config, bf16* dlogits, void* workspace,
+                               Stream stream) {
+  const int chunks = loss_chunks(pixels_per_sample);
+  const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(n));
+  const LossWorkspace w = carve(workspace, n);
+  const float scale = bce_gradient_scale(config, global_n, pixels_per_sample);
+  bf16* bce_only = config.dice_weight == 0.0f ? dlogits : nullptr;  // with Dice, finish writes the gradient
+  if (loss_octets_fit(pixels_per_sample, logits, target, dlogits)) {
+    launch(KERNEL(loss_partials_bf16_kernel2), grid, dim3(loss_threads), 0, stream, pixels_per_sample, logits, target,
+           config.pos_weight, scale, bce_only, w.partials);
+  } else {
+    launch(KERNEL(loss_partials_bf16_kernel1), grid, dim3(loss_threads), 0, stream, pixels_per_sample, logits, target,
+           config.pos_weight, scale, bce_only, w.partials);
+  }
+  launch(KERNEL(loss_sums_kernel), dim3(1), dim3(loss_threads), 0, stream, n, global_n, chunks, config, w.partials,
+         w.sample_sums, w.coefficients, w.batch_sums);
+}
+
+template <DeviceKind D>
+void SegmentationLoss<D>::finish(int n, int64_t pixels_per_sample, int global_n, const bf16* logits,
+                                 const float* target, const LossConfig& config, float* loss, bf16* dlogits,
+                                 void* workspace, Stream stream) {
+  const LossWorkspace w = carve(workspace, n);
+  launch(KERNEL(loss_finalise_kernel), dim3(1), dim3(1), 0, stream, global_n, pixels_per_sample, config,
+         static_cast<const double*>(w.batch_sums), w.coefficients, loss);
+  if (dlogits == nullptr || config.dice_weight == 0.0f) return;
+  const dim3 grid(static_cast<unsigned>(loss_chunks(pixels_per_sample)), static_cast<unsigned>(n));
+  const float scale = bce_gradient_scale(config, global_n, pixels_per_sample);
+  const auto coefficients = static_cast<const float*>(w.coefficients);
+  if (loss_octets_fit(pixels_per_sample, logits, target, dlogits)) {
+    launch(KERNEL(loss_gradient_bf16_kernel2), grid, dim3(loss_threads), 0, stream, pixels_per_sample,
+           config.dice_per_sample, logits, target, config.pos_weight, scale, coefficients, dlogits);
+  } else {
+    launch(KERNEL(loss_gradient_bf16_kernel1), grid, dim3(loss_threads), 0, stream, pixels_per_sample,
+           config.dice_per_sample, logits, target, config.pos_weight, scale, coefficients, dlogits);
   }
 }
 

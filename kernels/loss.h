@@ -22,12 +22,19 @@
 // doubles), and the loss and its gradient are formed from the totals (finish), with N the global
 // batch's sample count. The loss is then the global batch's, not an average of the ranks' losses.
 // forward_backward is the two halves with nothing between them and N the local count.
+//
+// bf16 (the overloads taking bf16 logits): logits and dlogits are bf16, targets, sums, the loss and
+// every intermediate fp32 (the batch sums double), as in fp32. Each dlogit is rounded to bf16 once,
+// from the whole gradient: on sim and cuda, with Dice on, sums writes no gradient and finish writes
+// BCE's and Dice's together; with Dice off sums writes it (on cpu finish always does). Either way
+// dlogits is complete after finish.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "kernels/backend.h"
+#include "kernels/rounding.h"
 
 namespace unet {
 
@@ -66,6 +73,19 @@ template <class T>
 void loss_finish(int n, int64_t pixels_per_sample, int global_n, const T* logits, const T* target,
                  const LossConfig& config, const double* sample_sums, const double* batch_sums, T* loss, T* dlogits);
 
+// The bf16 references (kernels/bf16_cpu.h): logits widened to T, targets to T, the references
+// above, each dlogit rounded to bf16 once.
+template <class T>
+void segmentation_loss_bf16(int n, int64_t pixels_per_sample, const bf16* logits, const float* target,
+                            const LossConfig& config, T* loss, bf16* dlogits);
+template <class T>
+void loss_sums_bf16(int n, int64_t pixels_per_sample, const bf16* logits, const float* target,
+                    const LossConfig& config, double* sample_sums, double* batch_sums);
+template <class T>
+void loss_finish_bf16(int n, int64_t pixels_per_sample, int global_n, const bf16* logits, const float* target,
+                      const LossConfig& config, const double* sample_sums, const double* batch_sums, T* loss,
+                      bf16* dlogits);
+
 }  // namespace cpu
 
 template <DeviceKind D>
@@ -90,6 +110,31 @@ struct SegmentationLoss {
   static double* batch_sums(void* workspace);
   static void finish(int n, int64_t pixels_per_sample, int global_n, const float* logits, const float* target,
                      const LossConfig& config, float* loss, float* dlogits, void* workspace, Stream stream);
+
+  // bf16 logits and dlogits, the same workspace. The pixel passes take eight pixels per thread (a
+  // 16-byte load of logits, two of targets, a 16-byte store of dlogits) where P is a multiple of 8
+  // and logits, target and dlogits are 16-byte aligned; otherwise one pixel per thread.
+  static void forward_backward(int n, int64_t pixels_per_sample,
+                               const bf16* logits,    // (N, P)
+                               const float* target,   // (N, P), 0 or 1
+                               const LossConfig& config,
+                               float* loss,           // (3): total, BCE, Dice
+                               bf16* dlogits,         // (N, P), overwritten; or nullptr for the value only
+                               void* workspace,       // workspace(n, P) bytes
+                               Stream stream, int version = 0);
+  static void sums(int n, int64_t pixels_per_sample, int global_n,
+                   const bf16* logits,   // (N, P)
+                   const float* target,  // (N, P)
+                   const LossConfig& config,
+                   bf16* dlogits,        // (N, P), or nullptr: see the top for which half writes it
+                   void* workspace, Stream stream);
+  static void finish(int n, int64_t pixels_per_sample, int global_n,
+                     const bf16* logits,   // (N, P)
+                     const float* target,  // (N, P)
+                     const LossConfig& config,
+                     float* loss,          // (3)
+                     bf16* dlogits,        // (N, P), complete on return; or nullptr
+                     void* workspace, Stream stream);
 };
 
 extern template struct SegmentationLoss<DeviceKind::sim>;
@@ -110,5 +155,15 @@ double* SegmentationLoss<DeviceKind::cpu>::batch_sums(void*);
 template <>
 void SegmentationLoss<DeviceKind::cpu>::finish(int, int64_t, int, const float*, const float*, const LossConfig&,
                                                float*, float*, void*, Stream);
+// The cpu device's bf16 path: the bf16 references in float (loss_cpu.cpp).
+template <>
+void SegmentationLoss<DeviceKind::cpu>::forward_backward(int, int64_t, const bf16*, const float*, const LossConfig&,
+                                                         float*, bf16*, void*, Stream, int);
+template <>
+void SegmentationLoss<DeviceKind::cpu>::sums(int, int64_t, int, const bf16*, const float*, const LossConfig&, bf16*,
+                                             void*, Stream);
+template <>
+void SegmentationLoss<DeviceKind::cpu>::finish(int, int64_t, int, const bf16*, const float*, const LossConfig&,
+                                               float*, bf16*, void*, Stream);
 
 }  // namespace unet

@@ -5,6 +5,8 @@
 
 #include "kernels/loss.h"
 
+#include "kernels/bf16_cpu.h"
+
 namespace unet::cpu {
 
 namespace {
@@ -170,6 +172,91 @@ void SegmentationLoss<DeviceKind::cpu>::finish(int n, int64_t pixels_per_sample,
   const double* batch = batch_sums(workspace);
   cpu::loss_finish(n, pixels_per_sample, global_n, logits, target, config, batch + loss_sum::count, batch, loss,
                    dlogits);
+}
+
+}  // namespace unet
+
+// ---------------------------------------------------------------------------------------------
+// bf16
+
+namespace unet::cpu {
+
+namespace {
+
+template <class T>
+std::vector<T> widen_targets(const float* target, int64_t count) {
+  return std::vector<T>(target, target + count);
+}
+
+}  // namespace
+
+template <class T>
+void loss_sums_bf16(int n, int64_t pixels_per_sample, const bf16* logits, const float* target,
+                    const LossConfig& config, double* sample_sums, double* batch_sums) {
+  const int64_t count = n * pixels_per_sample;
+  const std::vector<T> wide_logits = widen_bf16<T>(logits, count, 1, 1);
+  const std::vector<T> wide_target = widen_targets<T>(target, count);
+  loss_sums(n, pixels_per_sample, wide_logits.data(), wide_target.data(), config, sample_sums, batch_sums);
+}
+
+template <class T>
+void loss_finish_bf16(int n, int64_t pixels_per_sample, int global_n, const bf16* logits, const float* target,
+                      const LossConfig& config, const double* sample_sums, const double* batch_sums, T* loss,
+                      bf16* dlogits) {
+  const int64_t count = n * pixels_per_sample;
+  const std::vector<T> wide_logits = widen_bf16<T>(logits, count, 1, 1);
+  const std::vector<T> wide_target = widen_targets<T>(target, count);
+  std::vector<T> gradient(dlogits == nullptr ? 0 : static_cast<size_t>(count));
+  loss_finish(n, pixels_per_sample, global_n, wide_logits.data(), wide_target.data(), config, sample_sums, batch_sums,
+              loss, dlogits == nullptr ? nullptr : gradient.data());
+  if (dlogits != nullptr) round_to_bf16(gradient, count, 1, 1, dlogits);
+}
+
+template <class T>
+void segmentation_loss_bf16(int n, int64_t pixels_per_sample, const bf16* logits, const float* target,
+                            const LossConfig& config, T* loss, bf16* dlogits) {
+  std::vector<double> sample_sums(3 * static_cast<size_t>(n));
+  double batch_sums[loss_sum::count];
+  loss_sums_bf16<T>(n, pixels_per_sample, logits, target, config, sample_sums.data(), batch_sums);
+  loss_finish_bf16(n, pixels_per_sample, n, logits, target, config, sample_sums.data(), batch_sums, loss, dlogits);
+}
+
+template void segmentation_loss_bf16(int, int64_t, const bf16*, const float*, const LossConfig&, float*, bf16*);
+template void segmentation_loss_bf16(int, int64_t, const bf16*, const float*, const LossConfig&, double*, bf16*);
+template void loss_sums_bf16<float>(int, int64_t, const bf16*, const float*, const LossConfig&, double*, double*);
+template void loss_sums_bf16<double>(int, int64_t, const bf16*, const float*, const LossConfig&, double*, double*);
+template void loss_finish_bf16(int, int64_t, int, const bf16*, const float*, const LossConfig&, const double*,
+                               const double*, float*, bf16*);
+template void loss_finish_bf16(int, int64_t, int, const bf16*, const float*, const LossConfig&, const double*,
+                               const double*, double*, bf16*);
+
+}  // namespace unet::cpu
+
+namespace unet {
+
+// As in fp32, finish writes the whole gradient (one pass over the pixels forms it).
+template <>
+void SegmentationLoss<DeviceKind::cpu>::forward_backward(int n, int64_t pixels_per_sample, const bf16* logits,
+                                                         const float* target, const LossConfig& config, float* loss,
+                                                         bf16* dlogits, void*, Stream, int) {
+  cpu::segmentation_loss_bf16(n, pixels_per_sample, logits, target, config, loss, dlogits);
+}
+
+template <>
+void SegmentationLoss<DeviceKind::cpu>::sums(int n, int64_t pixels_per_sample, int, const bf16* logits,
+                                             const float* target, const LossConfig& config, bf16*, void* workspace,
+                                             Stream) {
+  double* batch = batch_sums(workspace);
+  cpu::loss_sums_bf16<float>(n, pixels_per_sample, logits, target, config, batch + loss_sum::count, batch);
+}
+
+template <>
+void SegmentationLoss<DeviceKind::cpu>::finish(int n, int64_t pixels_per_sample, int global_n, const bf16* logits,
+                                               const float* target, const LossConfig& config, float* loss,
+                                               bf16* dlogits, void* workspace, Stream) {
+  const double* batch = batch_sums(workspace);
+  cpu::loss_finish_bf16(n, pixels_per_sample, global_n, logits, target, config, batch + loss_sum::count, batch, loss,
+                        dlogits);
 }
 
 }  // namespace unet
