@@ -49,7 +49,7 @@ ScalarType Context::activation_type() const {
 
 Tensor Context::scratch(const Shape& shape, ScalarType type) {
   if (type == ScalarType::f32) return Tensor(&device_, arena_.allocate_floats(shape.numel()), shape);
-  const int stride = static_cast<int>(ceil_div(shape.c, 8) * 8);
+  const int stride = padded_stride(shape.c, type);
   auto* data = static_cast<bf16*>(arena_.allocate(static_cast<size_t>(shape.pixels() * stride) * sizeof(bf16)));
   return Tensor(&device_, data, shape, stride);
 }

@@ -62,9 +62,8 @@ class Context {
   ScalarType activation_type() const;
   // A fresh arena tensor of activation_type(); requires_grad if recording and `differentiable`.
   Var activation(const Shape& shape, bool differentiable = true);
-  // A fresh arena tensor. bf16 ones have their pixel stride rounded up to a multiple of 8 elements
-  // (16 bytes, so that kernels may move whole pixels of 8 channels; the padding is never read for
-  // its value) on the arena's 256-byte aligned base.
+  // A fresh arena tensor, with padded_stride() (engine/tensor.h: bf16 strides a multiple of 8, the
+  // padding never read for its value), on the arena's 256-byte aligned base.
   Tensor scratch(const Shape& shape, ScalarType type = ScalarType::f32);
   void* workspace(size_t bytes) { return bytes == 0 ? nullptr : arena_.allocate(bytes); }
 

@@ -221,28 +221,32 @@ Tensor segmentation_loss(Context& ctx, const Var& logits, const Tensor& target, 
   require(target.shape() == ls && target.dense(),
           "loss: target " + target.shape().text() + " does not match logits " + ls.text());
   Tensor values = ctx.scratch({1, 1, 1, loss_values});
-  float* dlogits = nullptr;
+  Tensor dlogits;  // of the logits' type
   if (ctx.recording() && logits.requires_grad()) {
     float beta = 0;
-    dlogits = ctx.outgoing_grad(logits, &beta).data();
+    dlogits = ctx.outgoing_grad(logits, &beta);
     require(beta == 0, "loss: the logits already have a gradient; the loss must come last");
   }
   const int64_t per_sample = int64_t{ls.h} * ls.w;
   const int global_n = across != nullptr ? across->global_samples : ls.n;
   require(global_n >= ls.n, "loss: a global batch of " + std::to_string(global_n) + " is smaller than this rank's " +
                                 std::to_string(ls.n));
-  const float* x = logits.value().data();
-  dispatch(ctx.kind(), [&]<DeviceKind D>() {
-    void* workspace = ctx.workspace(SegmentationLoss<D>::workspace(ls.n, per_sample));
-    if (across == nullptr) {
-      SegmentationLoss<D>::forward_backward(ls.n, per_sample, x, target.data(), config, values.data(), dlogits,
-                                            workspace, ctx.stream());
-      return;
-    }
-    SegmentationLoss<D>::sums(ls.n, per_sample, global_n, x, target.data(), config, dlogits, workspace, ctx.stream());
-    across->add_across_ranks(SegmentationLoss<D>::batch_sums(workspace), ctx.stream());
-    SegmentationLoss<D>::finish(ls.n, per_sample, global_n, x, target.data(), config, values.data(), dlogits,
-                                workspace, ctx.stream());
+  const Tensor& x = logits.value();
+  with_type(x.scalar_type(), [&]<class T>() {
+    T* dx = dlogits.defined() ? dlogits.data<T>() : nullptr;
+    dispatch(ctx.kind(), [&]<DeviceKind D>() {
+      void* workspace = ctx.workspace(SegmentationLoss<D>::workspace(ls.n, per_sample));
+      if (across == nullptr) {
+        SegmentationLoss<D>::forward_backward(ls.n, per_sample, x.data<T>(), target.data(), config, values.data(), dx,
+                                              workspace, ctx.stream());
+        return;
+      }
+      SegmentationLoss<D>::sums(ls.n, per_sample, global_n, x.data<T>(), target.data(), config, dx, workspace,
+                                ctx.stream());
+      across->add_across_ranks(SegmentationLoss<D>::batch_sums(workspace), ctx.stream());
+      SegmentationLoss<D>::finish(ls.n, per_sample, global_n, x.data<T>(), target.data(), config, values.data(), dx,
+                                  workspace, ctx.stream());
+    });
   });
   return values;
 }

@@ -37,6 +37,13 @@ Tensor Tensor::channels(int offset, int count) const {
   return Tensor(device_, static_cast<char*>(data_) + offset * element_bytes(type_), type_, slice, pixel_stride_);
 }
 
+Tensor Tensor::samples(int count) const {
+  if (count < 0 || count > shape_.n) throw Error("tensor: " + std::to_string(count) + " samples of " + shape_.text());
+  Shape prefix = shape_;
+  prefix.n = count;
+  return Tensor(device_, data_, type_, prefix, pixel_stride_);
+}
+
 namespace {
 
 // Elements from the first of the view to one past its last: the span a strided view touches.
@@ -101,6 +108,17 @@ void Tensor::from_host(const std::vector<float>& values) const {
   }
   const std::vector<char> patched = narrow(wide, type_);
   device_->copy_to_device(data_, patched.data(), patched.size());
+}
+
+int padded_stride(int channels, ScalarType type) {
+  if (type == ScalarType::f32 || channels == 1) return channels;
+  return static_cast<int>(ceil_div(channels, 8) * 8);
+}
+
+Tensor allocate_tensor(Device& device, const Shape& shape, ScalarType type) {
+  const int stride = padded_stride(shape.c, type);
+  void* data = device.allocate(static_cast<size_t>(shape.pixels() * stride) * element_bytes(type));
+  return Tensor(&device, data, type, shape, stride);
 }
 
 }  // namespace unet

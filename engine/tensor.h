@@ -68,6 +68,8 @@ class Tensor {
 
   // Channels [offset, offset + count) of every pixel, sharing this tensor's memory.
   Tensor channels(int offset, int count) const;
+  // The first `count` samples (along N), sharing this tensor's memory.
+  Tensor samples(int count) const;
 
   // Dense host copies as floats (strided views are gathered and scattered): bf16 is widened on the
   // way out and rounded to nearest even on the way in.
@@ -75,6 +77,7 @@ class Tensor {
   void from_host(const std::vector<float>& values) const;
 
  private:
+  friend Tensor allocate_tensor(Device& device, const Shape& shape, ScalarType type);
   Tensor(Device* device, void* data, ScalarType type, Shape shape, int pixel_stride);
   [[noreturn]] void type_mismatch(ScalarType asked) const;
 
@@ -84,5 +87,14 @@ class Tensor {
   Shape shape_;
   int pixel_stride_ = 1;
 };
+
+// The pixel stride the engine gives a fresh tensor of `channels`: dense for f32; for bf16 rounded
+// up to a multiple of 8 elements (16 bytes, whole octets for the kernels' vector paths), except
+// that one channel (the logits' maps) stays dense.
+int padded_stride(int channels, ScalarType type);
+
+// A tensor in a device allocation of its own, laid out with padded_stride(); the caller releases
+// it with device.release(t.bytes()).
+Tensor allocate_tensor(Device& device, const Shape& shape, ScalarType type);
 
 }  // namespace unet

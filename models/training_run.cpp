@@ -263,7 +263,7 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
   trainer_.set_communicator(comm_);
   trainer_.set_batch_source([this](Stream stream) {
     resident_.train_batch(trainer_.clock().step(), steps_per_epoch_, local_batch_, config_.augment, config_.seed,
-                          {trainer_.image().data(), config_.model.in_channels, trainer_.mask().data(), 1}, stream);
+                          {trainer_.image().data(), trainer_.image().pixel_stride(), trainer_.mask().data(), 1}, stream);
   });
   trainer_.clock().set(step_);
 }

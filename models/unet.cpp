@@ -93,6 +93,10 @@ Var UNet::forward(Context& ctx, const Tensor& image) const {
     throw Error(std::string("model: a ") + precision_name(precision_) + " model run in a " +
                 precision_name(ctx.precision()) + " context");
   }
+  if (image.scalar_type() != ctx.activation_type()) {
+    throw Error(std::string("model: a ") + scalar_type_name(image.scalar_type()) + " input to a " +
+                precision_name(precision_) + " model (it takes " + scalar_type_name(ctx.activation_type()) + ")");
+  }
   Var x = ctx.input(image);
   std::vector<Var> concatenated;  // per level: [upsampled, skip]
   int h = in.h, w = in.w;

@@ -92,7 +92,7 @@ int command_bench(const Args& args) {
     stream = dev.create_stream();
     context = std::make_unique<Context>(dev, stream, model.precision());
     context->set_recording(false);
-    input = Tensor(&dev, static_cast<float*>(dev.allocate(shape.numel() * sizeof(float))), shape);
+    input = allocate_tensor(dev, shape, context->activation_type());
     input.from_host(image);
   }
   const auto step = [&] {
@@ -142,7 +142,7 @@ int command_bench(const Args& args) {
   }
   if (!train) {
     context.reset();
-    dev.release(input.data());
+    dev.release(input.bytes());
     dev.destroy_stream(stream);
   }
   return 0;

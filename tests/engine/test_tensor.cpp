@@ -30,10 +30,11 @@ TEST_CASE("a tensor's data is only handed out as its own type") {
   CHECK_THROWS_WITH(single.data<bf16>(), "tensor: bf16 data asked of a f32 tensor (1, 2, 2, 3)");
 }
 
-TEST_CASE("bf16 arena tensors have a 16-byte base and a pixel stride of a multiple of 8") {
+TEST_CASE("bf16 arena tensors have a 16-byte base and a pixel stride of a multiple of 8, or are one dense channel") {
   Device& cpu = device(DeviceKind::cpu);
   Context ctx(cpu, {}, Precision::bf16);
-  for (int channels : {1, 3, 8, 9, 64}) {
+  CHECK(ctx.scratch({2, 3, 5, 1}, ScalarType::bf16).pixel_stride() == 1);
+  for (int channels : {2, 3, 8, 9, 64}) {
     const Tensor t = ctx.scratch({2, 3, 5, channels}, ScalarType::bf16);
     CHECK(t.pixel_stride() % 8 == 0);
     CHECK(t.pixel_stride() >= channels);
