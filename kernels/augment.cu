@@ -7,6 +7,9 @@
 //      once, in shared memory, and the block's threads read it after a barrier. The work left
 //      per pixel is the bilinear gather: four 3-byte reads (cached: neighbouring threads read
 //      neighbouring pixels), one mask byte, and 16 bytes of float output.
+// bf16 image (augment_bf16_kernel<version>): the same two versions through the same per-pixel
+// code, each image value rounded once as it is stored (three 2-byte stores: a 3-channel pixel has
+// no 16-byte path).
 #include "kernels/augment.h"
 
 #include <cstdint>
@@ -19,21 +22,34 @@ namespace unet::KERNEL_BACKEND {
 // ---------------------------------------------------------------------------------------------
 // kernels
 
-__device__ __forceinline__ void write_pixel(const SliceData& data, const BatchTarget& target, int b, int64_t p,
+__device__ __forceinline__ void store_image(const float* values, float* image) {
+  for (int c = 0; c < 3; ++c) image[c] = values[c];
+}
+
+__device__ __forceinline__ void store_image(const float* values, bf16* image) {
+  for (int c = 0; c < 3; ++c) image[c] = to_bf16(values[c]);
+}
+
+// Target: BatchTarget or BatchTargetBf16. The pixel is sampled in fp32 and stored in the target's type.
+template <class Target>
+__device__ __forceinline__ void write_pixel(const SliceData& data, const Target& target, int b, int64_t p,
                                             bool valid, int slice, const AffineMap& map) {
   const int64_t pixel = b * static_cast<int64_t>(data.height) * data.width + p;
-  float* image = target.image + pixel * target.image_stride;
   float* mask = target.mask + pixel * target.mask_stride;
-  if (!valid) {
-    image[0] = image[1] = image[2] = *mask = NAN;
-    return;
+  float image[3] = {NAN, NAN, NAN};
+  if (valid) {
+    const int y = static_cast<int>(p / data.width), x = static_cast<int>(p % data.width);
+    sample_pixel(data, slice, map, x, y, image, mask);
+  } else {
+    *mask = NAN;
   }
-  const int y = static_cast<int>(p / data.width), x = static_cast<int>(p % data.width);
-  sample_pixel(data, slice, map, x, y, image, mask);
+  store_image(image, target.image + pixel * target.image_stride);
 }
 
 // grid (ceil(H W / blockDim.x), batch): thread -> pixel p of sample blockIdx.y.
-__global__ void augment_kernel1(SliceData data, BatchSource source, int batch, BatchTarget target) {
+template <class Target>
+__device__ __forceinline__ void augment_pixel1(const SliceData& data, const BatchSource& source, int batch,
+                                               const Target& target) {
   const int64_t p = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (p >= static_cast<int64_t>(data.height) * data.width) return;
   const int b = static_cast<int>(blockIdx.y);
@@ -43,7 +59,9 @@ __global__ void augment_kernel1(SliceData data, BatchSource source, int batch, B
   write_pixel(data, target, b, p, valid, slice, map);
 }
 
-__global__ void augment_kernel2(SliceData data, BatchSource source, int batch, BatchTarget target) {
+template <class Target>
+__device__ __forceinline__ void augment_pixel2(const SliceData& data, const BatchSource& source, int batch,
+                                               const Target& target) {
   __shared__ AffineMap shared_map;
   __shared__ int shared_slice;
   __shared__ int shared_valid;
@@ -61,6 +79,22 @@ __global__ void augment_kernel2(SliceData data, BatchSource source, int batch, B
   write_pixel(data, target, b, p, shared_valid != 0, shared_slice, shared_map);
 }
 
+__global__ void augment_kernel1(SliceData data, BatchSource source, int batch, BatchTarget target) {
+  augment_pixel1(data, source, batch, target);
+}
+
+__global__ void augment_kernel2(SliceData data, BatchSource source, int batch, BatchTarget target) {
+  augment_pixel2(data, source, batch, target);
+}
+
+__global__ void augment_bf16_kernel1(SliceData data, BatchSource source, int batch, BatchTargetBf16 target) {
+  augment_pixel1(data, source, batch, target);
+}
+
+__global__ void augment_bf16_kernel2(SliceData data, BatchSource source, int batch, BatchTargetBf16 target) {
+  augment_pixel2(data, source, batch, target);
+}
+
 }  // namespace unet::KERNEL_BACKEND
 
 // ---------------------------------------------------------------------------------------------
@@ -74,7 +108,8 @@ namespace {
 
 constexpr int block_threads = 256;
 
-void check_arguments(const SliceData& data, const BatchSource& source, int batch, const BatchTarget& target) {
+template <class Target>
+void check_arguments(const SliceData& data, const BatchSource& source, int batch, const Target& target) {
   auto fail = [](const std::string& what) { throw Error("augment: " + what); };
   if (batch < 0 || batch > 65535) fail("batch " + std::to_string(batch) + " is outside [0, 65535]");
   if (target.image_stride < 3 || target.mask_stride < 1) {
@@ -98,6 +133,20 @@ void Augment<D>::build_batch(const SliceData& data, const BatchSource& source, i
     launch(KERNEL(augment_kernel1), grid, dim3(block_threads), 0, stream, data, source, batch, target);
   } else {
     launch(KERNEL(augment_kernel2), grid, dim3(block_threads), 0, stream, data, source, batch, target);
+  }
+}
+
+template <DeviceKind D>
+void Augment<D>::build_batch(const SliceData& data, const BatchSource& source, int batch,
+                             const BatchTargetBf16& target, Stream stream, int version) {
+  check_arguments(data, source, batch, target);
+  const int64_t plane = static_cast<int64_t>(data.height) * data.width;
+  if (batch == 0 || plane == 0) return;
+  const dim3 grid(static_cast<unsigned>(ceil_div(plane, block_threads)), static_cast<unsigned>(batch));
+  if (version == 1) {
+    launch(KERNEL(augment_bf16_kernel1), grid, dim3(block_threads), 0, stream, data, source, batch, target);
+  } else {
+    launch(KERNEL(augment_bf16_kernel2), grid, dim3(block_threads), 0, stream, data, source, batch, target);
   }
 }
 

@@ -33,6 +33,12 @@
 // a * b + c into one fused multiply-add and sinf/cosf may round differently, so an image value can
 // differ by a rounding of the bilinear weights and a mask pixel whose sample point falls within a
 // rounding of a pixel edge can take its neighbour's value.
+//
+// bf16 (the overload taking a BatchTargetBf16): the image is stored in bf16, each value the fp32
+// value above rounded once at the store (NaN stays NaN); the mask stays fp32. The 3-channel image
+// is written with one 2-byte store per channel whatever its pixel stride (an 8-channel stride's
+// padding is never written), so this pass has no 16-byte path: it writes 6 bytes of image and 4
+// of mask a pixel, against 16 in fp32.
 #pragma once
 
 #include <cmath>
@@ -40,6 +46,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/philox.h"
+#include "kernels/rounding.h"
 
 namespace unet {
 
@@ -97,6 +104,14 @@ struct BatchTarget {
   float* image;  // (batch, height, width, 3), pixel stride image_stride >= 3
   int image_stride;
   float* mask;   // (batch, height, width, 1), pixel stride mask_stride >= 1; 0 or 1
+  int mask_stride;
+};
+
+// The same with the image in bf16.
+struct BatchTargetBf16 {
+  bf16* image;  // (batch, height, width, 3), pixel stride image_stride >= 3
+  int image_stride;
+  float* mask;  // (batch, height, width, 1), pixel stride mask_stride >= 1; 0 or 1
   int mask_stride;
 };
 
@@ -211,6 +226,8 @@ namespace cpu {
 // The reference: the batch the kernels must reproduce, bit for bit on sim. No double version: the
 // batch is defined by its float arithmetic, and nothing differentiates through it.
 void build_batch(const SliceData& data, const BatchSource& source, int batch, const BatchTarget& target);
+// The bf16 image: the batch above with each image value rounded to bf16 once.
+void build_batch(const SliceData& data, const BatchSource& source, int batch, const BatchTargetBf16& target);
 
 }  // namespace cpu
 
@@ -221,6 +238,9 @@ struct Augment {
   // Every pointer in `data`, `source` and `target` is device memory; `batch` samples are written.
   static void build_batch(const SliceData& data, const BatchSource& source, int batch, const BatchTarget& target,
                           Stream stream, int version = 0);
+  // bf16 image (the same versions; see the top).
+  static void build_batch(const SliceData& data, const BatchSource& source, int batch,
+                          const BatchTargetBf16& target, Stream stream, int version = 0);
 };
 
 extern template struct Augment<DeviceKind::sim>;
@@ -230,5 +250,8 @@ extern template struct Augment<DeviceKind::cuda>;
 // augment_cpu.cpp. Declared here so that the compiler checks each against the launcher above.
 template <>
 void Augment<DeviceKind::cpu>::build_batch(const SliceData&, const BatchSource&, int, const BatchTarget&, Stream, int);
+template <>
+void Augment<DeviceKind::cpu>::build_batch(const SliceData&, const BatchSource&, int, const BatchTargetBf16&, Stream,
+                                           int);
 
 }  // namespace unet

@@ -5,6 +5,8 @@
 
 #include "kernels/augment.h"
 
+#include <vector>
+
 namespace unet::cpu {
 
 void build_batch(const SliceData& data, const BatchSource& source, int batch, const BatchTarget& target) {
@@ -37,6 +39,33 @@ namespace unet {
 template <>
 void Augment<DeviceKind::cpu>::build_batch(const SliceData& data, const BatchSource& source, int batch,
                                            const BatchTarget& target, Stream, int) {
+  cpu::build_batch(data, source, batch, target);
+}
+
+}  // namespace unet
+
+// ---------------------------------------------------------------------------------------------
+// bf16
+
+namespace unet::cpu {
+
+// The fp32 batch into a dense image (the mask straight into its target), then each value rounded.
+void build_batch(const SliceData& data, const BatchSource& source, int batch, const BatchTargetBf16& target) {
+  const int64_t pixels = int64_t{batch} * data.height * data.width;
+  std::vector<float> image(static_cast<size_t>(pixels) * 3);
+  build_batch(data, source, batch, BatchTarget{image.data(), 3, target.mask, target.mask_stride});
+  for (int64_t p = 0; p < pixels; ++p) {
+    for (int c = 0; c < 3; ++c) target.image[p * target.image_stride + c] = to_bf16(image[p * 3 + c]);
+  }
+}
+
+}  // namespace unet::cpu
+
+namespace unet {
+
+template <>
+void Augment<DeviceKind::cpu>::build_batch(const SliceData& data, const BatchSource& source, int batch,
+                                           const BatchTargetBf16& target, Stream, int) {
   cpu::build_batch(data, source, batch, target);
 }
 

@@ -298,3 +298,47 @@ TEST_CASE("augment kernels: throughput at 256x256, batch 64", "[.benchmark]") {
   dev().destroy_event(start);
   dev().destroy_event(end);
 }
+
+TEST_CASE("augment kernels: a bf16 image is this device's fp32 image rounded once, the mask unchanged",
+          "[augment][bf16]") {
+  const Shape shape = shapes()[1];
+  const HostSlices host = test::random_slices(shape.slices, shape.height, shape.width, 23);
+  const DeviceSlices slices(host);
+  std::vector<int32_t> order(static_cast<size_t>(shape.batch));
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>((i * 3 + 2) % shape.slices);
+  DeviceBuffer<int32_t> d_order(dev(), order);
+  DeviceBuffer<int64_t> d_step(dev(), std::vector<int64_t>{1});
+  const int64_t pixels = int64_t{shape.batch} * shape.height * shape.width;
+  for (int version = 1; version <= Augment<kDevice>::versions; ++version) {
+    for (bool zscore : {false, true}) {
+      // Dense, the arena's padded stride of 8, an odd offset.
+      for (Slice layout : {Slice{3, 0}, Slice{8, 0}, Slice{5, 1}}) {
+        INFO("version " << version << ", zscore " << zscore << ", image stride " << layout.stride);
+        const BatchSource source{d_step.data(), d_order.data(), 1, 77, strong()};
+        DeviceBuffer<float> image(dev(), pixels * 3), mask(dev(), pixels);
+        Augment<kDevice>::build_batch(slices.view(zscore), source, shape.batch, {image.data(), 3, mask.data(), 1},
+                                      {}, version);
+        std::vector<uint16_t> expected;
+        for (float v : image.download()) expected.push_back(to_bf16(v).bits);
+
+        DeviceBuffer<bf16> image_bf16(dev(), pixels * layout.stride);
+        DeviceBuffer<float> mask_bf16(dev(), pixels);
+        image_bf16.poison();
+        mask_bf16.poison();
+        Augment<kDevice>::build_batch(slices.view(zscore), source, shape.batch,
+                                      BatchTargetBf16{image_bf16.data() + layout.offset, layout.stride,
+                                                      mask_bf16.data(), 1},
+                                      {}, version);
+        const auto wide = image_bf16.download();
+        const auto dense = test::narrow(wide, pixels, 3, layout);
+        std::vector<uint16_t> got;
+        for (bf16 v : dense) got.push_back(v.bits);
+        CHECK(got == expected);
+        CHECK(std::memcmp(mask_bf16.download().data(), mask.download().data(), pixels * sizeof(float)) == 0);
+        std::vector<uint16_t> wide_bits;
+        for (bf16 v : wide) wide_bits.push_back(v.bits);
+        CHECK(test::outside_untouched(wide_bits, pixels, 3, layout, uint16_t{0xffff}));
+      }
+    }
+  }
+}

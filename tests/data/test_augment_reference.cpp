@@ -299,3 +299,33 @@ TEST_CASE("augment reference: the load-time resize agrees with PyTorch's interpo
   }
   CHECK(checked == 4);
 }
+
+TEST_CASE("augment reference: the bf16 image is the fp32 image rounded once, through any pixel stride",
+          "[augment][bf16]") {
+  const HostSlices host = test::random_slices(5, 9, 13, 31);
+  const int batch = 3;
+  const std::vector<int32_t> order = {4, 0, 2};
+  const int64_t step = 1;
+  AugmentRanges ranges;
+  ranges.rotate_max = 90;
+  const BatchSource source{&step, order.data(), 1, 5, ranges};
+  const test::HostBatch expected = test::reference_batch(host, true, source, batch);
+  const size_t pixels = expected.mask.size();
+  for (const int stride : {3, 8}) {
+    INFO("image stride " << stride);
+    std::vector<bf16> image(pixels * stride, bf16{0x1234});
+    std::vector<float> mask(pixels, NAN);
+    cpu::build_batch(host.view(true), source, batch, BatchTargetBf16{image.data(), stride, mask.data(), 1});
+    bool rounded = true, padding_untouched = true;
+    for (size_t p = 0; p < pixels; ++p) {
+      for (int c = 0; c < stride; ++c) {
+        const uint16_t bits = image[p * stride + c].bits;
+        if (c < 3) rounded = rounded && bits == to_bf16(expected.image[p * 3 + c]).bits;
+        if (c >= 3) padding_untouched = padding_untouched && bits == 0x1234;
+      }
+    }
+    CHECK(rounded);
+    CHECK(padding_untouched);
+    CHECK(mask == expected.mask);
+  }
+}

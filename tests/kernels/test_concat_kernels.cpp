@@ -119,6 +119,6 @@ TEST_CASE("concat kernels: backward equals the reference for beta 0 and 1", "[co
 }
 
 TEST_CASE("concat kernels: an empty tensor launches nothing", "[concat]") {
-  Concat<kDevice>::forward(0, nullptr, 3, 3, nullptr, 4, 4, nullptr, 7, {});
-  Concat<kDevice>::backward(5, nullptr, 0, 0, 0, 0.0f, nullptr, 0, nullptr, 0, {});
+  Concat<kDevice>::forward(0, static_cast<const float*>(nullptr), 3, 3, nullptr, 4, 4, nullptr, 7, {});
+  Concat<kDevice>::backward(5, static_cast<const float*>(nullptr), 0, 0, 0, 0.0f, nullptr, 0, nullptr, 0, {});
 }

@@ -172,6 +172,6 @@ TEST_CASE("max_pool2d kernels: the same inputs give the same bits", "[max_pool2d
 }
 
 TEST_CASE("max_pool2d kernels: an empty tensor launches nothing", "[max_pool2d]") {
-  MaxPool2d<kDevice>::forward({0, 4, 4, 8}, nullptr, 8, nullptr, 8, nullptr, {});
-  MaxPool2d<kDevice>::backward({1, 4, 4, 0}, nullptr, 0, nullptr, 0.0f, nullptr, 0, {});
+  MaxPool2d<kDevice>::forward({0, 4, 4, 8}, static_cast<const float*>(nullptr), 8, nullptr, 8, nullptr, {});
+  MaxPool2d<kDevice>::backward({1, 4, 4, 0}, static_cast<const float*>(nullptr), 0, nullptr, 0.0f, nullptr, 0, {});
 }

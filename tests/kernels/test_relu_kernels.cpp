@@ -71,6 +71,6 @@ TEST_CASE("relu kernels: backward equals the reference for beta 0 and 1", "[relu
 }
 
 TEST_CASE("relu kernels: an empty tensor launches nothing", "[relu]") {
-  Relu<kDevice>::forward(0, 8, nullptr, 8, nullptr, 8, {});
-  Relu<kDevice>::backward(5, 0, nullptr, 0, nullptr, 0, 0.0f, nullptr, 0, {});
+  Relu<kDevice>::forward(0, 8, static_cast<const float*>(nullptr), 8, nullptr, 8, {});
+  Relu<kDevice>::backward(5, 0, static_cast<const float*>(nullptr), 0, nullptr, 0, 0.0f, nullptr, 0, {});
 }

@@ -92,6 +92,6 @@ TEST_CASE("sigmoid kernels: backward equals the reference for beta 0 and 1", "[s
 }
 
 TEST_CASE("sigmoid kernels: an empty tensor launches nothing", "[sigmoid]") {
-  Sigmoid<kDevice>::forward(0, 8, nullptr, 8, nullptr, 8, {});
+  Sigmoid<kDevice>::forward(0, 8, static_cast<const float*>(nullptr), 8, nullptr, 8, {});
   Sigmoid<kDevice>::backward(5, 0, nullptr, 0, nullptr, 0, 0.0f, nullptr, 0, {});
 }
