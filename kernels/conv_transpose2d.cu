@@ -16,6 +16,15 @@
 //      whose source pixels are the output pixels each input pixel fed. backward_weight: M = Cin,
 //      N = (tap, Cout), K = input pixels, split into fixed chunks whose partial dW are summed in
 //      order (column_sum.h): deterministic, no atomics.
+//   3  one GEMM over the four taps on tensor cores in TF32 (kernels/conv_mma.h: a 128 x 64 block tile
+//      of 4 warps on mma.sync m16n8k8, K-steps of 16 through a 3-stage cp.async pipeline, operands
+//      rounded with cvt.rna as they leave shared memory; 16-byte copies where channels, strides and
+//      pointers are multiples of 4 floats, 4-byte copies otherwise). forward: M = input pixels,
+//      N = 4 Cout (column (tap, o), W read as a Cin x 4 Cout matrix), K = Cin, the bias and the
+//      pixel shuffle in the epilogue, written through y's pixel stride. backward_data: M = input
+//      pixels, N = Cin, K = (tap, Cout), a K-step's A rows gathered at the tap's output pixels.
+//      backward_weight: M = Cin, N = 4 Cout, K = input pixels, split as version 2 splits them and
+//      summed in order. Compared with cpu::conv_transpose2d_*_tf32. Not the default: version 0 is 2.
 // backward_bias has one version: the deterministic two-pass column sum shared with conv2d
 // (column_sum.h), over the output pixels.
 // The bf16 overloads (fp32 arithmetic, bf16 activations, each bf16 output rounded once):
@@ -30,6 +39,7 @@
 #include "kernels/column_sum.h"
 #include "kernels/dialect.h"
 #include "kernels/conv_gemm.h"
+#include "kernels/conv_mma.h"
 
 namespace unet::KERNEL_BACKEND {
 
@@ -378,6 +388,221 @@ __global__ __launch_bounds__(gemm::kThreads, 2) void conv_transpose2d_backward_w
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// kernels: version 3, one GEMM over the four taps on tensor cores in TF32 (kernels/conv_mma.h)
+//
+// Column n of a (4 Cout)-wide GEMM is (tap, o) = (n / Cout, n % Cout), the layout of a weight row
+// W(i, ., ., .): forward multiplies x by W read as a Cin x 4 Cout matrix and scatters column n to
+// the tap's output pixel (the pixel shuffle); backward_weight is its transpose over the pixels.
+
+// The (tap, channel) of GEMM column n.
+struct TapColumn {
+  int tap, channel;
+};
+__device__ __forceinline__ TapColumn tap_column(int n, int c_out) { return {n / c_out, n % c_out}; }
+
+__device__ __forceinline__ int64_t tap_output_pixel(int pixel, int width, int tap) {
+  return conv_transpose2d_output_pixel(pixel, pixel % width, width, tap / 2, tap % 2);
+}
+
+// forward: A row = the pixel's input channels k0 .. k0 + 15 (K-contiguous); B = W as Cin x 4 Cout,
+// K-major: row k is W(k0 + k, ., ., .), the block's 64 columns contiguous.
+template <bool kVector>
+struct UpForwardTiles3 {
+  static constexpr int kSliceA = mma::kTileM * mma::kRowFloats;
+  static constexpr int kStageFloats = kSliceA + mma::kTileK * mma::kColumnFloats;  // A, then B
+  ConvTranspose2dShape shape;
+  const float* x;
+  int x_stride;
+  const float* weight;
+  int block_pixel, block_column;
+  int k0 = 0;  // the K-step: input channels k0 .. k0 + 15
+
+  __device__ int steps() const { return static_cast<int>(ceil_div(shape.c_in, mma::kTileK)); }
+  __device__ void copy(float* stage) const {
+    const int pixels = shape.n * shape.h * shape.w, columns = 4 * shape.c_out;
+    const auto a_row = [&](int row) -> const float* {
+      return block_pixel + row < pixels ? x + int64_t{block_pixel + row} * x_stride : nullptr;
+    };
+    mma::copy_slice<mma::kTileM, mma::kTileK, mma::kRowFloats, kVector>(stage, a_row, x, k0, shape.c_in);
+    const auto b_row = [&](int k) -> const float* {
+      return k0 + k < shape.c_in ? weight + int64_t{k0 + k} * columns : nullptr;
+    };
+    mma::copy_slice<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA, b_row, weight,
+                                                                            block_column, columns);
+  }
+  __device__ void advance() { k0 += mma::kTileK; }
+  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
+    const float* b = stage + kSliceA;
+    mma::multiply_stage([&](int m, int k) { return mma::k_contiguous(stage, m, k); },
+                        [&](int n, int k) { return mma::k_major<mma::kColumnFloats>(b, n, k); }, acc);
+  }
+};
+
+// The pixel shuffle: C(p, (tap, o)) + b(o) is y at the output pixel p fed through the tap, channel o.
+template <bool kVector>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv_transpose2d_forward_kernel3(
+    ConvTranspose2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ weight,
+    const float* __restrict__ bias, float* __restrict__ y, int y_stride) {
+  DYNAMIC_SHARED(float, shared);
+  const int block_pixel = blockIdx.x * mma::kTileM, block_column = blockIdx.y * mma::kTileN;
+  UpForwardTiles3<kVector> tiles{shape, x, x_stride, weight, block_pixel, block_column};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  const int pixels = shape.n * shape.h * shape.w, columns = 4 * shape.c_out;
+  UNET_UNROLL
+  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+      UNET_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int pixel = block_pixel + mma::accumulator_row(mi, i), n = block_column + mma::accumulator_col(ni, i);
+        if (pixel >= pixels || n >= columns) continue;
+        const TapColumn column = tap_column(n, shape.c_out);
+        const float value = acc[mi][ni][i] + (bias != nullptr ? bias[column.channel] : 0.0f);
+        y[tap_output_pixel(pixel, shape.w, column.tap) * y_stride + column.channel] = value;
+      }
+    }
+  }
+}
+
+// backward_data: K = (tap, Cout), one tap per K-step. A row = dy at the output pixel the input
+// pixel fed through the tap, channels k0 .. k0 + 15; B row n = W(block_channel + n, tap, .), the
+// same channels (both K-contiguous).
+template <bool kVector>
+struct UpDataTiles3 {
+  static constexpr int kSliceA = mma::kTileM * mma::kRowFloats;
+  static constexpr int kStageFloats = kSliceA + mma::kTileN * mma::kRowFloats;  // A, then B
+  ConvTranspose2dShape shape;
+  const float* dy;
+  int dy_stride;
+  const float* weight;
+  int block_pixel, block_channel;
+  int tap = 0, k0 = 0;  // the K-step: the tap, output channels k0 .. k0 + 15
+
+  __device__ int steps() const { return 4 * static_cast<int>(ceil_div(shape.c_out, mma::kTileK)); }
+  __device__ void copy(float* stage) const {
+    const int pixels = shape.n * shape.h * shape.w;
+    const auto a_row = [&](int row) -> const float* {
+      const int pixel = block_pixel + row;
+      return pixel < pixels ? dy + tap_output_pixel(pixel, shape.w, tap) * dy_stride : nullptr;
+    };
+    mma::copy_slice<mma::kTileM, mma::kTileK, mma::kRowFloats, kVector>(stage, a_row, dy, k0, shape.c_out);
+    const auto b_row = [&](int row) -> const float* {
+      const int i = block_channel + row;
+      return i < shape.c_in ? weight + (int64_t{i} * 4 + tap) * shape.c_out : nullptr;
+    };
+    mma::copy_slice<mma::kTileN, mma::kTileK, mma::kRowFloats, kVector>(stage + kSliceA, b_row, weight, k0,
+                                                                        shape.c_out);
+  }
+  __device__ void advance() {
+    k0 += mma::kTileK;
+    if (k0 < shape.c_out) return;
+    k0 = 0;
+    ++tap;
+  }
+  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
+    const float* b = stage + kSliceA;
+    mma::multiply_stage([&](int m, int k) { return mma::k_contiguous(stage, m, k); },
+                        [&](int n, int k) { return mma::k_contiguous(b, n, k); }, acc);
+  }
+};
+
+template <bool kVector>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv_transpose2d_backward_data_kernel3(
+    ConvTranspose2dShape shape, const float* __restrict__ dy, int dy_stride, const float* __restrict__ weight,
+    float beta, float* __restrict__ dx, int dx_stride) {
+  DYNAMIC_SHARED(float, shared);
+  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  UpDataTiles3<kVector> tiles{shape, dy, dy_stride, weight, block_pixel, block_channel};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  const int pixels = shape.n * shape.h * shape.w;
+  UNET_UNROLL
+  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+      UNET_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int pixel = block_pixel + mma::accumulator_row(mi, i), c = block_channel + mma::accumulator_col(ni, i);
+        if (pixel >= pixels || c >= shape.c_in) continue;
+        float& out = dx[int64_t{pixel} * dx_stride + c];
+        out = beta == 0.0f ? acc[mi][ni][i] : beta * out + acc[mi][ni][i];  // beta = 0 overwrites, even NaN
+      }
+    }
+  }
+}
+
+// backward_weight, one chunk of input pixels (blockIdx.z): A (Cin x pixels) is x, K-major (a
+// pixel's 128 channels of the block in a row); B (pixels x (tap, Cout)) is dy at the output pixel
+// each input pixel fed through the column's tap, K-major. With kVector Cout is a multiple of 4, so
+// a 4-float chunk of B never straddles two taps.
+template <bool kVector>
+struct UpWeightTiles3 {
+  static constexpr int kSliceA = mma::kTileK * mma::kWideColumnFloats;
+  static constexpr int kStageFloats = kSliceA + mma::kTileK * mma::kColumnFloats;  // A, then B
+  ConvTranspose2dShape shape;
+  const float* x;
+  int x_stride;
+  const float* dy;
+  int dy_stride;
+  int block_channel, block_column;  // the tile's first input channel and (tap, o) column of dW
+  int begin, end;                   // this chunk's pixels
+  int p0 = 0;                       // the K-step: pixels begin + p0 .. + 15
+
+  __device__ int steps() const { return static_cast<int>(ceil_div(end - begin, mma::kTileK)); }
+  __device__ void copy(float* stage) const {
+    const auto x_row = [&](int k) -> const float* {
+      return begin + p0 + k < end ? x + int64_t{begin + p0 + k} * x_stride : nullptr;
+    };
+    mma::copy_slice<mma::kTileK, mma::kTileM, mma::kWideColumnFloats, kVector>(stage, x_row, x, block_channel,
+                                                                                shape.c_in);
+    const auto g_chunk = [&](int k, int col) -> const float* {
+      const int pixel = begin + p0 + k, n = block_column + col;
+      if (pixel >= end || n >= 4 * shape.c_out) return nullptr;
+      const TapColumn column = tap_column(n, shape.c_out);
+      return dy + tap_output_pixel(pixel, shape.w, column.tap) * dy_stride + column.channel;
+    };
+    mma::copy_chunks<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA, g_chunk, dy);
+  }
+  __device__ void advance() { p0 += mma::kTileK; }
+  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
+    const float* b = stage + kSliceA;
+    mma::multiply_stage([&](int m, int k) { return mma::k_major<mma::kWideColumnFloats>(stage, m, k); },
+                        [&](int n, int k) { return mma::k_major<mma::kColumnFloats>(b, n, k); }, acc);
+  }
+};
+
+// Writes this chunk's partial dW, laid out as dW: partial[chunk][i][(tap, o)].
+template <bool kVector>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv_transpose2d_backward_weight_kernel3(
+    ConvTranspose2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ dy,
+    int dy_stride, int chunk, float* __restrict__ partial) {
+  DYNAMIC_SHARED(float, shared);
+  const int pixels = shape.n * shape.h * shape.w, columns = 4 * shape.c_out;
+  const int begin = blockIdx.z * chunk, end = pixels < begin + chunk ? pixels : begin + chunk;
+  const int block_channel = blockIdx.x * mma::kTileM, block_column = blockIdx.y * mma::kTileN;
+  UpWeightTiles3<kVector> tiles{shape, x, x_stride, dy, dy_stride, block_channel, block_column, begin, end};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  float* out = partial + int64_t{blockIdx.z} * shape.c_in * columns;
+  UNET_UNROLL
+  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+      UNET_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int c = block_channel + mma::accumulator_row(mi, i), n = block_column + mma::accumulator_col(ni, i);
+        if (c < shape.c_in && n < columns) out[int64_t{c} * columns + n] = acc[mi][ni][i];
+      }
+    }
+  }
+}
+
 }  // namespace unet::KERNEL_BACKEND
 
 // ---------------------------------------------------------------------------------------------
@@ -412,6 +637,50 @@ gemm::PixelSplit weight_split(const ConvTranspose2dShape& shape) {
   return gemm::split_pixels(pixel_count(shape), tiles);
 }
 
+// Version 3's dynamic shared memory: its pipeline's stages, within the 48 KiB a kernel may take
+// without opting in (allow_dynamic_shared).
+template <class Tiles>
+constexpr size_t shared_bytes() {
+  constexpr size_t bytes = size_t{mma::kStages} * Tiles::kStageFloats * sizeof(float);
+  static_assert(bytes <= 48 * 1024);
+  return bytes;
+}
+
+dim3 mma_grid(int64_t m, int64_t n, int64_t z = 1) {
+  return dim3(static_cast<unsigned>(ceil_div(m, mma::kTileM)), static_cast<unsigned>(ceil_div(n, mma::kTileN)),
+              static_cast<unsigned>(z));
+}
+
+template <bool kVector>
+void launch_forward3(const ConvTranspose2dShape& shape, const float* x, int x_stride, const float* weight,
+                     const float* bias, float* y, int y_stride, Stream stream) {
+  const auto kernel = KERNEL(conv_transpose2d_forward_kernel3<kVector>);
+  constexpr size_t bytes = shared_bytes<UpForwardTiles3<kVector>>();
+  launch(kernel, mma_grid(pixel_count(shape), 4 * shape.c_out), dim3(mma::kThreads), bytes, stream, shape, x,
+         x_stride, weight, bias, y, y_stride);
+}
+
+template <bool kVector>
+void launch_backward_data3(const ConvTranspose2dShape& shape, const float* dy, int dy_stride, const float* weight,
+                           float beta, float* dx, int dx_stride, Stream stream) {
+  const auto kernel = KERNEL(conv_transpose2d_backward_data_kernel3<kVector>);
+  constexpr size_t bytes = shared_bytes<UpDataTiles3<kVector>>();
+  launch(kernel, mma_grid(pixel_count(shape), shape.c_in), dim3(mma::kThreads), bytes, stream, shape, dy, dy_stride,
+         weight, beta, dx, dx_stride);
+}
+
+// Version 3 splits the pixels as version 2 does (weight_split), so that backward_weight_workspace
+// is one size for every version but the first.
+template <bool kVector>
+void launch_backward_weight3(const ConvTranspose2dShape& shape, const float* x, int x_stride, const float* dy,
+                             int dy_stride, float* partial, Stream stream) {
+  const auto kernel = KERNEL(conv_transpose2d_backward_weight_kernel3<kVector>);
+  constexpr size_t bytes = shared_bytes<UpWeightTiles3<kVector>>();
+  const gemm::PixelSplit split = weight_split(shape);
+  launch(kernel, mma_grid(shape.c_in, 4 * shape.c_out, split.splits), dim3(mma::kThreads), bytes, stream, shape, x,
+         x_stride, dy, dy_stride, static_cast<int>(split.chunk), partial);
+}
+
 }  // namespace
 
 template <DeviceKind D>
@@ -423,6 +692,11 @@ void ConvTranspose2d<D>::forward(const ConvTranspose2dShape& shape, const float*
   if (version == 1) {
     launch_flat(KERNEL(conv_transpose2d_forward_kernel1), pixel_count(shape) * 4 * shape.c_out, stream, shape, x,
                 x_stride, weight, bias, y, y_stride);
+    return;
+  }
+  if (version == tensor_core_version) {
+    auto* run = quads_fit({x, weight}, {shape.c_in, x_stride}) ? &launch_forward3<true> : &launch_forward3<false>;
+    run(shape, x, x_stride, weight, bias, y, y_stride, stream);
     return;
   }
   const bool vector_in = quads_fit({x, weight}, {shape.c_in, shape.c_out, x_stride});
@@ -445,6 +719,11 @@ void ConvTranspose2d<D>::backward_data(const ConvTranspose2dShape& shape, const 
     return;
   }
   const bool vector_in = quads_fit({dy, weight}, {shape.c_out, dy_stride});
+  if (version == tensor_core_version) {
+    auto* run = vector_in ? &launch_backward_data3<true> : &launch_backward_data3<false>;
+    run(shape, dy, dy_stride, weight, beta, dx, dx_stride, stream);
+    return;
+  }
   const bool vector_out = quads_fit({dx}, {shape.c_in, dx_stride});
   gemm::with_tile(tile_width(shape.c_in), vector_in, [&]<int BN, bool kVector>() {
     launch(KERNEL(conv_transpose2d_backward_data_kernel2<BN, kVector>),
@@ -476,7 +755,10 @@ void ConvTranspose2d<D>::backward_weight(const ConvTranspose2dShape& shape, cons
   const int chunk = static_cast<int>(split.chunk);
   auto* partial = static_cast<float*>(workspace);
   const bool vector_in = quads_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride});
-  if (splits > 0) {
+  if (splits > 0 && version == tensor_core_version) {
+    auto* run = vector_in ? &launch_backward_weight3<true> : &launch_backward_weight3<false>;
+    run(shape, x, x_stride, dy, dy_stride, partial, stream);
+  } else if (splits > 0) {
     gemm::with_tile(tile_width(columns), vector_in, [&]<int BN, bool kVector>() {
       launch(KERNEL(conv_transpose2d_backward_weight_kernel2<BN, kVector>), gemm_grid(shape.c_in, columns, BN, splits),
              dim3(gemm::kThreads), 0, stream, shape, x, x_stride, dy, dy_stride, chunk, partial);

@@ -123,6 +123,76 @@ std::string describe(const Case& c) {
 Slice dense_or(Slice slice, int channels) { return slice.stride ? slice : Slice{channels, 0}; }
 
 // ---------------------------------------------------------------------------------------------
+// TF32: version 3 of the fp32 overloads
+
+void check_tf32(const Case& c, uint64_t seed) {
+  const ConvTranspose2dShape& s = c.shape;
+  INFO("tf32, " << describe(c));
+  const int64_t p = int64_t{s.n} * s.h * s.w, q = 4 * p, weights = int64_t{s.c_in} * 4 * s.c_out;
+  const Slice in = dense_or(c.in, s.c_in), out = dense_or(c.out, s.c_out);
+  const Tensors t = tensors(c, seed, false);
+  const bool exact = c.values != Values::uniform;
+  const float* bias = c.bias ? t.bias.data() : nullptr;
+  const auto abs_bias = absolute(t.bias);
+  // Inputs in their slices, NaN around them: a kernel that reads another channel fails.
+  DeviceBuffer<float> d_x(dev(), test::widen(t.x, p, s.c_in, in, NAN));
+  DeviceBuffer<float> d_dy(dev(), test::widen(t.dy, q, s.c_out, out, NAN));
+  DeviceBuffer<float> d_weight(dev(), t.weight), d_bias(dev(), t.bias);
+  {
+    INFO("forward");
+    std::vector<double> ref(q * s.c_out), magnitude(q * s.c_out);
+    cpu::conv_transpose2d_forward_tf32(s, t.x.data(), s.c_in, t.weight.data(), bias, ref.data(), s.c_out);
+    cpu::conv_transpose2d_forward_tf32(s, absolute(t.x).data(), s.c_in, absolute(t.weight).data(),
+                                       c.bias ? abs_bias.data() : nullptr, magnitude.data(), s.c_out);
+    DeviceBuffer<float> d_y(dev(), q * out.stride);
+    d_y.poison();
+    Up::forward(s, d_x.data() + in.offset, in.stride, d_weight.data(), c.bias ? d_bias.data() : nullptr,
+                d_y.data() + out.offset, out.stride, {}, Up::tensor_core_version);
+    const auto wide = d_y.download();
+    CHECK(test::outside_untouched(wide, q, s.c_out, out, NAN));
+    const auto y = test::narrow(wide, q, s.c_out, out);
+    if (exact) CHECK(y == test::to_float(ref));
+    else check_bound(y, ref, magnitude, s.c_in + 1, 0);
+  }
+  for (float beta : {0.0f, 1.0f}) {
+    INFO("backward_data, beta " << beta);
+    std::vector<double> ref(t.prior_dx.begin(), t.prior_dx.end()), magnitude(ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) magnitude[i] = std::fabs(ref[i]);
+    cpu::conv_transpose2d_backward_data_tf32<double>(s, t.dy.data(), s.c_out, t.weight.data(), beta, ref.data(),
+                                                     s.c_in);
+    cpu::conv_transpose2d_backward_data_tf32<double>(s, absolute(t.dy).data(), s.c_out, absolute(t.weight).data(),
+                                                     beta, magnitude.data(), s.c_in);
+    const auto prior = beta == 0.0f ? std::vector<float>(t.prior_dx.size(), NAN) : t.prior_dx;
+    DeviceBuffer<float> d_dx(dev(), test::widen(prior, p, s.c_in, in, -7.0f));
+    Up::backward_data(s, d_dy.data() + out.offset, out.stride, d_weight.data(), beta, d_dx.data() + in.offset,
+                      in.stride, {}, Up::tensor_core_version);
+    const auto wide = d_dx.download();
+    CHECK(test::outside_untouched(wide, p, s.c_in, in, -7.0f));
+    const auto dx = test::narrow(wide, p, s.c_in, in);
+    if (exact) CHECK(dx == test::to_float(ref));
+    else check_bound(dx, ref, magnitude, 4 * s.c_out + 1, 0);
+  }
+  // With ties, x carries them and dy must not (a product of two ties is not exact in fp32).
+  const auto dy_w = c.values == Values::ties ? inputs(Values::integers, q * s.c_out, seed + 8, false) : t.dy;
+  DeviceBuffer<float> d_dy_w(dev(), test::widen(dy_w, q, s.c_out, out, NAN));
+  for (float beta : {0.0f, 1.0f}) {
+    INFO("backward_weight, beta " << beta);
+    std::vector<double> ref(t.prior_dweight.begin(), t.prior_dweight.end()), magnitude(weights);
+    for (int64_t i = 0; i < weights; ++i) magnitude[i] = std::fabs(ref[i]);
+    cpu::conv_transpose2d_backward_weight_tf32<double>(s, t.x.data(), s.c_in, dy_w.data(), s.c_out, beta, ref.data());
+    cpu::conv_transpose2d_backward_weight_tf32<double>(s, absolute(t.x).data(), s.c_in, absolute(dy_w).data(),
+                                                       s.c_out, beta, magnitude.data());
+    DeviceBuffer<float> d_dw(dev(), beta == 0.0f ? std::vector<float>(weights, NAN) : t.prior_dweight);
+    test::Workspace scratch(dev(), Up::backward_weight_workspace(s, Up::tensor_core_version));
+    Up::backward_weight(s, d_x.data() + in.offset, in.stride, d_dy_w.data() + out.offset, out.stride, beta,
+                        d_dw.data(), scratch.data(), {}, Up::tensor_core_version);
+    const auto dw = d_dw.download();
+    if (exact) CHECK(dw == test::to_float(ref));
+    else check_bound(dw, ref, magnitude, p + 2, 0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // bf16: the bf16 overloads on device D at `version`
 
 template <DeviceKind D>
@@ -211,8 +281,9 @@ void check_bf16(const Case& c, uint64_t seed, int version) {
   }
 }
 
-// Each pass in bf16 at every bf16 version here and on the cpu device.
+// Each pass in TF32, and in bf16 at every bf16 version here and on the cpu device.
 void check(const Case& c, uint64_t seed) {
+  check_tf32(c, seed);
   for (int version : {1, 0}) check_bf16<kDevice>(c, seed, version);
   check_bf16<DeviceKind::cpu>(c, seed, 0);
 }
@@ -260,6 +331,22 @@ TEST_CASE("conv_transpose2d tf32 and bf16: small integers and tf32 ties give exa
   };
   uint64_t seed = 8100;
   for (const Case& c : cases) check(c, seed += 10);
+}
+
+TEST_CASE("conv_transpose2d tf32: the operands really are rounded to tf32", "[conv_transpose2d][tensor-core]") {
+  // At ties every activation moves by 2^-11 relative: the exact fp32 result is not the kernel's.
+  const ConvTranspose2dShape s = shape(2, 3, 5, 32, 40);
+  const int64_t p = int64_t{s.n} * s.h * s.w;
+  const auto x = inputs(Values::ties, p * s.c_in, 1, true), weight = inputs(Values::ties, s.c_in * 4 * s.c_out, 2, false);
+  std::vector<float> y_fp32(4 * p * s.c_out);
+  cpu::conv_transpose2d_forward(s, x.data(), s.c_in, weight.data(), static_cast<const float*>(nullptr), y_fp32.data(),
+                                s.c_out);
+  DeviceBuffer<float> d_x(dev(), x), d_weight(dev(), weight), d_y(dev(), y_fp32.size());
+  Up::forward(s, d_x.data(), s.c_in, d_weight.data(), nullptr, d_y.data(), s.c_out, {}, Up::tensor_core_version);
+  const auto y = d_y.download();
+  int differ = 0;
+  for (size_t i = 0; i < y.size(); ++i) differ += y[i] != y_fp32[i];
+  CHECK(differ > static_cast<int>(y.size()) / 2);
 }
 
 TEST_CASE("conv_transpose2d tf32 and bf16: every up-convolution of the default U-Net at 16x16",
