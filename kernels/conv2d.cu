@@ -528,7 +528,9 @@ __global__ void conv2d_backward_weight_thin_kernel2(Conv2dShape shape, const flo
 // image), B row = the output channel's weights of the tap, the same channels.
 template <bool kVector>
 struct ForwardTiles3 {
-  static constexpr int kStageFloats = (mma::kTileM + mma::kTileN) * mma::kRowFloats;  // A, then B
+  using Element = float;
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = (mma::kTileM + mma::kTileN) * mma::kRowFloats;  // A, then B
   Conv2dShape shape;
   const float* x;
   int x_stride;
@@ -583,19 +585,12 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_fo
   mma::multiply(tiles, shared, acc);
 
   const int pixels = shape.n * shape.h * shape.w;
-  UNET_UNROLL
-  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
-    UNET_UNROLL
-    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
-      UNET_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        const int pixel = block_pixel + mma::accumulator_row(mi, i), o = block_channel + mma::accumulator_col(ni, i);
-        if (pixel >= pixels || o >= shape.c_out) continue;
-        const float value = acc[mi][ni][i] + (bias != nullptr ? bias[o] : 0.0f);
-        y[int64_t{pixel} * y_stride + o] = relu ? fmaxf(value, 0.0f) : value;
-      }
-    }
-  }
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int pixel = block_pixel + row, o = block_channel + col;
+    if (pixel >= pixels || o >= shape.c_out) return;
+    const float value = sum + (bias != nullptr ? bias[o] : 0.0f);
+    y[int64_t{pixel} * y_stride + o] = relu ? fmaxf(value, 0.0f) : value;
+  });
 }
 
 // backward_data: A row = g at the output pixel that saw this pixel through the tap, (pad - r,
@@ -606,7 +601,9 @@ template <bool kVector, bool kMasked>
 struct DataTiles3 {
   static constexpr int kSliceA = mma::kTileM * mma::kRowFloats;
   static constexpr int kSliceB = mma::kTileK * mma::kColumnFloats;
-  static constexpr int kStageFloats = kSliceA + kSliceB + (kMasked ? kSliceA : 0);  // A, B, then the mask
+  using Element = float;
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceA : 0);  // A, B, then the mask
   Conv2dShape shape;
   const float* dy;
   int dy_stride;
@@ -678,19 +675,12 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_ba
   mma::multiply(tiles, shared, acc);
 
   const int pixels = shape.n * shape.h * shape.w;
-  UNET_UNROLL
-  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
-    UNET_UNROLL
-    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
-      UNET_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        const int pixel = block_pixel + mma::accumulator_row(mi, i), c = block_channel + mma::accumulator_col(ni, i);
-        if (pixel >= pixels || c >= shape.c_in) continue;
-        float& out = dx[int64_t{pixel} * dx_stride + c];
-        out = beta == 0.0f ? acc[mi][ni][i] : beta * out + acc[mi][ni][i];  // beta = 0 overwrites, even NaN
-      }
-    }
-  }
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int pixel = block_pixel + row, c = block_channel + col;
+    if (pixel >= pixels || c >= shape.c_in) return;
+    float& out = dx[int64_t{pixel} * dx_stride + c];
+    out = beta == 0.0f ? sum : beta * out + sum;  // beta = 0 overwrites, even NaN
+  });
 }
 
 // backward_weight, one chunk of pixels (blockIdx.z): A ((tap, Cin) x pixels) is x at each pixel
@@ -701,7 +691,9 @@ template <bool kVector, bool kMasked>
 struct WeightTiles3 {
   static constexpr int kSliceA = mma::kTileK * mma::kWideColumnFloats;
   static constexpr int kSliceB = mma::kTileK * mma::kColumnFloats;
-  static constexpr int kStageFloats = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
+  using Element = float;
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
   Conv2dShape shape;
   const float* x;
   int x_stride;
@@ -764,17 +756,283 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_ba
   mma::multiply(tiles, shared, acc);
 
   float* out = partial + int64_t{blockIdx.z} * shape.c_out * window;
-  UNET_UNROLL
-  for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int m = block_row + row, o = block_channel + col;
+    if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = sum;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// kernels: version 3 in bf16 (kernels/conv_mma.h, "bf16"): the GEMMs of the TF32 version 3, on
+// bf16 tensors through swizzled stages, ldmatrix and mma.sync m16n8k16. The first template
+// argument (always bf16) names the element type, so that the bf16 kernels stand apart from the
+// TF32 ones in the SASS; kVector picks 16-byte cp.async copies or gathers through registers.
+
+// The pipeline's depth: 4 stages where the slices are small, 3 where the ReLU mask doubles the
+// gradient's slice (so that each kernel keeps its blocks per SM: scripts/check_sass.py).
+constexpr int bf16_stages(bool masked) { return masked ? 3 : 4; }
+
+// forward: A = x at the tap's shifted pixel, K-contiguous [128 pixels][32 channels]; B = the
+// weights of the tap, K-contiguous [64 output channels][32 channels]. No .trans.
+template <bool kVector>
+struct ForwardTilesBf16 {
+  using Element = bf16;
+  static constexpr int kStages = bf16_stages(false);
+  static constexpr int kSliceA = mma::kTileM * mma::kBf16TileK;
+  static constexpr int kStageElements = kSliceA + mma::kTileN * mma::kBf16TileK;  // A, then B
+  Conv2dShape shape;
+  const bf16* x;
+  int x_stride;
+  const bf16* weight;
+  int block_pixel, block_channel;
+  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), channels k0 .. k0 + 31
+
+  __device__ int steps() const {
+    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_in, mma::kBf16TileK));
+  }
+  __device__ void copy(bf16* stage) const {
+    const int dr = r - shape.k / 2, ds = s - shape.k / 2;
+    const int pixels = shape.n * shape.h * shape.w;
+    const auto a = [&](int row, int col) -> const bf16* {
+      const int pixel = block_pixel + row;
+      if (pixel >= pixels || k0 + col >= shape.c_in) return nullptr;
+      if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
+      return x + int64_t{pixel + dr * shape.w + ds} * x_stride + k0 + col;
+    };
+    mma::copy_bf16_slice<mma::kTileM, mma::kBf16TileK, kVector>(stage, mma::k_contiguous_offset, a, x);
+    const int window = shape.k * shape.k * shape.c_in, tap = (r * shape.k + s) * shape.c_in;
+    const auto b = [&](int row, int col) -> const bf16* {
+      const int o = block_channel + row;
+      return o < shape.c_out && k0 + col < shape.c_in ? weight + int64_t{o} * window + tap + k0 + col : nullptr;
+    };
+    mma::copy_bf16_slice<mma::kTileN, mma::kBf16TileK, kVector>(stage + kSliceA, mma::k_contiguous_offset, b, weight);
+  }
+  __device__ void advance() {
+    k0 += mma::kBf16TileK;
+    if (k0 < shape.c_in) return;
+    k0 = 0;
+    if (++s < shape.k) return;
+    s = 0;
+    ++r;
+  }
+  __device__ void multiply(const bf16* stage, mma::Accumulator& acc) const {
     UNET_UNROLL
-    for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
-      UNET_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        const int m = block_row + mma::accumulator_row(mi, i), o = block_channel + mma::accumulator_col(ni, i);
-        if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = acc[mi][ni][i];
-      }
+    for (int kk = 0; kk < mma::kBf16TileK; kk += 16) {
+      mma::Bf16Fragments f;
+      mma::load_a_k_contiguous(stage, kk, f.a);
+      mma::load_b_k_contiguous(stage + kSliceA, kk, f.b);
+      mma::multiply_fragments(f, acc);
     }
   }
+};
+
+// Fused epilogue: bias, ReLU, one rounding to bf16.
+template <class Element, bool kVector>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_forward_kernel3(
+    Conv2dShape shape, const Element* __restrict__ x, int x_stride, const Element* __restrict__ weight,
+    const float* __restrict__ bias, bool relu, Element* __restrict__ y, int y_stride) {
+  static_assert(sizeof(Element) == 2, "the bf16 version 3");
+  DYNAMIC_SHARED(bf16, shared);
+  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  ForwardTilesBf16<kVector> tiles{shape, x, x_stride, weight, block_pixel, block_channel};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  const int pixels = shape.n * shape.h * shape.w;
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int pixel = block_pixel + row, o = block_channel + col;
+    if (pixel >= pixels || o >= shape.c_out) return;
+    const float value = sum + (bias != nullptr ? bias[o] : 0.0f);
+    y[int64_t{pixel} * y_stride + o] = to_bf16(relu ? fmaxf(value, 0.0f) : value);
+  });
+}
+
+// backward_data: A = g at the output pixel that saw this pixel through the tap, K-contiguous
+// [128 pixels][32 output channels], the ReLU's output beside it with kMasked (applied to the A
+// fragments); B = W(o, tap, .), K-major [32 output channels][64 input channels]: .trans.
+template <bool kVector, bool kMasked>
+struct DataTilesBf16 {
+  using Element = bf16;
+  static constexpr int kStages = bf16_stages(kMasked);
+  static constexpr int kSliceA = mma::kTileM * mma::kBf16TileK;
+  static constexpr int kSliceB = mma::kBf16TileK * mma::kTileN;
+  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceA : 0);  // A, B, then the mask
+  Conv2dShape shape;
+  const bf16* dy;
+  int dy_stride;
+  const bf16* relu_output;
+  int relu_output_stride;
+  const bf16* weight;
+  int block_pixel, block_channel;
+  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), output channels k0 .. k0 + 31
+
+  __device__ int steps() const {
+    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_out, mma::kBf16TileK));
+  }
+  // The output pixel whose gradient row `row` of A reads, or -1 (padding).
+  __device__ int64_t source_pixel(int row) const {
+    const int pixel = block_pixel + row, dr = shape.k / 2 - r, ds = shape.k / 2 - s;
+    if (pixel >= shape.n * shape.h * shape.w) return -1;
+    if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return -1;
+    return pixel + dr * shape.w + ds;
+  }
+  __device__ void copy(bf16* stage) const {
+    const auto a = [&](const bf16* tensor, int stride) {
+      return [=, this](int row, int col) -> const bf16* {
+        const int64_t source = source_pixel(row);
+        return source < 0 || k0 + col >= shape.c_out ? nullptr : tensor + source * stride + k0 + col;
+      };
+    };
+    mma::copy_bf16_slice<mma::kTileM, mma::kBf16TileK, kVector>(stage, mma::k_contiguous_offset, a(dy, dy_stride), dy);
+    if constexpr (kMasked) {
+      mma::copy_bf16_slice<mma::kTileM, mma::kBf16TileK, kVector>(stage + kSliceA + kSliceB, mma::k_contiguous_offset,
+                                                                  a(relu_output, relu_output_stride), relu_output);
+    }
+    const auto b = [&](int k, int col) -> const bf16* {
+      const int o = k0 + k, i = block_channel + col;
+      if (o >= shape.c_out || i >= shape.c_in) return nullptr;
+      return weight + (int64_t{o} * shape.k * shape.k + r * shape.k + s) * shape.c_in + i;
+    };
+    mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileN, kVector>(stage + kSliceA, mma::k_major_offset<mma::kTileN>, b,
+                                                                weight);
+  }
+  __device__ void advance() {
+    k0 += mma::kBf16TileK;
+    if (k0 < shape.c_out) return;
+    k0 = 0;
+    if (++s < shape.k) return;
+    s = 0;
+    ++r;
+  }
+  __device__ void multiply(const bf16* stage, mma::Accumulator& acc) const {
+    UNET_UNROLL
+    for (int kk = 0; kk < mma::kBf16TileK; kk += 16) {
+      mma::Bf16Fragments f;
+      mma::load_a_k_contiguous(stage, kk, f.a);
+      if constexpr (kMasked) {
+        uint32_t mask[mma::kWarpM / 16][4];
+        mma::load_a_k_contiguous(stage + kSliceA + kSliceB, kk, mask);
+        UNET_UNROLL
+        for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
+          UNET_UNROLL
+          for (int i = 0; i < 4; ++i) f.a[mi][i] = mma::mask_pair(f.a[mi][i], mask[mi][i]);
+        }
+      }
+      mma::load_b_k_major(stage + kSliceA, kk, f.b);
+      mma::multiply_fragments(f, acc);
+    }
+  }
+};
+
+// Fused epilogue: dx = bf16(beta dx + sum), the prior read as bf16 and the sum added in fp32.
+template <class Element, bool kVector, bool kMasked>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_data_kernel3(
+    Conv2dShape shape, const Element* __restrict__ dy, int dy_stride, const Element* __restrict__ relu_output,
+    int relu_output_stride, const Element* __restrict__ weight, float beta, Element* __restrict__ dx, int dx_stride) {
+  static_assert(sizeof(Element) == 2, "the bf16 version 3");
+  DYNAMIC_SHARED(bf16, shared);
+  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  DataTilesBf16<kVector, kMasked> tiles{shape, dy, dy_stride, relu_output, relu_output_stride, weight, block_pixel,
+                                        block_channel};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  const int pixels = shape.n * shape.h * shape.w;
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int pixel = block_pixel + row, c = block_channel + col;
+    if (pixel >= pixels || c >= shape.c_in) return;
+    bf16& out = dx[int64_t{pixel} * dx_stride + c];
+    out = to_bf16(beta == 0.0f ? sum : beta * to_float(out) + sum);  // beta = 0 overwrites, even NaN
+  });
+}
+
+// backward_weight, one chunk of pixels (blockIdx.z): A ((tap, Cin) x pixels) = x at each pixel
+// shifted by the row's tap, K-major [32 pixels][128 (tap, i)] (with kVector, Cin a multiple of 8,
+// so a chunk of 8 never straddles two taps); B = g, K-major [32 pixels][64 output channels], the
+// ReLU's output beside it with kMasked (applied to the B fragments). Both .trans.
+template <bool kVector, bool kMasked>
+struct WeightTilesBf16 {
+  using Element = bf16;
+  static constexpr int kStages = bf16_stages(kMasked);
+  static constexpr int kSliceA = mma::kBf16TileK * mma::kTileM;
+  static constexpr int kSliceB = mma::kBf16TileK * mma::kTileN;
+  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
+  Conv2dShape shape;
+  const bf16* x;
+  int x_stride;
+  const bf16* dy;
+  int dy_stride;
+  const bf16* relu_output;
+  int relu_output_stride;
+  int block_row, block_channel;  // the tile's first (tap, i) row of dW and first output channel
+  int begin, end;                // this chunk's pixels
+  int p0 = 0;                    // the K-step: pixels begin + p0 .. + 31
+
+  __device__ int steps() const { return static_cast<int>(ceil_div(end - begin, mma::kBf16TileK)); }
+  __device__ void copy(bf16* stage) const {
+    const int window = shape.k * shape.k * shape.c_in;
+    const auto a = [&](int k, int col) -> const bf16* {
+      const int pixel = begin + p0 + k, m = block_row + col;
+      if (pixel >= end || m >= window) return nullptr;
+      const int tap = m / shape.c_in, dr = tap / shape.k - shape.k / 2, ds = tap % shape.k - shape.k / 2;
+      if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
+      return x + int64_t{pixel + dr * shape.w + ds} * x_stride + m % shape.c_in;
+    };
+    mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileM, kVector>(stage, mma::k_major_offset<mma::kTileM>, a, x);
+    const auto b = [&](const bf16* tensor, int stride) {
+      return [=, this](int k, int col) -> const bf16* {
+        const int pixel = begin + p0 + k, o = block_channel + col;
+        return pixel < end && o < shape.c_out ? tensor + int64_t{pixel} * stride + o : nullptr;
+      };
+    };
+    mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileN, kVector>(stage + kSliceA, mma::k_major_offset<mma::kTileN>,
+                                                                b(dy, dy_stride), dy);
+    if constexpr (kMasked) {
+      mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileN, kVector>(
+          stage + kSliceA + kSliceB, mma::k_major_offset<mma::kTileN>, b(relu_output, relu_output_stride), relu_output);
+    }
+  }
+  __device__ void advance() { p0 += mma::kBf16TileK; }
+  __device__ void multiply(const bf16* stage, mma::Accumulator& acc) const {
+    UNET_UNROLL
+    for (int kk = 0; kk < mma::kBf16TileK; kk += 16) {
+      mma::Bf16Fragments f;
+      mma::load_a_k_major(stage, kk, f.a);
+      mma::load_b_k_major(stage + kSliceA, kk, f.b);
+      if constexpr (kMasked) {
+        uint32_t mask[mma::kWarpN / 8][2];
+        mma::load_b_k_major(stage + kSliceA + kSliceB, kk, mask);
+        UNET_UNROLL
+        for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
+          UNET_UNROLL
+          for (int i = 0; i < 2; ++i) f.b[ni][i] = mma::mask_pair(f.b[ni][i], mask[ni][i]);
+        }
+      }
+      mma::multiply_fragments(f, acc);
+    }
+  }
+};
+
+// Writes this chunk's partial dW (fp32), laid out as dW: partial[chunk][o][(tap, i)].
+template <class Element, bool kVector, bool kMasked>
+__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_weight_kernel3(
+    Conv2dShape shape, const Element* __restrict__ x, int x_stride, const Element* __restrict__ dy, int dy_stride,
+    const Element* __restrict__ relu_output, int relu_output_stride, int chunk, float* __restrict__ partial) {
+  static_assert(sizeof(Element) == 2, "the bf16 version 3");
+  DYNAMIC_SHARED(bf16, shared);
+  const int pixels = shape.n * shape.h * shape.w, window = shape.k * shape.k * shape.c_in;
+  const int begin = blockIdx.z * chunk, end = pixels < begin + chunk ? pixels : begin + chunk;
+  const int block_row = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
+  WeightTilesBf16<kVector, kMasked> tiles{shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride,
+                                          block_row, block_channel, begin, end};
+  mma::Accumulator acc;
+  mma::multiply(tiles, shared, acc);
+
+  float* out = partial + int64_t{blockIdx.z} * shape.c_out * window;
+  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+    const int m = block_row + row, o = block_channel + col;
+    if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = sum;
+  });
 }
 
 }  // namespace unet::KERNEL_BACKEND
@@ -800,7 +1058,7 @@ void check_shape([[maybe_unused]] const Conv2dShape& shape) {
 // Version 3's dynamic shared memory: its pipeline's stages.
 template <class Tiles>
 constexpr size_t shared_bytes() {
-  return size_t{mma::kStages} * Tiles::kStageFloats * sizeof(float);
+  return size_t{Tiles::kStages} * Tiles::kStageElements * sizeof(typename Tiles::Element);
 }
 
 dim3 mma_grid(int64_t m, int64_t n) {
@@ -1008,40 +1266,119 @@ void Conv2d<D>::backward_bias(const Conv2dShape& shape, const float* dy, int dy_
                     workspace, stream);
 }
 
-// bf16: version 1 until the tensor-core version; backward_bias has one version.
+// bf16: version 1, or version 3 (the default); backward_bias has one version.
+namespace {
+
+// Whether the bf16 version 3 may copy 16 bytes at once: every pointer 16-byte aligned and every
+// count (channels, pixel strides) a multiple of 8 bf16.
+bool octets_fit(std::initializer_list<const void*> pointers, std::initializer_list<int64_t> counts) {
+  for (const void* p : pointers) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  for (int64_t c : counts) {
+    if (c % 8 != 0) return false;
+  }
+  return true;
+}
+
+bool mask_octets_fit(const bf16* relu_output, int relu_output_stride) {
+  return relu_output == nullptr || octets_fit({relu_output}, {relu_output_stride});
+}
+
+template <bool kVector, bool kMasked>
+void launch_backward_data_bf16(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
+                               int relu_output_stride, const bf16* weight, float beta, bf16* dx, int dx_stride,
+                               Stream stream) {
+  const auto kernel = KERNEL(conv2d_backward_data_kernel3<bf16, kVector, kMasked>);
+  constexpr size_t bytes = shared_bytes<DataTilesBf16<kVector, kMasked>>();
+  allow_dynamic_shared(kernel, bytes);
+  launch(kernel, mma_grid(pixel_count(shape), shape.c_in), dim3(mma::kThreads), bytes, stream, shape, dy, dy_stride,
+         relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+}
+
+template <bool kVector, bool kMasked>
+void launch_backward_weight_bf16(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* dy,
+                                 int dy_stride, const bf16* relu_output, int relu_output_stride, float* partial,
+                                 Stream stream) {
+  const auto kernel = KERNEL(conv2d_backward_weight_kernel3<bf16, kVector, kMasked>);
+  constexpr size_t bytes = shared_bytes<WeightTilesBf16<kVector, kMasked>>();
+  allow_dynamic_shared(kernel, bytes);
+  const gemm::PixelSplit split = weight_split3(shape);
+  const dim3 grid(static_cast<unsigned>(ceil_div(window(shape), mma::kTileM)),
+                  static_cast<unsigned>(ceil_div(shape.c_out, mma::kTileN)), static_cast<unsigned>(split.splits));
+  launch(kernel, grid, dim3(mma::kThreads), bytes, stream, shape, x, x_stride, dy, dy_stride, relu_output,
+         relu_output_stride, static_cast<int>(split.chunk), partial);
+}
+
+}  // namespace
+
 template <DeviceKind D>
 void Conv2d<D>::forward(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* weight, const float* bias,
-                        bool relu, bf16* y, int y_stride, Stream stream, int) {
+                        bool relu, bf16* y, int y_stride, Stream stream, int version) {
   if (pixel_count(shape) * shape.c_out == 0) return;
   check_shape(shape);
-  launch_flat(KERNEL(conv2d_forward_kernel1<bf16>), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride,
-              weight, bias, relu, y, y_stride);
+  if (version == 1) {
+    launch_flat(KERNEL(conv2d_forward_kernel1<bf16>), pixel_count(shape) * shape.c_out, stream, shape, x, x_stride,
+                weight, bias, relu, y, y_stride);
+    return;
+  }
+  const dim3 grid = mma_grid(pixel_count(shape), shape.c_out);
+  if (octets_fit({x, weight}, {shape.c_in, x_stride})) {
+    launch(KERNEL(conv2d_forward_kernel3<bf16, true>), grid, dim3(mma::kThreads),
+           shared_bytes<ForwardTilesBf16<true>>(), stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
+  } else {
+    launch(KERNEL(conv2d_forward_kernel3<bf16, false>), grid, dim3(mma::kThreads),
+           shared_bytes<ForwardTilesBf16<false>>(), stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
+  }
 }
 
 template <DeviceKind D>
 void Conv2d<D>::backward_data(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
                               int relu_output_stride, const bf16* weight, float beta, bf16* dx, int dx_stride,
-                              Stream stream, int) {
+                              Stream stream, int version) {
   if (pixel_count(shape) * shape.c_in == 0) return;
   check_shape(shape);
-  launch_flat(KERNEL(conv2d_backward_data_kernel1<bf16>), pixel_count(shape) * shape.c_in, stream, shape, dy,
-              dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+  if (version == 1) {
+    launch_flat(KERNEL(conv2d_backward_data_kernel1<bf16>), pixel_count(shape) * shape.c_in, stream, shape, dy,
+                dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+    return;
+  }
+  const bool vector_in = octets_fit({dy, weight}, {shape.c_out, shape.c_in, dy_stride}) &&
+                         mask_octets_fit(relu_output, relu_output_stride);
+  const bool masked = relu_output != nullptr;
+  auto* run = vector_in ? (masked ? &launch_backward_data_bf16<true, true> : &launch_backward_data_bf16<true, false>)
+                        : (masked ? &launch_backward_data_bf16<false, true> : &launch_backward_data_bf16<false, false>);
+  run(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride, stream);
 }
 
 template <DeviceKind D>
-size_t Conv2d<D>::backward_weight_workspace(const Conv2dShape&, bf16, int) {
-  return 0;
+size_t Conv2d<D>::backward_weight_workspace(const Conv2dShape& shape, bf16, int version) {
+  if (version == 1) return 0;
+  return static_cast<size_t>(weight_split3(shape).splits * shape.c_out * window(shape)) * sizeof(float);
 }
 
 template <DeviceKind D>
 void Conv2d<D>::backward_weight(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* dy, int dy_stride,
-                                const bf16* relu_output, int relu_output_stride, float beta, float* dweight, void*,
-                                Stream stream, int) {
+                                const bf16* relu_output, int relu_output_stride, float beta, float* dweight,
+                                void* workspace, Stream stream, int version) {
   const int64_t weights = shape.c_out * window(shape);
   if (weights == 0) return;
   check_shape(shape);
-  launch_flat(KERNEL(conv2d_backward_weight_kernel1<bf16>), weights, stream, shape, x, x_stride, dy, dy_stride,
-              relu_output, relu_output_stride, beta, dweight);
+  if (version == 1) {
+    launch_flat(KERNEL(conv2d_backward_weight_kernel1<bf16>), weights, stream, shape, x, x_stride, dy, dy_stride,
+                relu_output, relu_output_stride, beta, dweight);
+    return;
+  }
+  const bool vector_in = octets_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride}) &&
+                         mask_octets_fit(relu_output, relu_output_stride);
+  const bool masked = relu_output != nullptr;
+  auto* run = vector_in
+                  ? (masked ? &launch_backward_weight_bf16<true, true> : &launch_backward_weight_bf16<true, false>)
+                  : (masked ? &launch_backward_weight_bf16<false, true> : &launch_backward_weight_bf16<false, false>);
+  auto* partial = static_cast<float*>(workspace);
+  const int64_t splits = weight_split3(shape).splits;
+  if (splits > 0) run(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, partial, stream);
+  ColumnSum<D>::sum_partials(splits, weights, partial, beta, dweight, stream);
 }
 
 namespace {

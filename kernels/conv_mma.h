@@ -62,6 +62,20 @@ __device__ __forceinline__ int accumulator_col(int ni, int i) {
   return (warp % 2) * kWarpN + ni * 8 + (lane & 3) * 2 + (i & 1);
 }
 
+// The epilogue's walk over this thread's accumulators: store(row, col, value) for each, (row, col)
+// within the block tile; the pass's store checks the edges and writes the output.
+template <class Store>
+__device__ __forceinline__ void for_each_accumulator(const Accumulator& acc, const Store& store) {
+  UNET_UNROLL
+  for (int mi = 0; mi < kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < kWarpN / 8; ++ni) {
+      UNET_UNROLL
+      for (int i = 0; i < 4; ++i) store(accumulator_row(mi, i), accumulator_col(ni, i), acc[mi][ni][i]);
+    }
+  }
+}
+
 // Fills a kRows x kCols slice of `tile` ([kRows][kLd]) with cp.async, one chunk of 4 floats
 // (kVector: 16-byte copies, source and `fallback` 16-byte aligned) or of 1 float per copy:
 // source(row, col) is where the chunk at (row, col) comes from, or null for zeros. `fallback` is
@@ -140,12 +154,16 @@ __device__ __forceinline__ void multiply_stage(const ReadA& a, const ReadB& b, A
   }
 }
 
-// The main loop. Tiles provides kStageFloats (one stage's size), steps() (K-steps of this block),
-// copy(stage) (cp.async of the current step's slices into one stage), advance() (to the next
-// step) and multiply(stage, acc) (multiply_stage on a stage's slices). `shared` is the block's
-// kStages * Tiles::kStageFloats floats of dynamic shared memory.
+// The main loop, for the TF32 and the bf16 tiles alike. Tiles provides Element (what shared memory
+// holds), kStages (the pipeline's depth), kStageElements (one stage's size), steps() (K-steps of
+// this block), copy(stage) (the current step's slices into one stage, as cp.async copies or, on a
+// fallback path, plain stores), advance() (to the next step) and multiply(stage, acc) (the mma
+// tiles of a stage). `shared` is the block's kStages * kStageElements elements of dynamic shared
+// memory. A version 4 (wgmma, TMA) would keep this shape: its copy() a TMA request per stage, its
+// waits on the stage's mbarrier instead of wait_group.
 template <class Tiles>
-__device__ __forceinline__ void multiply(Tiles& tiles, float* shared, Accumulator& acc) {
+__device__ __forceinline__ void multiply(Tiles& tiles, typename Tiles::Element* shared, Accumulator& acc) {
+  constexpr int kStages = Tiles::kStages;
   UNET_UNROLL
   for (int mi = 0; mi < kWarpM / 16; ++mi) {
     UNET_UNROLL
@@ -159,7 +177,7 @@ __device__ __forceinline__ void multiply(Tiles& tiles, float* shared, Accumulato
   // means "the group of this step has landed".
   for (int stage = 0; stage < kStages - 1; ++stage) {
     if (stage < steps) {
-      tiles.copy(shared + stage * Tiles::kStageFloats);
+      tiles.copy(shared + stage * Tiles::kStageElements);
       tiles.advance();
     }
     cp_async_commit_group();
@@ -169,13 +187,157 @@ __device__ __forceinline__ void multiply(Tiles& tiles, float* shared, Accumulato
     __syncthreads();
     const int next = step + kStages - 1;
     if (next < steps) {
-      tiles.copy(shared + next % kStages * Tiles::kStageFloats);
+      tiles.copy(shared + next % kStages * Tiles::kStageElements);
       tiles.advance();
     }
     cp_async_commit_group();
-    tiles.multiply(shared + step % kStages * Tiles::kStageFloats, acc);
+    tiles.multiply(shared + step % kStages * Tiles::kStageElements, acc);
   }
   cp_async_wait_group<0>();  // only empty groups remain: nothing in flight when the block ends
+}
+
+// ---------------------------------------------------------------------------------------------
+// bf16: operands stored as bf16 in global and shared memory, fed to mma.sync m16n8k16 through
+// ldmatrix; the same 128 x 64 block tile, warps and fp32 Accumulator as the TF32 kernels.
+//
+// A stage holds K = kBf16TileK = 32 (two mma k-steps) of each slice, in one of two layouts, both
+// made of 16-byte chunks of 8 consecutive bf16 (what a cp.async copies and an ldmatrix row reads):
+//   - K-contiguous, [rows][32]: a row is 64 bytes, 4 chunks. Chunk c of row r is stored at chunk
+//     c ^ ((r >> 1) & 3) of the row.
+//   - K-major, [32][kCols] (kCols = 64 or 128): a row is 8 or 16 chunks. Chunk c of row k is
+//     stored at chunk c ^ (k & 7).
+// Why these swizzles: an ldmatrix serves each of its 8 x 8 matrices in one pass over the 32 banks
+// (128 bytes) if the matrix's 8 row addresses fall in 8 distinct 16-byte groups of banks. A
+// matrix's rows are 8 consecutive rows of a slice at the same logical chunk c. K-contiguous: the
+// byte offset mod 128 is 64 (r & 1) + 16 (c ^ ((r >> 1) & 3)), and (r & 1, (r >> 1) & 3) takes all
+// 8 values over the 8 rows. K-major: a row is 128 or 256 bytes, so the offset mod 128 is
+// 16 ((c ^ k) & 7), 8 distinct values over k & 7. Without the swizzle all 8 rows of a K-major
+// matrix (and 4 pairs of a K-contiguous one) hit the same banks: an 8-way (2-way) conflict. The
+// cp.async stores (consecutive threads, consecutive chunks of a row) stay conflict-free, since a
+// row's chunks are only permuted.
+//
+// Fragments (kernels/tensor_core.h's m16n8k16 layouts), per 16 x 16 A tile or 16 (n) x 16 (k) B
+// pair of n8 tiles, one ldmatrix.x4 each; lane l = 8 j + r addresses row r of matrix j:
+//   A from K-contiguous [m][k], no .trans: matrix j = rows (j & 1) * 8, k (j >> 1) * 8: a[0..3]
+//   A from K-major [k][m], .trans:         matrix j = k (j >> 1) * 8 + r, m (j & 1) * 8
+//   B from K-contiguous [n][k], no .trans: matrix j = n (j >> 1) * 8 + r, k (j & 1) * 8: b[0..1] of
+//                                          the first n8 tile, then of the second
+//   B from K-major [k][n], .trans:         matrix j = k (j & 1) * 8 + r, n (j >> 1) * 8
+// .trans hands lane (g, t) column g, rows 2t and 2t+1 of the stored matrix, i.e. the element pair
+// along K that the fragment wants when K runs down the slice's rows.
+//
+// Copies: with kVector (every pointer 16-byte aligned, every channel count and pixel stride a
+// multiple of 8) a chunk never straddles a channel range's end or a tap, and each is one 16-byte
+// cp.async, zero-filling (source size 0) past an edge, in the padding or past a channel count.
+// Otherwise (the 3-channel first layer, the 1-channel head's gradient, odd strides or offsets) the
+// same tiles are gathered element by element through registers with plain loads and shared
+// stores (cp.async moves at least 4 bytes and needs them aligned and inside the tensor's channel
+// range, which an odd channel count or offset breaks); the pipeline's barriers order those stores
+// as they order the copies, and only the copy is slower: the mma and ldmatrix path is the same.
+constexpr int kBf16TileK = 32;
+constexpr int kChunk = 8;  // bf16 per 16-byte chunk
+
+__device__ __forceinline__ int k_contiguous_offset(int row, int k) {
+  return row * kBf16TileK + ((k / kChunk) ^ ((row >> 1) & 3)) * kChunk + k % kChunk;
+}
+template <int kCols>
+__device__ __forceinline__ int k_major_offset(int k, int col) {
+  return k * kCols + ((col / kChunk) ^ (k & 7)) * kChunk + col % kChunk;
+}
+
+// Fills a slice of kRows x kCols stored elements (row, col: the layout's own rows and columns),
+// element (row, col) at slice[offset(row, col)]: source(row, col) is where the chunk (kVector) or
+// the element (otherwise) at (row, col) comes from, or null for zeros. `fallback` is any valid,
+// 16-byte aligned address of the tensor: a zero-filling cp.async reads nothing there.
+template <int kRows, int kCols, bool kVector, class Offset, class Source>
+__device__ __forceinline__ void copy_bf16_slice(bf16* slice, const Offset& offset, const Source& source,
+                                                const bf16* fallback) {
+  constexpr int kChunksPerRow = kCols / kChunk;
+  static_assert(kRows * kChunksPerRow % kThreads == 0, "every thread copies the same number of chunks");
+  UNET_UNROLL
+  for (int chunk = thread_index(); chunk < kRows * kChunksPerRow; chunk += kThreads) {
+    const int row = chunk / kChunksPerRow, col = chunk % kChunksPerRow * kChunk;
+    bf16* destination = slice + offset(row, col);
+    if constexpr (kVector) {
+      const bf16* src = source(row, col);
+      cp_async<16>(destination, src != nullptr ? src : fallback, src != nullptr ? 16 : 0);
+    } else {
+      UNET_UNROLL
+      for (int e = 0; e < kChunk; ++e) {
+        const bf16* src = source(row, col + e);
+        destination[e] = src != nullptr ? *src : bf16{0};
+      }
+    }
+  }
+}
+
+// The warp's A fragments (4 m16 tiles) and B fragments (4 n8 tiles) of one k16 step at kk.
+struct Bf16Fragments {
+  uint32_t a[kWarpM / 16][4];
+  uint32_t b[kWarpN / 8][2];
+};
+
+__device__ __forceinline__ int warp_row0() { return thread_index() / 32 / 2 * kWarpM; }
+__device__ __forceinline__ int warp_col0() { return thread_index() / 32 % 2 * kWarpN; }
+
+// A fragments from a K-contiguous [kTileM][32] slice.
+__device__ __forceinline__ void load_a_k_contiguous(const bf16* slice, int kk, uint32_t (&a)[kWarpM / 16][4]) {
+  const int lane = thread_index() % 32;
+  UNET_UNROLL
+  for (int mi = 0; mi < kWarpM / 16; ++mi) {
+    const int m = warp_row0() + mi * 16 + lane % 16, k = kk + lane / 16 * 8;
+    ldmatrix<4, false>(a[mi], slice + k_contiguous_offset(m, k));
+  }
+}
+
+// A fragments from a K-major [32][kTileM] slice.
+__device__ __forceinline__ void load_a_k_major(const bf16* slice, int kk, uint32_t (&a)[kWarpM / 16][4]) {
+  const int lane = thread_index() % 32, j = lane / 8, r = lane % 8;
+  UNET_UNROLL
+  for (int mi = 0; mi < kWarpM / 16; ++mi) {
+    const int k = kk + (j >> 1) * 8 + r, m = warp_row0() + mi * 16 + (j & 1) * 8;
+    ldmatrix<4, true>(a[mi], slice + k_major_offset<kTileM>(k, m));
+  }
+}
+
+// B fragments from a K-contiguous [kTileN][32] slice (rows: n).
+__device__ __forceinline__ void load_b_k_contiguous(const bf16* slice, int kk, uint32_t (&b)[kWarpN / 8][2]) {
+  const int lane = thread_index() % 32, j = lane / 8, r = lane % 8;
+  UNET_UNROLL
+  for (int pair = 0; pair < kWarpN / 16; ++pair) {
+    const int n = warp_col0() + pair * 16 + (j >> 1) * 8 + r, k = kk + (j & 1) * 8;
+    uint32_t d[4];
+    ldmatrix<4, false>(d, slice + k_contiguous_offset(n, k));
+    b[2 * pair][0] = d[0], b[2 * pair][1] = d[1], b[2 * pair + 1][0] = d[2], b[2 * pair + 1][1] = d[3];
+  }
+}
+
+// B fragments from a K-major [32][kTileN] slice (rows: k).
+__device__ __forceinline__ void load_b_k_major(const bf16* slice, int kk, uint32_t (&b)[kWarpN / 8][2]) {
+  const int lane = thread_index() % 32, j = lane / 8, r = lane % 8;
+  UNET_UNROLL
+  for (int pair = 0; pair < kWarpN / 16; ++pair) {
+    const int k = kk + (j & 1) * 8 + r, n = warp_col0() + pair * 16 + (j >> 1) * 8;
+    uint32_t d[4];
+    ldmatrix<4, true>(d, slice + k_major_offset<kTileN>(k, n));
+    b[2 * pair][0] = d[0], b[2 * pair][1] = d[1], b[2 * pair + 1][0] = d[2], b[2 * pair + 1][1] = d[3];
+  }
+}
+
+// The fused ReLU's mask on a pair of bf16: each half of g kept where the same half of the ReLU's
+// output is > 0 (sign clear, not zero, not NaN: bits 0x0001 .. 0x7f80), else zeroed.
+__device__ __forceinline__ uint32_t mask_pair(uint32_t g, uint32_t relu_output) {
+  const auto positive = [](uint32_t half) { return half != 0 && half <= 0x7f80u; };
+  return (positive(relu_output & 0xffffu) ? g & 0xffffu : 0u) | (positive(relu_output >> 16) ? g & 0xffff0000u : 0u);
+}
+
+// The warp's 16 mma of one k16 step.
+__device__ __forceinline__ void multiply_fragments(const Bf16Fragments& f, Accumulator& acc) {
+  UNET_UNROLL
+  for (int mi = 0; mi < kWarpM / 16; ++mi) {
+    UNET_UNROLL
+    for (int ni = 0; ni < kWarpN / 8; ++ni) mma_bf16_m16n8k16(acc[mi][ni], f.a[mi], f.b[ni], acc[mi][ni]);
+  }
 }
 
 }  // namespace unet::KERNEL_BACKEND::mma
