@@ -129,9 +129,6 @@ Var conv_transpose2d(Context& ctx, const Var& x, const Var& weight, const Var& b
   const Shape xs = x.value().shape(), ws = weight.value().shape();
   require(ws.n == xs.c && ws.h == 2 && ws.w == 2,
           "conv_transpose2d: weight " + ws.text() + " does not fit input " + xs.text());
-  // Until its TF32 tensor-core kernel is in, tf32 runs only where the reference stands in (cpu).
-  require(ctx.precision() != Precision::tf32 || ctx.kind() == DeviceKind::cpu,
-          std::string("conv_transpose2d: no tf32 kernel on ") + device_name(ctx.kind()) + " yet; use fp32 or bf16");
   const ConvTranspose2dShape shape{xs.n, xs.h, xs.w, xs.c, ws.c};
   Var y = output_or_new(ctx, out, {xs.n, 2 * xs.h, 2 * xs.w, ws.c}, "conv_transpose2d");
   const Tensor& in = x.value();

@@ -52,7 +52,11 @@ Evaluator::~Evaluator() {
 
 std::vector<float> Evaluator::batch_logits(const std::vector<int32_t>& chunk) {
   const int n = static_cast<int>(chunk.size());
-  resident_.eval_batch(chunk, {image_.data(), image_.pixel_stride(), mask_.data(), 1}, stream_);
+  if (image_.scalar_type() == ScalarType::bf16) {
+    resident_.eval_batch(chunk, BatchTargetBf16{image_.data<bf16>(), image_.pixel_stride(), mask_.data(), 1}, stream_);
+  } else {
+    resident_.eval_batch(chunk, BatchTarget{image_.data(), image_.pixel_stride(), mask_.data(), 1}, stream_);
+  }
   context_->end_step();
   const Tensor images = image_.samples(n);
   if (models_.size() == 1 && !mirror_) return models_[0]->forward(*context_, images).value().to_host();

@@ -262,8 +262,16 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
   resident_.set_share(comm_.rank() * local_batch_, config.batch);
   trainer_.set_communicator(comm_);
   trainer_.set_batch_source([this](Stream stream) {
-    resident_.train_batch(trainer_.clock().step(), steps_per_epoch_, local_batch_, config_.augment, config_.seed,
-                          {trainer_.image().data(), trainer_.image().pixel_stride(), trainer_.mask().data(), 1}, stream);
+    const Tensor image = trainer_.image();
+    const auto build = [&](const auto& target) {
+      resident_.train_batch(trainer_.clock().step(), steps_per_epoch_, local_batch_, config_.augment, config_.seed,
+                            target, stream);
+    };
+    if (image.scalar_type() == ScalarType::bf16) {
+      build(BatchTargetBf16{image.data<bf16>(), image.pixel_stride(), trainer_.mask().data(), 1});
+    } else {
+      build(BatchTarget{image.data(), image.pixel_stride(), trainer_.mask().data(), 1});
+    }
   });
   trainer_.clock().set(step_);
 }
