@@ -13,7 +13,9 @@
 //     (SGEMM alone, no bias, output in GEMM order: bench/gemm.h);
 //   max_pool, relu, concat: forward, backward; loss (bce, bce_dice): forward_backward; adam (all
 //     parameters): step; each with ours_v<N> and `copy`, a cudaMemcpyAsync moving as many bytes
-//     (half read, half written) as the op's minimum traffic.
+//     (half read, half written) as the op's minimum traffic; the same ops in bf16 as passes
+//     `<pass>_bf16` (Adam's `step_bf16_copy` also writes the bf16 weight copy), each beside a copy
+//     of its own, smaller, traffic (bf16 outputs are poisoned but not checked finite).
 // The model's 3x3 convs run as the engine runs them: bias and ReLU fused into the forward, the
 // ReLU mask applied inside both backward passes. cuDNN's forward fuses bias and ReLU too
 // (cudnnConvolutionBiasActivationForward); its backward passes do not apply the mask (a framework
@@ -633,26 +635,158 @@ void add_adam() {
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// The memory-bound ops in bf16 (the precision mode's activations), each beside a copy of its bytes.
+
+bf16* input_bf16(Slot s, size_t count) {
+  auto* data = static_cast<bf16*>(slot(s, count * sizeof(bf16)));
+  fill_uniform_bf16(data, count, run_state().seed++, -1.0f, 1.0f, run_state().stream);
+  return data;
+}
+
+bf16* output_bf16(Slot s, size_t count) { return static_cast<bf16*>(slot(s, count * sizeof(bf16))); }
+
+Output bf16_out(bf16* data, size_t count) { return {data, count * sizeof(bf16), false}; }
+
+void add_max_pool_bf16(const LayerShape& l) {
+  const PoolShape s{l.n, l.h, l.w, l.c_in};
+  const int c = l.c_in;
+  const int64_t in = input_count(l), out = output_count(l);
+  const int64_t bytes = 2 * in + 2 * out + out;  // x and y (or dx and dy) in bf16, one argmax byte
+  add_memory_bound("max_pool", l.name, "forward_bf16", MaxPool2d<kCuda>::versions, bytes, [=](int version) {
+    const Stream st = stream();
+    const bf16* x = input_bf16(kIn0, in);
+    bf16* y = output_bf16(kOut0, out);
+    auto* argmax = static_cast<uint8_t*>(slot(kAux, out));
+    return Prepared{[=] { MaxPool2d<kCuda>::forward(s, x, c, y, c, argmax, st, version); },
+                    {bf16_out(y, out), Output{argmax, static_cast<size_t>(out), false}}, ""};
+  });
+  add_memory_bound("max_pool", l.name, "backward_bf16", MaxPool2d<kCuda>::versions, bytes, [=](int version) {
+    const Stream st = stream();
+    const bf16* x = input_bf16(kIn0, in);
+    auto* argmax = static_cast<uint8_t*>(slot(kAux, out));
+    MaxPool2d<kCuda>::forward(s, x, c, output_bf16(kOut1, out), c, argmax, st);
+    const bf16* dy = input_bf16(kIn1, out);
+    bf16* dx = output_bf16(kOut0, in);
+    return Prepared{[=] { MaxPool2d<kCuda>::backward(s, dy, c, argmax, 0.0f, dx, c, st, version); },
+                    {bf16_out(dx, in)}, ""};
+  });
+}
+
+void add_relu_bf16(const LayerShape& l) {
+  const int64_t pixels = int64_t{l.n} * l.h * l.w;
+  const int c = l.c_out;
+  const int64_t count = pixels * c;
+  add_memory_bound("relu", l.name, "forward_bf16", Relu<kCuda>::versions, 4 * count, [=](int version) {
+    const Stream st = stream();
+    const bf16* x = input_bf16(kIn0, count);
+    bf16* y = output_bf16(kOut0, count);
+    return Prepared{[=] { Relu<kCuda>::forward(pixels, c, x, c, y, c, st, version); }, {bf16_out(y, count)}, ""};
+  });
+  add_memory_bound("relu", l.name, "backward_bf16", Relu<kCuda>::versions, 6 * count, [=](int version) {
+    const Stream st = stream();
+    const bf16* dy = input_bf16(kIn0, count);
+    const bf16* y = input_bf16(kIn1, count);
+    bf16* dx = output_bf16(kOut0, count);
+    return Prepared{[=] { Relu<kCuda>::backward(pixels, c, dy, c, y, c, 0.0f, dx, c, st, version); },
+                    {bf16_out(dx, count)}, ""};
+  });
+}
+
+void add_concat_bf16(const LayerShape& up) {
+  const int64_t pixels = int64_t{up.n} * up.out_h() * up.out_w();
+  const int c = up.c_out;
+  const std::string layer = up.name.substr(0, up.name.rfind('.')) + ".concat";
+  const int64_t bytes = 2 * 2 * (pixels * 2 * c);
+  add_memory_bound("concat", layer, "forward_bf16", Concat<kCuda>::bf16_versions, bytes, [=](int version) {
+    const Stream st = stream();
+    const bf16* a = input_bf16(kIn0, pixels * c);
+    const bf16* b = input_bf16(kIn1, pixels * c);
+    bf16* y = output_bf16(kOut0, pixels * 2 * c);
+    return Prepared{[=] { Concat<kCuda>::forward(pixels, a, c, c, b, c, c, y, 2 * c, st, version); },
+                    {bf16_out(y, pixels * 2 * c)}, ""};
+  });
+  add_memory_bound("concat", layer, "backward_bf16", Concat<kCuda>::bf16_versions, bytes, [=](int version) {
+    const Stream st = stream();
+    const bf16* dy = input_bf16(kIn0, pixels * 2 * c);
+    bf16* da = output_bf16(kOut0, pixels * c);
+    bf16* db = output_bf16(kOut1, pixels * c);
+    return Prepared{[=] { Concat<kCuda>::backward(pixels, dy, 2 * c, c, c, 0.0f, da, c, db, c, st, version); },
+                    {bf16_out(da, pixels * c), bf16_out(db, pixels * c)}, ""};
+  });
+}
+
+// bf16 logits in and dlogits out, fp32 targets: 8 bytes a pixel at the least. One entry: the
+// layout (P % 8 == 0 here) chooses the 16-byte kernels.
+void add_loss_bf16(const LayerShape& head) {
+  const int n = head.n;
+  const int64_t pixels = int64_t{head.out_h()} * head.out_w();
+  for (const bool dice : {false, true}) {
+    LossConfig config;
+    if (dice) config.dice_weight = 1.0f;
+    add_memory_bound("loss", dice ? "bce_dice" : "bce", "forward_backward_bf16", 1, 8 * n * pixels, [=](int) {
+      const Stream st = stream();
+      const bf16* logits = input_bf16(kIn0, n * pixels);
+      auto* target = output(kIn1, n * pixels);
+      fill_binary(target, n * pixels, run_state().seed++, 0.01f, run_state().stream);
+      float* loss = output(kOut1, loss_values);
+      bf16* dlogits = output_bf16(kOut0, n * pixels);
+      void* work = slot(kWork0, SegmentationLoss<kCuda>::workspace(n, pixels));
+      const auto run = [=] {
+        SegmentationLoss<kCuda>::forward_backward(n, pixels, logits, target, config, loss, dlogits, work, st);
+      };
+      return Prepared{run, {bf16_out(dlogits, n * pixels), floats_out(loss, loss_values)}, ""};
+    });
+  }
+}
+
+// Adam with the bf16 weight copy: 28 bytes a parameter and 2 more written.
+void add_adam_bf16_copy() {
+  const int64_t n = unet_parameters(UNetConfig{});
+  add_memory_bound("adam", "all", "step_bf16_copy", Adam<kCuda>::versions, 30 * n, [=](int version) {
+    const Stream st = stream();
+    float* param = input(kIn0, n);
+    const float* grad = input(kIn1, n);
+    float* m = input(kIn2, n);
+    float* v = input(kIn3, n, 0.0f, 1.0f);
+    bf16* copy = output_bf16(kOut0, n);
+    auto* step = static_cast<int64_t*>(slot(kAux, sizeof(int64_t)));
+    const int64_t first = 1;
+    CUDA_CHECK(cudaMemcpyAsync(step, &first, sizeof(first), cudaMemcpyHostToDevice, run_state().stream));
+    CUDA_CHECK(cudaStreamSynchronize(run_state().stream));
+    const AdamConfig config;
+    return Prepared{[=] { Adam<kCuda>::step(n, param, grad, m, v, copy, config, step, st, version); },
+                    {Output{param, n * sizeof(float), true, false}, bf16_out(copy, n)}, ""};
+  });
+}
+
 void register_all() {
   const std::vector<LayerShape> layers = unet_layers(UNetConfig{}, kBatch, kImageSize, kImageSize);
   for (const LayerShape& l : layers) {
     switch (l.kind) {
       case LayerKind::conv3x3:
         add_relu(l);
+        add_relu_bf16(l);
         add_convolution(l);
         break;
       case LayerKind::conv1x1:
         add_loss(l);
+        add_loss_bf16(l);
         add_convolution(l);
         break;
       case LayerKind::up_conv:
         add_concat(l);
+        add_concat_bf16(l);
         add_convolution(l);
         break;
-      case LayerKind::max_pool: add_max_pool(l); break;
+      case LayerKind::max_pool:
+        add_max_pool(l);
+        add_max_pool_bf16(l);
+        break;
     }
   }
   add_adam();
+  add_adam_bf16_copy();
   for (int p = 0; p < kPhases; ++p) {
     for (Pending& pending : phase(static_cast<Phase>(p))) {
       benchmark::RegisterBenchmark(pending.entry.name().c_str(),

@@ -26,6 +26,12 @@ __global__ void fill_uniform_kernel(float* data, size_t count, uint64_t seed, fl
   }
 }
 
+__global__ void fill_uniform_bf16_kernel(bf16* data, size_t count, uint64_t seed, float low, float high) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < count; i += size_t{gridDim.x} * blockDim.x) {
+    data[i] = to_bf16(low + (high - low) * unit(seed, i));
+  }
+}
+
 __global__ void fill_binary_kernel(float* data, size_t count, uint64_t seed, float ones) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < count; i += size_t{gridDim.x} * blockDim.x) {
     data[i] = unit(seed, i) < ones ? 1.0f : 0.0f;
@@ -44,6 +50,11 @@ __global__ void count_nonfinite_kernel(const float* data, size_t count, unsigned
 
 void fill_uniform(float* data, size_t count, uint64_t seed, float low, float high, cudaStream_t stream) {
   fill_uniform_kernel<<<kBlocks, kThreads, 0, stream>>>(data, count, seed, low, high);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void fill_uniform_bf16(bf16* data, size_t count, uint64_t seed, float low, float high, cudaStream_t stream) {
+  fill_uniform_bf16_kernel<<<kBlocks, kThreads, 0, stream>>>(data, count, seed, low, high);
   CUDA_CHECK(cudaGetLastError());
 }
 

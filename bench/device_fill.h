@@ -7,10 +7,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/rounding.h"
+
 namespace unet::bench {
 
 // Uniform in [low, high), from a hash of (seed, index): different seeds give different values.
 void fill_uniform(float* data, size_t count, uint64_t seed, float low, float high, cudaStream_t stream);
+// The same rounded to bf16 (the bf16 kernels' inputs).
+void fill_uniform_bf16(bf16* data, size_t count, uint64_t seed, float low, float high, cudaStream_t stream);
 // 1 with probability `ones`, else 0: segmentation targets.
 void fill_binary(float* data, size_t count, uint64_t seed, float ones, cudaStream_t stream);
 // How many of the values are NaN or infinite; waits for the stream.

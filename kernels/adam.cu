@@ -9,6 +9,8 @@
 //      launch. Otherwise it falls back to version 1.
 // Memory-bound: 16 bytes read and 12 written per parameter, so the aim is the bandwidth of
 // copying 28 bytes a parameter; one launch covers every parameter of the model.
+// With a bf16 weight copy (adam.h) both versions also store each updated parameter rounded to
+// bf16 (version 2 four at a time, one 8-byte store): 30 bytes a parameter.
 //
 // The non-finite flag: a thread whose updated parameter is NaN or infinite stores 1 into it. Every
 // writer stores the same value, so the racing plain stores leave a deterministic result without an
@@ -18,6 +20,7 @@
 #include <cstdint>
 
 #include "kernels/dialect.h"
+#include "kernels/rounding.h"
 
 namespace unet::KERNEL_BACKEND {
 
@@ -65,6 +68,11 @@ __device__ __forceinline__ void flag_non_finite(float param, int32_t* non_finite
   if (non_finite != nullptr && !isfinite(param)) *non_finite = 1;
 }
 
+__device__ __forceinline__ uint64_t bf16_quad(const float4& p) {
+  return uint64_t{bf16_bits(p.x)} | (uint64_t{bf16_bits(p.y)} << 16) | (uint64_t{bf16_bits(p.z)} << 32) |
+         (uint64_t{bf16_bits(p.w)} << 48);
+}
+
 // Thread 0 reads the step and computes the scalars for its block; the others wait for them.
 __device__ __forceinline__ AdamScalars block_scalars(const AdamConfig& config, const int64_t* step) {
   __shared__ AdamScalars scalars;
@@ -74,19 +82,20 @@ __device__ __forceinline__ AdamScalars block_scalars(const AdamConfig& config, c
 }
 
 __global__ void adam_kernel1(int64_t n, float* __restrict__ param, const float* __restrict__ grad,
-                             float* __restrict__ m, float* __restrict__ v, AdamConfig config,
-                             const int64_t* __restrict__ step, int32_t* non_finite) {
+                             float* __restrict__ m, float* __restrict__ v, bf16* __restrict__ weight_copy,
+                             AdamConfig config, const int64_t* __restrict__ step, int32_t* non_finite) {
   const AdamScalars scalars = block_scalars(config, step);
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= n) return;
   adam_update(param[i], grad[i], m[i], v[i], scalars);
   flag_non_finite(param[i], non_finite);
+  if (weight_copy != nullptr) weight_copy[i] = to_bf16(param[i]);
 }
 
 // Threads [0, n/4) take four parameters each; the next n % 4 threads take one each.
 __global__ void adam_kernel2(int64_t n, float* __restrict__ param, const float* __restrict__ grad,
-                             float* __restrict__ m, float* __restrict__ v, AdamConfig config,
-                             const int64_t* __restrict__ step, int32_t* non_finite) {
+                             float* __restrict__ m, float* __restrict__ v, bf16* __restrict__ weight_copy,
+                             AdamConfig config, const int64_t* __restrict__ step, int32_t* non_finite) {
   const AdamScalars scalars = block_scalars(config, step);
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int64_t quads = n / 4;
@@ -106,10 +115,12 @@ __global__ void adam_kernel2(int64_t n, float* __restrict__ param, const float* 
     flag_non_finite(p.y, non_finite);
     flag_non_finite(p.z, non_finite);
     flag_non_finite(p.w, non_finite);
+    if (weight_copy != nullptr) reinterpret_cast<uint64_t*>(weight_copy)[i] = bf16_quad(p);
   } else if (i < quads + n % 4) {
     const int64_t j = 4 * quads + (i - quads);
     adam_update(param[j], grad[j], m[j], v[j], scalars);
     flag_non_finite(param[j], non_finite);
+    if (weight_copy != nullptr) weight_copy[j] = to_bf16(param[j]);
   }
 }
 
@@ -125,12 +136,20 @@ using namespace KERNEL_BACKEND;
 template <DeviceKind D>
 void Adam<D>::step(int64_t n, float* param, const float* grad, float* m, float* v, const AdamConfig& config,
                    const int64_t* step, Stream stream, int version, int32_t* non_finite) {
+  Adam<D>::step(n, param, grad, m, v, nullptr, config, step, stream, version, non_finite);
+}
+
+template <DeviceKind D>
+void Adam<D>::step(int64_t n, float* param, const float* grad, float* m, float* v, bf16* weight_copy,
+                   const AdamConfig& config, const int64_t* step, Stream stream, int version, int32_t* non_finite) {
   if (n == 0) return;
-  if (version != 1 && quads_fit({param, grad, m, v}, {})) {
-    launch_flat(KERNEL(adam_kernel2), n / 4 + n % 4, stream, n, param, grad, m, v, config, step, non_finite);
+  const bool copy_fits = reinterpret_cast<uintptr_t>(weight_copy) % 8 == 0;  // four bf16 a store
+  if (version != 1 && quads_fit({param, grad, m, v}, {}) && copy_fits) {
+    launch_flat(KERNEL(adam_kernel2), n / 4 + n % 4, stream, n, param, grad, m, v, weight_copy, config, step,
+                non_finite);
     return;
   }
-  launch_flat(KERNEL(adam_kernel1), n, stream, n, param, grad, m, v, config, step, non_finite);
+  launch_flat(KERNEL(adam_kernel1), n, stream, n, param, grad, m, v, weight_copy, config, step, non_finite);
 }
 
 template struct Adam<KERNEL_DEVICE>;

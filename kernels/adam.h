@@ -19,12 +19,17 @@
 // that leaves any parameter NaN or infinite sets it to 1; nothing else writes it, so it stays set
 // until the caller clears it. That is how training notices poisoned weights while the loss is still
 // finite, for the price of one comparison a parameter and no reduction.
+//
+// With `weight_copy` (the bf16 precision mode), the same launch also writes each updated parameter
+// rounded to bf16 (nearest even, NaN kept), the copy of the fp32 master weights that the bf16
+// kernels read; the master weights and both moments stay fp32.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
 #include "kernels/backend.h"
+#include "kernels/rounding.h"
 
 namespace unet {
 
@@ -65,6 +70,10 @@ namespace cpu {
 template <class T>
 void adam_step(int64_t n, T* param, const T* grad, T* m, T* v, const AdamConfig& config, int64_t step,
                int32_t* non_finite = nullptr);
+// The same step, then weight_copy[i] = param[i] rounded to bf16.
+template <class T>
+void adam_step_bf16(int64_t n, T* param, const T* grad, T* m, T* v, bf16* weight_copy, const AdamConfig& config,
+                    int64_t step, int32_t* non_finite = nullptr);
 
 }  // namespace cpu
 
@@ -81,6 +90,20 @@ struct Adam {
                    const int64_t* step,   // (1) device memory: the 1-based step being taken
                    Stream stream, int version = 0,
                    int32_t* non_finite = nullptr);  // (1) device memory: set to 1 if a parameter is not finite
+
+  // The same step also writing the bf16 copy of the updated parameters (nullptr: none, as above).
+  // Version 2 stores four bf16 in one 8-byte store where weight_copy is 8-byte aligned (and the
+  // fp32 buffers allow version 2); otherwise version 1.
+  static void step(int64_t n,
+                   float* param,          // (n)
+                   const float* grad,     // (n)
+                   float* m,              // (n)
+                   float* v,              // (n)
+                   bf16* weight_copy,     // (n) the updated param in bf16, or nullptr
+                   const AdamConfig& config,
+                   const int64_t* step,   // (1) device memory
+                   Stream stream, int version = 0,
+                   int32_t* non_finite = nullptr);  // (1) device memory
 };
 
 extern template struct Adam<DeviceKind::sim>;
@@ -91,5 +114,8 @@ extern template struct Adam<DeviceKind::cuda>;
 template <>
 void Adam<DeviceKind::cpu>::step(int64_t, float*, const float*, float*, float*, const AdamConfig&, const int64_t*,
                                  Stream, int, int32_t*);
+template <>
+void Adam<DeviceKind::cpu>::step(int64_t, float*, const float*, float*, float*, bf16*, const AdamConfig&,
+                                 const int64_t*, Stream, int, int32_t*);
 
 }  // namespace unet

@@ -51,3 +51,33 @@ void Adam<DeviceKind::cpu>::step(int64_t n, float* param, const float* grad, flo
 }
 
 }  // namespace unet
+
+// ---------------------------------------------------------------------------------------------
+// bf16
+
+namespace unet::cpu {
+
+template <class T>
+void adam_step_bf16(int64_t n, T* param, const T* grad, T* m, T* v, bf16* weight_copy, const AdamConfig& config,
+                    int64_t step, int32_t* non_finite) {
+  adam_step(n, param, grad, m, v, config, step, non_finite);
+  if (weight_copy == nullptr) return;
+  for (int64_t i = 0; i < n; ++i) weight_copy[i] = to_bf16(static_cast<float>(param[i]));
+}
+
+template void adam_step_bf16(int64_t, float*, const float*, float*, float*, bf16*, const AdamConfig&, int64_t,
+                             int32_t*);
+template void adam_step_bf16(int64_t, double*, const double*, double*, double*, bf16*, const AdamConfig&, int64_t,
+                             int32_t*);
+
+}  // namespace unet::cpu
+
+namespace unet {
+
+template <>
+void Adam<DeviceKind::cpu>::step(int64_t n, float* param, const float* grad, float* m, float* v, bf16* weight_copy,
+                                 const AdamConfig& config, const int64_t* step, Stream, int, int32_t* non_finite) {
+  cpu::adam_step_bf16(n, param, grad, m, v, weight_copy, config, *step, non_finite);
+}
+
+}  // namespace unet

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""The static proof that the bf16 memory-bound kernels' 16-byte paths move 16 bytes an access.
+
+Reads the sm_90 SASS and resource usage of a CUDA kernel library or object (cuobjdump, found as
+scripts/check_sass.py finds it) and fails unless every kernel whose own name matches --pattern
+(default: the bf16 vector versions, `<op>_<pass>_bf16_kernel2`)
+
+  - loads global memory with LDG.E.128 and stores it with STG.E.128 (one uint4, eight bf16);
+  - does not spill: no LDL/STL instructions, STACK 0 and LOCAL 0.
+
+Usage: check_sass_vectors.py LIBRARY [--pattern REGEX]
+Prints one line per kernel checked; exits 1 with `error: ...` lines if any check fails, 2 on a
+usage error or a missing tool.
+"""
+import argparse
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check_sass  # noqa: E402  (the cuobjdump runner and name parsing the tensor-core gate uses)
+
+REQUIRED = ("LDG.E.128", "STG.E.128")
+
+
+def instructions(library):
+    """{mangled name: set of SASS opcodes with their modifiers (`LDG.E.128.CONSTANT`)} for sm_90."""
+    result, name = {}, None
+    for line in check_sass.run(check_sass.CUOBJDUMP, "-sass", "-arch", "sm_90", library).splitlines():
+        match = re.match(r"\s*Function : (\S+)", line)
+        if match:
+            name = match.group(1)
+            result.setdefault(name, set())
+            continue
+        match = re.match(r"\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", line)
+        if name and match:
+            result[name].add(match.group(1))
+    return result
+
+
+def check(kernel, ops, use):
+    errors = []
+    for required in REQUIRED:
+        # LDG.E.128 also covers LDG.E.128.CONSTANT (the read-only path __restrict__ const allows).
+        if not any(op == required or op.startswith(required + ".") for op in ops):
+            errors.append(f"{kernel}: no {required} in its SASS")
+    for op in ("LDL", "STL"):
+        if any(o == op or o.startswith(op + ".") for o in ops):
+            errors.append(f"{kernel}: {op} in its SASS (register spills)")
+    for key in ("STACK", "LOCAL"):
+        if use.get(key, 0) != 0:
+            errors.append(f"{kernel}: {key} {use[key]} (must be 0)")
+    return errors
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("library")
+    parser.add_argument("--pattern", default=r"_bf16_kernel2$")
+    args = parser.parse_args()
+    all_ops, usage = instructions(args.library), check_sass.resource_usage(args.library)
+    chosen = sorted(n for n in all_ops if re.search(args.pattern, check_sass.family(n)))
+    if not chosen:
+        print(f"error: no kernel in {args.library} matches {args.pattern}", file=sys.stderr)
+        return 1
+    errors = []
+    for name in chosen:
+        kernel = check_sass.family(name)
+        found = check(kernel, all_ops[name], usage.get(name, {}))
+        errors += found
+        accesses = sorted(op for op in all_ops[name] if op.startswith(("LDG", "STG")))
+        print(("FAIL " if found else "ok   ") + f"{kernel}: REG {usage.get(name, {}).get('REG', '?')}, "
+              + " ".join(accesses))
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    if check_sass.CUOBJDUMP is None:
+        print("error: cuobjdump not found (scripts/setup.sh installs the nvidia-cuda-cuobjdump wheel)", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main())
