@@ -30,7 +30,6 @@ Var traced(Context& ctx, const std::string& layer, Forward&& forward) {
 
 UNet::UNet(const UNetConfig& config, Device& device, Precision precision)
     : config_(config), precision_(precision), parameters_(std::make_unique<ParameterStore>(device, precision)) {
-  if (precision == Precision::bf16) throw Error("model: bf16 is not available in this build yet; use fp32 or tf32");
   if (config.in_channels < 1 || config.base_width < 1 || config.depth < 1 || config.depth > 8) {
     throw Error("model: invalid configuration (" + config.describe() + ", depth " + std::to_string(config.depth) + ")");
   }
