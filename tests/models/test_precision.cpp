@@ -105,6 +105,50 @@ TEST_CASE("precision: a tf32 step on sim (tensor-core version 3) agrees with cpu
   CHECK(relative(sim.logits, fp32_sim.logits) > 10 * relative(fp32_sim.logits, fp32_cpu.logits));
 }
 
+TEST_CASE("precision: a bf16 step is close to fp32 and visibly different, on cpu and on sim alike", "[precision]") {
+  const Run fp32_cpu = train(DeviceKind::cpu, Precision::fp32, 2), fp32_sim = train(DeviceKind::sim, Precision::fp32, 2);
+  const Run cpu = train(DeviceKind::cpu, Precision::bf16, 2), sim = train(DeviceKind::sim, Precision::bf16, 2);
+  const double order_alone = relative(fp32_sim.logits, fp32_cpu.logits);
+  INFO("bf16 cpu vs fp32 " << relative(cpu.logits, fp32_cpu.logits) << ", bf16 sim vs fp32 "
+                           << relative(sim.logits, fp32_sim.logits) << ", bf16 sim vs cpu " << relative(sim.logits, cpu.logits));
+  for (const Run* run : {&cpu, &sim}) {
+    const std::vector<float>& fp32 = run == &cpu ? fp32_cpu.logits : fp32_sim.logits;
+    CHECK(relative(run->logits, fp32) < 3 * 0x1p-8 * layers);
+    CHECK(relative(run->logits, fp32) > 10 * order_alone);
+    for (size_t k = 0; k < run->losses.size(); ++k) {
+      CHECK(run->losses[k] == Approx(fp32_cpu.losses[k]).epsilon(3 * 0x1p-8 * layers));
+    }
+  }
+  CHECK(relative(sim.logits, cpu.logits) < 0x1p-8);
+  CHECK(relative(sim.weights, cpu.weights) < 0x1p-8);
+}
+
+TEST_CASE("precision: the bf16 copy follows the fp32 master weights through upload and Adam", "[precision]") {
+  for (const DeviceKind kind : {DeviceKind::cpu, DeviceKind::sim}) {
+    CAPTURE(device_name(kind));
+    UNet model(model_config, device(kind), Precision::bf16);
+    ParameterStore& parameters = model.parameters();
+    const auto copy_matches = [&] {
+      const std::vector<float> master = parameters.download(parameters.values());
+      std::vector<bf16> copy(master.size());
+      device(kind).copy_to_host(copy.data(), parameters.bf16_values(), copy.size() * sizeof(bf16));
+      for (size_t i = 0; i < master.size(); ++i) {
+        if (copy[i].bits != to_bf16(master[i]).bits) return false;
+      }
+      return true;
+    };
+    parameters.initialize(9);
+    CHECK(copy_matches());
+    CHECK(model.parameters().kernel_value(0).scalar_type() == ScalarType::bf16);
+    CHECK(model.parameters().value(0).scalar_type() == ScalarType::f32);
+    Trainer trainer(model, AdamConfig{}, LossConfig{1, 1}, batch_shape, false);
+    trainer.image().from_host(std::vector<float>(static_cast<size_t>(batch_shape.numel()), 0.5f));
+    trainer.mask().from_host(std::vector<float>(static_cast<size_t>(batch_shape.pixels()), 1.0f));
+    trainer.step();
+    CHECK(copy_matches());
+  }
+}
+
 TEST_CASE("precision: weights record the precision they were trained in, and load into any", "[precision]") {
   Device& cpu = device(DeviceKind::cpu);
   UNet tf32(model_config, cpu, Precision::tf32);
