@@ -3,8 +3,9 @@
 and optimizer, so that weights move both ways and a training step can be compared number for number.
 
     python3 bench/pytorch_unet.py step --weights W.safetensors --batch B.safetensors --steps K \\
-        --lr LR --loss bce --out OUT.safetensors --trace T.safetensors
-        K Adam steps on one fixed batch: what `unet step` does (the parity test compares the two).
+        --lr LR --loss bce --out OUT.safetensors --trace T.safetensors [--precision fp32|tf32]
+        K Adam steps on one fixed batch: what `unet step` does (the parity test compares the two);
+        tf32 emulates the TF32 kernels' rounding by hand in each convolution (Tf32Convolution).
     python3 bench/pytorch_unet.py batch --out B.safetensors --n N --height H --width W [--seed S]
         a random batch (images in [0, 1], masks of random discs) in the layout `unet step` reads.
     python3 bench/pytorch_unet.py bench --batch 16 --image-size 256 --steps 20 [--configs ...] [--json F]
@@ -107,7 +108,49 @@ def nchw_to_nhwc(x):
     return x.permute(0, 2, 3, 1).contiguous()
 
 
+def round_tf32(t):
+    """t rounded to tf32 as cvt.rna does (kernels/rounding.h): nearest, ties away from zero."""
+    bits = t.detach().float().contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -0x2000).view(torch.float32)
+
+
+class Tf32Convolution(torch.autograd.Function):
+    """A convolution at the TF32 kernels' rounding points: forward rounds x and W, backward_data g and
+    W, backward_weight x and g; products and sums in fp32, the bias and its gradient unrounded."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, transposed):
+        ctx.save_for_backward(x, weight)
+        ctx.transposed = transposed
+        return Tf32Convolution.run(round_tf32(x), round_tf32(weight), transposed) + bias.view(1, -1, 1, 1)
+
+    @staticmethod
+    def run(x, weight, transposed):
+        if transposed:
+            return F.conv_transpose2d(x, weight, stride=2)
+        return F.conv2d(x, weight, padding=weight.shape[-1] // 2)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        with torch.enable_grad():
+            rounded_x = round_tf32(x).requires_grad_()
+            rounded_weight = round_tf32(weight).requires_grad_()
+            y = Tf32Convolution.run(rounded_x, rounded_weight, ctx.transposed)
+            dx, dweight = torch.autograd.grad(y, (rounded_x, rounded_weight), round_tf32(g))
+        return dx, dweight, g.sum(dim=(0, 2, 3)), None
+
+
+def use_precision(precision):
+    """fp32: PyTorch's own convolutions. tf32: every convolution through Tf32Convolution (the rounding
+    emulated by hand, on any device; not torch's allow_tf32, whose rounding points are cuDNN's)."""
+    if precision == "tf32":
+        nn.Conv2d.forward = lambda self, x: Tf32Convolution.apply(x, self.weight, self.bias, False)
+        nn.ConvTranspose2d.forward = lambda self, x: Tf32Convolution.apply(x, self.weight, self.bias, True)
+
+
 def command_step(args):
+    use_precision(args.precision)
     model, _ = load_unet(args.weights)
     model.train()
     batch, _ = safetensors_io.load(args.batch)
@@ -229,6 +272,8 @@ def main():
     step.add_argument("--loss", choices=["bce", "dice", "bce+dice"], default="bce")
     step.add_argument("--out", required=True)
     step.add_argument("--trace")
+    step.add_argument("--precision", choices=["fp32", "tf32"], default="fp32",
+                      help="tf32: the convolutions at the TF32 kernels' rounding points (`unet step --precision`)")
     step.set_defaults(run=command_step)
     batch = commands.add_parser("batch", help="a random batch file for unet step")
     batch.add_argument("--out", required=True)
