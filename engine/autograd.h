@@ -55,7 +55,8 @@ class Context {
   bool recording() const { return recording_; }
   void set_recording(bool on) { recording_ = on; }
 
-  // Leaves: an input (no gradient) and a parameter (its gradient goes to `grad`, persistent).
+  // Leaves: an input (no gradient) and a parameter (its gradient goes to `grad`, persistent; under
+  // bf16 the value is the bf16 copy of the weights and the gradient fp32).
   Var input(const Tensor& value);
   Var parameter(const Tensor& value, const Tensor& grad);
   // What activations and their gradients are stored as: bf16 under Precision::bf16, else f32.
