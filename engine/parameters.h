@@ -4,7 +4,8 @@
 // Flat buffers make the optimizer one launch over all parameters (kernels/adam.h) and a checkpoint
 // four contiguous copies. Under Precision::bf16 a fifth buffer holds the values rounded to bf16:
 // what the kernels read as weights. Adam writes it in the launch that updates the fp32 values (the
-// master copy), and upload() whenever the values are set from the host; it is never saved. Each parameter is a view into them, in the kernels' layout: conv weights
+// master copy), and upload() whenever the values are set from the host; it is never saved.
+// Each parameter is a view into them, in the kernels' layout: conv weights
 // (Cout, k, k, Cin), up-conv weights (Cin, 2, 2, Cout), biases (Cout). Conversion to and from
 // PyTorch's layouts happens here, at the file boundary.
 #pragma once

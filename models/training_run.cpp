@@ -313,7 +313,8 @@ int Session::train() {
   if (lead_) {
     std::printf("training %s, depth %d on %s (%s) in %s: %d epochs of %d steps, batch %d, %dx%d%s\n",
                 config_.model.describe().c_str(), config_.model.depth, device_name(config_.device),
-                device_.info().name.c_str(), precision_name(config_.precision), config_.epochs, steps_per_epoch_, config_.batch, data_.height,
+                device_.info().name.c_str(), precision_name(config_.precision), config_.epochs, steps_per_epoch_,
+                config_.batch, data_.height,
                 data_.width, resume_ ? (", resuming at step " + std::to_string(step_)).c_str() : "");
     if (comm_.size() > 1) std::printf("data parallel: %d ranks of %d samples each\n", comm_.size(), local_batch_);
   }

@@ -372,6 +372,39 @@ class Bench(unittest.TestCase):
         self.assertTrue(lines[0]["graph"])
 
 
+def safetensors_header(path):
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(length))
+
+
+class Precision(unittest.TestCase):
+    def test_a_bf16_step_writes_only_f32_tensors_and_records_its_precision(self):
+        weights = os.path.join(WORK, "precision-init.safetensors")
+        batch = os.path.join(WORK, "precision-batch.safetensors")
+        unet("init", "--base-width", "4", "--depth", "2", "--seed", "2", "--out", weights)
+        image = [((i * 37) % 100) / 100 for i in range(16 * 16 * 3)]
+        mask = [float(i % 7 == 0) for i in range(16 * 16)]
+        header = {"image": {"dtype": "F32", "shape": [1, 16, 16, 3], "data_offsets": [0, 4 * len(image)]},
+                  "mask": {"dtype": "F32", "shape": [1, 16, 16, 1],
+                           "data_offsets": [4 * len(image), 4 * (len(image) + len(mask))]}}
+        text = json.dumps(header).encode()
+        with open(batch, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + struct.pack(f"<{len(image) + len(mask)}f", *image, *mask))
+        out, trace = os.path.join(WORK, "precision-out.safetensors"), os.path.join(WORK, "precision-trace.safetensors")
+        for device in ["cpu", "sim"]:
+            unet("step", "--weights", weights, "--batch", batch, "--steps", "2", "--device", device,
+                 "--precision", "bf16", "--out", out, "--trace", trace)
+            written, traced = safetensors_header(out), safetensors_header(trace)
+            self.assertEqual(written["__metadata__"]["unet.precision"], "bf16")
+            for file in [written, traced]:
+                self.assertEqual({v["dtype"] for k, v in file.items() if k != "__metadata__"}, {"F32"})
+            self.assertEqual(traced["logits"]["shape"], [1, 16, 16, 1])
+        refused = unet("step", "--weights", weights, "--batch", batch, "--precision", "fp16", "--out", out, check=False)
+        self.assertEqual(refused.returncode, 2)
+        self.assertEqual(refused.stderr, "error: --precision: 'fp16' is not one of auto, fp32, tf32, bf16\n")
+
+
 class BadInput(unittest.TestCase):
     """Each mistake is one `error:` line and a non-zero exit; no traceback, no core dump."""
 

@@ -12,7 +12,9 @@ namespace unet {
 namespace {
 
 TEST_CASE("precisions parse, name themselves, and default to bf16 on cuda only") {
-  for (Precision p : {Precision::fp32, Precision::tf32, Precision::bf16}) CHECK(parse_precision(precision_name(p)) == p);
+  for (Precision p : {Precision::fp32, Precision::tf32, Precision::bf16}) {
+    CHECK(parse_precision(precision_name(p)) == p);
+  }
   CHECK_THROWS_WITH(parse_precision("fp16"), "precision: 'fp16' is not one of fp32, tf32, bf16");
   CHECK(default_precision(DeviceKind::cpu) == Precision::fp32);
   CHECK(default_precision(DeviceKind::sim) == Precision::fp32);

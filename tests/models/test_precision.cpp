@@ -81,7 +81,8 @@ std::vector<float> initial_weights() {
 }  // namespace
 
 TEST_CASE("precision: a tf32 step on cpu is close to fp32 and visibly different", "[precision]") {
-  const Run fp32_cpu = train(DeviceKind::cpu, Precision::fp32, 3), fp32_sim = train(DeviceKind::sim, Precision::fp32, 3);
+  const Run fp32_cpu = train(DeviceKind::cpu, Precision::fp32, 3);
+  const Run fp32_sim = train(DeviceKind::sim, Precision::fp32, 3);
   const Run tf32 = train(DeviceKind::cpu, Precision::tf32, 3);
   const double order_alone = relative(fp32_sim.logits, fp32_cpu.logits);
   const double off = relative(tf32.logits, fp32_cpu.logits);
@@ -96,7 +97,8 @@ TEST_CASE("precision: a tf32 step on cpu is close to fp32 and visibly different"
 
 TEST_CASE("precision: a tf32 step on sim (tensor-core version 3) agrees with cpu's TF32 reference", "[precision]") {
   const Run cpu = train(DeviceKind::cpu, Precision::tf32, 2), sim = train(DeviceKind::sim, Precision::tf32, 2);
-  const Run fp32_cpu = train(DeviceKind::cpu, Precision::fp32, 2), fp32_sim = train(DeviceKind::sim, Precision::fp32, 2);
+  const Run fp32_cpu = train(DeviceKind::cpu, Precision::fp32, 2);
+  const Run fp32_sim = train(DeviceKind::sim, Precision::fp32, 2);
   const double apart = relative(sim.logits, cpu.logits);
   INFO("tf32 sim vs cpu " << apart << ", tf32 vs fp32 on sim " << relative(sim.logits, fp32_sim.logits));
   CHECK(apart < 0x1p-11);
@@ -106,11 +108,13 @@ TEST_CASE("precision: a tf32 step on sim (tensor-core version 3) agrees with cpu
 }
 
 TEST_CASE("precision: a bf16 step is close to fp32 and visibly different, on cpu and on sim alike", "[precision]") {
-  const Run fp32_cpu = train(DeviceKind::cpu, Precision::fp32, 2), fp32_sim = train(DeviceKind::sim, Precision::fp32, 2);
+  const Run fp32_cpu = train(DeviceKind::cpu, Precision::fp32, 2);
+  const Run fp32_sim = train(DeviceKind::sim, Precision::fp32, 2);
   const Run cpu = train(DeviceKind::cpu, Precision::bf16, 2), sim = train(DeviceKind::sim, Precision::bf16, 2);
   const double order_alone = relative(fp32_sim.logits, fp32_cpu.logits);
   INFO("bf16 cpu vs fp32 " << relative(cpu.logits, fp32_cpu.logits) << ", bf16 sim vs fp32 "
-                           << relative(sim.logits, fp32_sim.logits) << ", bf16 sim vs cpu " << relative(sim.logits, cpu.logits));
+                           << relative(sim.logits, fp32_sim.logits) << ", bf16 sim vs cpu "
+                           << relative(sim.logits, cpu.logits));
   for (const Run* run : {&cpu, &sim}) {
     const std::vector<float>& fp32 = run == &cpu ? fp32_cpu.logits : fp32_sim.logits;
     CHECK(relative(run->logits, fp32) < 3 * 0x1p-8 * layers);
@@ -157,7 +161,8 @@ TEST_CASE("precision: weights record the precision they were trained in, and loa
   CHECK(file.metadata.at("unet.precision") == "tf32");
   UNet fp32(model_config, cpu);
   load_weights(file, fp32);
-  CHECK(fp32.parameters().download(fp32.parameters().values()) == tf32.parameters().download(tf32.parameters().values()));
+  const ParameterStore &loaded = fp32.parameters(), &saved = tf32.parameters();
+  CHECK(loaded.download(loaded.values()) == saved.download(saved.values()));
 }
 
 TEST_CASE("precision: a model refuses a context of another precision", "[precision]") {
