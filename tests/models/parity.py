@@ -3,15 +3,17 @@
 `unet step` on each device and with bench/pytorch_unet.py; the first step's logits, the losses and
 the final weights must agree norm-wise to 1e-4 relative.
 
-With --precision tf32 both sides round the convolutions' operands to tf32 (PyTorch by hand, in
-pytorch_unet.py's Tf32Convolution) and the bound is u = 2^-11, tf32's unit roundoff: an operand whose
+With --precision tf32 or bf16 both sides round at the kernels' rounding points (PyTorch by hand, in
+pytorch_unet.py's RoundedConvolution: tf32 the convolutions' operands; bf16 the operands and every
+stored activation and activation gradient) and the bound is u, the format's unit roundoff (2^-11
+tf32, 2^-8 bf16): an operand whose
 fp32 value differs in the last bit between the two (summation order) may round to the neighbouring
 tf32 value, which turns an fp32 difference d into one of about sqrt(d u). That also means the
 comparison cannot tell rounding points apart that move the result by less than the tf32 effect
 itself (the kernel tests check the rounding points exactly). So the reduced precision is also
 required to show: ours in tf32 differs from PyTorch in fp32 by at least 10x ours in fp32 does.
 
-usage: parity.py --unet BUILD/tools/unet --work DIR --device cpu --loss bce+dice [--precision tf32]
+usage: parity.py --unet BUILD/tools/unet --work DIR --device cpu --loss bce+dice [--precision tf32|bf16]
 """
 import argparse
 import os
@@ -26,7 +28,7 @@ sys.path.insert(0, BENCH)
 import safetensors_io  # noqa: E402
 
 TOLERANCE = 1e-4
-TF32_UNIT = 2.0 ** -11
+UNIT_ROUNDOFF = {"tf32": 2.0 ** -11, "bf16": 2.0 ** -8}
 
 
 def run(command):
@@ -60,7 +62,7 @@ def main():
     parser.add_argument("--loss", default="bce+dice")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--precision", choices=["fp32", "tf32"], default="fp32")
+    parser.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     stem = os.path.join(args.work, f"{args.device}-{args.loss.replace('+', '_')}-{args.precision}")
@@ -99,7 +101,7 @@ def main():
     print("losses torch", [f"{v:.6f}" for v in torch_trace["losses"].tolist()])
     failed = False
     for name, error in errors.items():
-        limit = 1e-2 if name.startswith("update") else TOLERANCE if args.precision == "fp32" else TF32_UNIT
+        limit = 1e-2 if name.startswith("update") else UNIT_ROUNDOFF.get(args.precision, TOLERANCE)
         status = "ok" if error < limit else "FAILED"
         failed |= error >= limit
         print(f"  {name:28s} relative error {error:.2e} (limit {limit:.0e}) {status}")
