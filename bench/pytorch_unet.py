@@ -3,8 +3,9 @@
 and optimizer, so that weights move both ways and a training step can be compared number for number.
 
     python3 bench/pytorch_unet.py step --weights W.safetensors --batch B.safetensors --steps K \\
-        --lr LR --loss bce --out OUT.safetensors --trace T.safetensors
-        K Adam steps on one fixed batch: what `unet step` does (the parity test compares the two).
+        --lr LR --loss bce --out OUT.safetensors --trace T.safetensors [--precision fp32|tf32|bf16]
+        K Adam steps on one fixed batch: what `unet step` does (the parity test compares the two);
+        tf32 and bf16 emulate the kernels' rounding by hand in each convolution (RoundedConvolution).
     python3 bench/pytorch_unet.py batch --out B.safetensors --n N --height H --width W [--seed S]
         a random batch (images in [0, 1], masks of random discs) in the layout `unet step` reads.
     python3 bench/pytorch_unet.py bench --batch 16 --image-size 256 --steps 20 [--configs ...] [--json F]
@@ -107,7 +108,65 @@ def nchw_to_nhwc(x):
     return x.permute(0, 2, 3, 1).contiguous()
 
 
+def round_tf32(t):
+    """t rounded to tf32 as cvt.rna does (kernels/rounding.h): nearest, ties away from zero."""
+    bits = t.detach().float().contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -0x2000).view(torch.float32)
+
+
+def round_bf16(t):
+    """t rounded to bf16 (nearest, ties to even: kernels/rounding.h) and widened back."""
+    bits = t.detach().float().contiguous().view(torch.int32)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & -0x10000
+    return rounded.view(torch.float32)
+
+
+class RoundedConvolution(torch.autograd.Function):
+    """A convolution at the reduced-precision kernels' rounding points. tf32: forward rounds x and W,
+    backward_data g and W, backward_weight x and g, all to tf32; the outputs stay fp32. bf16: the
+    operands (x, g, the weights' bf16 copy) rounded to bf16 and the activation outputs y and dx too,
+    as the engine stores them; the weight and bias gradients stay fp32. Sums in fp32 either way."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, transposed, precision):
+        ctx.save_for_backward(x, weight)
+        ctx.transposed, ctx.precision = transposed, precision
+        operand = round_tf32 if precision == "tf32" else round_bf16
+        y = RoundedConvolution.run(operand(x), operand(weight), transposed) + bias.view(1, -1, 1, 1)
+        return y if precision == "tf32" else round_bf16(y)
+
+    @staticmethod
+    def run(x, weight, transposed):
+        if transposed:
+            return F.conv_transpose2d(x, weight, stride=2)
+        return F.conv2d(x, weight, padding=weight.shape[-1] // 2)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        operand = round_tf32 if ctx.precision == "tf32" else round_bf16
+        with torch.enable_grad():
+            rounded_x = operand(x).requires_grad_()
+            rounded_weight = operand(weight).requires_grad_()
+            y = RoundedConvolution.run(rounded_x, rounded_weight, ctx.transposed)
+            dx, dweight = torch.autograd.grad(y, (rounded_x, rounded_weight), operand(g))
+        if ctx.precision == "bf16":
+            dx = round_bf16(dx)
+        return dx, dweight, g.sum(dim=(0, 2, 3)), None, None
+
+
+def use_precision(precision):
+    """fp32: PyTorch's own convolutions. tf32, bf16: every convolution through RoundedConvolution (the
+    rounding emulated by hand, on any device; not allow_tf32 or autocast, whose rounding points are
+    cuDNN's and autocast's)."""
+    if precision != "fp32":
+        nn.Conv2d.forward = lambda self, x: RoundedConvolution.apply(x, self.weight, self.bias, False, precision)
+        nn.ConvTranspose2d.forward = lambda self, x: RoundedConvolution.apply(x, self.weight, self.bias, True,
+                                                                             precision)
+
+
 def command_step(args):
+    use_precision(args.precision)
     model, _ = load_unet(args.weights)
     model.train()
     batch, _ = safetensors_io.load(args.batch)
@@ -229,6 +288,8 @@ def main():
     step.add_argument("--loss", choices=["bce", "dice", "bce+dice"], default="bce")
     step.add_argument("--out", required=True)
     step.add_argument("--trace")
+    step.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
+                      help="the convolutions at those kernels' rounding points (`unet step --precision`)")
     step.set_defaults(run=command_step)
     batch = commands.add_parser("batch", help="a random batch file for unet step")
     batch.add_argument("--out", required=True)

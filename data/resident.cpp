@@ -70,8 +70,8 @@ void ResidentDataset::set_share(int first_sample, int global_batch) {
   global_batch_ = global_batch;
 }
 
-void ResidentDataset::train_batch(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges,
-                                  uint64_t seed, const BatchTarget& target, Stream stream, int version) const {
+BatchSource ResidentDataset::training_source(const int64_t* step, int steps_per_epoch, int batch,
+                                             const AugmentRanges& ranges, uint64_t seed) const {
   if (order_ == nullptr) throw Error("training batch: no epoch order (set_order) yet");
   const int global_batch = global_batch_ > 0 ? global_batch_ : batch;
   if (first_sample_ + batch > global_batch) {
@@ -83,26 +83,48 @@ void ResidentDataset::train_batch(const int64_t* step, int steps_per_epoch, int 
     throw Error("training batch: " + std::to_string(steps_per_epoch) + " steps of " + std::to_string(global_batch) +
                 " do not match the epoch order's " + std::to_string(order_length_) + " samples");
   }
-  build({step, order_, steps_per_epoch, seed, ranges, first_sample_, global_batch}, batch, target, stream, version);
+  return {step, order_, steps_per_epoch, seed, ranges, first_sample_, global_batch};
 }
 
-void ResidentDataset::eval_batch(const std::vector<int32_t>& slices, const BatchTarget& target, Stream stream,
-                                 int version) {
+void ResidentDataset::train_batch(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges,
+                                  uint64_t seed, const BatchTarget& target, Stream stream, int version) const {
+  build(training_source(step, steps_per_epoch, batch, ranges, seed), batch, target, stream, version);
+}
+
+void ResidentDataset::train_batch(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges,
+                                  uint64_t seed, const BatchTargetBf16& target, Stream stream, int version) const {
+  build(training_source(step, steps_per_epoch, batch, ranges, seed), batch, target, stream, version);
+}
+
+BatchSource ResidentDataset::evaluation_source(const std::vector<int32_t>& slices) {
   for (const int32_t s : slices) {
     if (s < 0 || s >= view_.slices) throw Error("evaluation batch: slice id " + std::to_string(s) + " out of range");
   }
-  if (slices.empty()) return;
-  device_.synchronize(stream);  // an earlier batch may still be reading the old ids
   if (slices.size() > eval_capacity_) {
     device_.release(eval_ids_);
     eval_ids_ = static_cast<int32_t*>(device_.allocate(slices.size() * sizeof(int32_t)));
     eval_capacity_ = slices.size();
   }
   device_.copy_to_device(eval_ids_, slices.data(), slices.size() * sizeof(int32_t));
-  build({nullptr, eval_ids_, 0, 0, no_augmentation}, static_cast<int>(slices.size()), target, stream, version);
+  return {nullptr, eval_ids_, 0, 0, no_augmentation};
 }
 
-void ResidentDataset::build(const BatchSource& source, int batch, const BatchTarget& target, Stream stream,
+void ResidentDataset::eval_batch(const std::vector<int32_t>& slices, const BatchTarget& target, Stream stream,
+                                 int version) {
+  if (slices.empty()) return;
+  device_.synchronize(stream);  // an earlier batch may still be reading the old ids
+  build(evaluation_source(slices), static_cast<int>(slices.size()), target, stream, version);
+}
+
+void ResidentDataset::eval_batch(const std::vector<int32_t>& slices, const BatchTargetBf16& target, Stream stream,
+                                 int version) {
+  if (slices.empty()) return;
+  device_.synchronize(stream);  // an earlier batch may still be reading the old ids
+  build(evaluation_source(slices), static_cast<int>(slices.size()), target, stream, version);
+}
+
+template <class Target>
+void ResidentDataset::build(const BatchSource& source, int batch, const Target& target, Stream stream,
                             int version) const {
   dispatch(device_.kind(),
            [&]<DeviceKind D>() { Augment<D>::build_batch(view_, source, batch, target, stream, version); });

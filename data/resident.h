@@ -35,14 +35,23 @@ class ResidentDataset {
   // batch) of a global batch of global_batch (kernels/augment.h). Default: the whole batch.
   void set_share(int first_sample, int global_batch);
 
-  // The training batch for the step the clock holds (device memory, 1-based), graph-safe.
+  // The training batch for the step the clock holds (device memory, 1-based), graph-safe. The
+  // BatchTargetBf16 forms write a bf16 image (--precision bf16; the mask stays fp32).
   void train_batch(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges, uint64_t seed,
                    const BatchTarget& target, Stream stream = {}, int version = 0) const;
+  void train_batch(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges, uint64_t seed,
+                   const BatchTargetBf16& target, Stream stream = {}, int version = 0) const;
   // An evaluation batch of the given slices, unaugmented (uploads the ids: not for capture).
   void eval_batch(const std::vector<int32_t>& slices, const BatchTarget& target, Stream stream = {}, int version = 0);
+  void eval_batch(const std::vector<int32_t>& slices, const BatchTargetBf16& target, Stream stream = {},
+                  int version = 0);
 
  private:
-  void build(const BatchSource& source, int batch, const BatchTarget& target, Stream stream, int version) const;
+  BatchSource training_source(const int64_t* step, int steps_per_epoch, int batch, const AugmentRanges& ranges,
+                              uint64_t seed) const;
+  BatchSource evaluation_source(const std::vector<int32_t>& slices);
+  template <class Target>
+  void build(const BatchSource& source, int batch, const Target& target, Stream stream, int version) const;
   template <class T>
   T* upload(const std::vector<T>& host);
 

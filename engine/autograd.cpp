@@ -25,7 +25,8 @@ Var Var::channels(int offset, int count) const {
   return Var(view);
 }
 
-Context::Context(Device& device, Stream stream) : device_(device), stream_(stream), arena_(device, stream) {}
+Context::Context(Device& device, Stream stream, Precision precision)
+    : device_(device), stream_(stream), precision_(precision), arena_(device, stream) {}
 
 Var Context::input(const Tensor& value) {
   auto state = std::make_shared<VarState>();
@@ -42,9 +43,20 @@ Var Context::parameter(const Tensor& value, const Tensor& grad) {
   return Var(state);
 }
 
+ScalarType Context::activation_type() const {
+  return precision_ == Precision::bf16 ? ScalarType::bf16 : ScalarType::f32;
+}
+
+Tensor Context::scratch(const Shape& shape, ScalarType type) {
+  if (type == ScalarType::f32) return Tensor(&device_, arena_.allocate_floats(shape.numel()), shape);
+  const int stride = padded_stride(shape.c, type);
+  auto* data = static_cast<bf16*>(arena_.allocate(static_cast<size_t>(shape.pixels() * stride) * sizeof(bf16)));
+  return Tensor(&device_, data, shape, stride);
+}
+
 Var Context::activation(const Shape& shape, bool differentiable) {
   auto state = std::make_shared<VarState>();
-  state->value = scratch(shape);
+  state->value = scratch(shape, activation_type());
   state->requires_grad = recording_ && differentiable;
   return Var(state);
 }
@@ -58,7 +70,9 @@ void Context::backward() {
   tape_.clear();
   for (const auto& parameter : parameters_) {
     if (!parameter->grad_written) {
-      device_.fill_bytes(parameter->grad.data(), 0, static_cast<size_t>(parameter->grad.shape().numel()) * sizeof(float), stream_);
+      const Tensor& grad = parameter->grad;
+      device_.fill_bytes(grad.bytes(), 0, static_cast<size_t>(grad.shape().numel()) * element_bytes(grad.scalar_type()),
+                         stream_);
     }
   }
 }
@@ -88,7 +102,8 @@ Tensor Context::outgoing_grad(const Var& v, float* beta) {
   VarState& state = *v.state_;
   if (!state.requires_grad) return {};
   VarState& root = state.root ? *state.root : state;
-  if (root.grad.data() == nullptr) root.grad = scratch(root.value.shape());
+  // A gradient is stored as its value is (parameters, whose fp32 gradients are given, aside).
+  if (root.grad.bytes() == nullptr) root.grad = scratch(root.value.shape(), root.value.scalar_type());
   if (state.root) {
     const bool written = state.grad_written || root.grad_written;
     *beta = written ? 1.0f : 0.0f;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/arena.h"
+#include "engine/precision.h"
 #include "engine/tensor.h"
 
 namespace unet {
@@ -39,12 +40,14 @@ class Var {
 
 class Context {
  public:
-  // `stream` orders everything this context launches; graphs capture it.
-  Context(Device& device, Stream stream);
+  // `stream` orders everything this context launches; graphs capture it. `precision` chooses the
+  // kernels the ops run (engine/precision.h).
+  Context(Device& device, Stream stream, Precision precision = Precision::fp32);
 
   Device& device() const { return device_; }
   DeviceKind kind() const { return device_.kind(); }
   Stream stream() const { return stream_; }
+  Precision precision() const { return precision_; }
   Arena& arena() { return arena_; }
 
   // Recording on: ops append their backward to the tape. Off (inference): nothing is recorded and
@@ -52,12 +55,17 @@ class Context {
   bool recording() const { return recording_; }
   void set_recording(bool on) { recording_ = on; }
 
-  // Leaves: an input (no gradient) and a parameter (its gradient goes to `grad`, persistent).
+  // Leaves: an input (no gradient) and a parameter (its gradient goes to `grad`, persistent; under
+  // bf16 the value is the bf16 copy of the weights and the gradient fp32).
   Var input(const Tensor& value);
   Var parameter(const Tensor& value, const Tensor& grad);
-  // A fresh arena tensor; requires_grad if recording and `differentiable`.
+  // What activations and their gradients are stored as: bf16 under Precision::bf16, else f32.
+  ScalarType activation_type() const;
+  // A fresh arena tensor of activation_type(); requires_grad if recording and `differentiable`.
   Var activation(const Shape& shape, bool differentiable = true);
-  Tensor scratch(const Shape& shape) { return Tensor(&device_, arena_.allocate_floats(shape.numel()), shape); }
+  // A fresh arena tensor, with padded_stride() (engine/tensor.h: bf16 strides a multiple of 8, the
+  // padding never read for its value), on the arena's 256-byte aligned base.
+  Tensor scratch(const Shape& shape, ScalarType type = ScalarType::f32);
   void* workspace(size_t bytes) { return bytes == 0 ? nullptr : arena_.allocate(bytes); }
 
   void record(std::function<void()> backward);
@@ -76,6 +84,7 @@ class Context {
  private:
   Device& device_;
   Stream stream_;
+  Precision precision_;
   Arena arena_;
   bool recording_ = true;
   std::vector<std::function<void()>> tape_;

@@ -7,6 +7,11 @@
 // conv_transpose2d (Cin, 2, 2, Cout) as Shape{Cin, 2, 2, Cout}; biases Shape{1, 1, 1, Cout}.
 // Ops that take `out` write their result into it (a channel view of a wider buffer, usually: the
 // zero-copy skip concatenation) instead of a fresh tensor.
+//
+// Precision (engine/precision.h): the activations' scalar type picks the kernels' fp32 or bf16
+// overloads (bf16: the weights are the parameter store's bf16 copy, biases and every weight or
+// bias gradient fp32); under tf32 the convolutions run their tensor-core version. The loss reads
+// logits of either type and computes in fp32.
 #pragma once
 
 #include <functional>

@@ -35,8 +35,14 @@ void adam_update(ParameterStore& parameters, const AdamConfig& config, const Tra
   const float* const grad = parameters.grads();
   float* const m = parameters.first_moments();
   float* const v = parameters.second_moments();
-  dispatch(parameters.device().kind(),
-           [&]<DeviceKind D>() { Adam<D>::step(n, param, grad, m, v, config, clock.step(), stream, 0, non_finite); });
+  bf16* const copy = parameters.bf16_values();  // the bf16 kernels' weights, written in the same launch
+  dispatch(parameters.device().kind(), [&]<DeviceKind D>() {
+    if (copy == nullptr) {
+      Adam<D>::step(n, param, grad, m, v, config, clock.step(), stream, 0, non_finite);
+    } else {
+      Adam<D>::step(n, param, grad, m, v, copy, config, clock.step(), stream, 0, non_finite);
+    }
+  });
 }
 
 }  // namespace unet

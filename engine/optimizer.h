@@ -28,7 +28,8 @@ class TrainingClock {
 };
 
 // One Adam (or AdamW) step over every parameter of `parameters`, at the clock's step; sets
-// *non_finite (device memory) to 1 if a parameter is left NaN or infinite (kernels/adam.h).
+// *non_finite (device memory) to 1 if a parameter is left NaN or infinite (kernels/adam.h). Under
+// bf16 the same launch writes the store's bf16 copy of the updated weights.
 void adam_update(ParameterStore& parameters, const AdamConfig& config, const TrainingClock& clock, Stream stream,
                  int32_t* non_finite = nullptr);
 

@@ -7,6 +7,7 @@ namespace unet {
 
 ParameterStore::~ParameterStore() {
   for (float* buffer : {values_, grads_, m_, v_}) device_.release(buffer);
+  device_.release(bf16_values_);
 }
 
 int ParameterStore::declare(const std::string& name, ParameterKind kind, const Shape& shape, int fan_in) {
@@ -22,12 +23,23 @@ void ParameterStore::allocate() {
     *buffer = static_cast<float*>(device_.allocate(bytes));
     device_.fill_bytes(*buffer, 0, bytes);
   }
+  if (precision_ == Precision::bf16) {
+    const size_t bytes = static_cast<size_t>(count_) * sizeof(bf16);
+    bf16_values_ = static_cast<bf16*>(device_.allocate(bytes));
+    device_.fill_bytes(bf16_values_, 0, bytes);
+  }
   device_.synchronize();
 }
 
 Tensor ParameterStore::value(int index) const {
   const ParameterEntry& entry = entries_.at(index);
   return Tensor(&device_, values_ + entry.offset, entry.shape);
+}
+
+Tensor ParameterStore::kernel_value(int index) const {
+  if (bf16_values_ == nullptr) return value(index);
+  const ParameterEntry& entry = entries_.at(index);
+  return Tensor(&device_, bf16_values_ + entry.offset, entry.shape);
 }
 
 Tensor ParameterStore::grad(int index) const {
@@ -75,6 +87,10 @@ void ParameterStore::upload(float* buffer, const std::vector<float>& values) con
   if (static_cast<int64_t>(values.size()) != count_) throw Error("parameters: wrong number of values");
   device_.synchronize();
   device_.copy_to_device(buffer, values.data(), values.size() * sizeof(float));
+  if (buffer != values_ || bf16_values_ == nullptr) return;
+  std::vector<bf16> rounded(values.size());
+  for (size_t i = 0; i < values.size(); ++i) rounded[i] = to_bf16(values[i]);
+  device_.copy_to_device(bf16_values_, rounded.data(), rounded.size() * sizeof(bf16));
 }
 
 std::vector<int64_t> ParameterStore::pytorch_shape(const ParameterEntry& entry) const {

@@ -2,7 +2,10 @@
 // Adam's two moments in three more of the same size.
 //
 // Flat buffers make the optimizer one launch over all parameters (kernels/adam.h) and a checkpoint
-// four contiguous copies. Each parameter is a view into them, in the kernels' layout: conv weights
+// four contiguous copies. Under Precision::bf16 a fifth buffer holds the values rounded to bf16:
+// what the kernels read as weights. Adam writes it in the launch that updates the fp32 values (the
+// master copy), and upload() whenever the values are set from the host; it is never saved.
+// Each parameter is a view into them, in the kernels' layout: conv weights
 // (Cout, k, k, Cin), up-conv weights (Cin, 2, 2, Cout), biases (Cout). Conversion to and from
 // PyTorch's layouts happens here, at the file boundary.
 #pragma once
@@ -11,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/precision.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
 
@@ -32,7 +36,8 @@ struct ParameterEntry {
 
 class ParameterStore {
  public:
-  explicit ParameterStore(Device& device) : device_(device) {}
+  explicit ParameterStore(Device& device, Precision precision = Precision::fp32)
+      : device_(device), precision_(precision) {}
   ~ParameterStore();
   ParameterStore(const ParameterStore&) = delete;
   ParameterStore& operator=(const ParameterStore&) = delete;
@@ -47,7 +52,10 @@ class ParameterStore {
   const std::vector<ParameterEntry>& entries() const { return entries_; }
   Tensor value(int index) const;
   Tensor grad(int index) const;
+  // What the kernels read: the bf16 copy of value(index) under bf16, value(index) itself otherwise.
+  Tensor kernel_value(int index) const;
   float* values() const { return values_; }
+  bf16* bf16_values() const { return bf16_values_; }  // nullptr unless bf16
   // count() gradients, then one spare float that data-parallel training sums with them in the
   // same call: the ranks' stop requests (models/trainer.h).
   float* grads() const { return grads_; }
@@ -59,7 +67,7 @@ class ParameterStore {
   // by `seed`, so the same seed gives the same model on every machine.
   void initialize(uint64_t seed);
 
-  // Host copies of the flat buffers (ours layouts).
+  // Host copies of the flat buffers (ours layouts); uploading values() refreshes the bf16 copy.
   std::vector<float> download(const float* buffer) const;
   void upload(float* buffer, const std::vector<float>& values) const;
 
@@ -71,12 +79,14 @@ class ParameterStore {
 
  private:
   Device& device_;
+  Precision precision_;
   std::vector<ParameterEntry> entries_;
   int64_t count_ = 0;
   float* values_ = nullptr;
   float* grads_ = nullptr;
   float* m_ = nullptr;
   float* v_ = nullptr;
+  bf16* bf16_values_ = nullptr;
 };
 
 }  // namespace unet

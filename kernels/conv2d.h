@@ -194,9 +194,9 @@ struct Conv2d {
 extern template struct Conv2d<DeviceKind::sim>;
 extern template struct Conv2d<DeviceKind::cuda>;
 
-// The cpu device: the reference in float, on the calling thread (no stream, one version), defined in
-// conv2d_cpu.cpp. Declared here so that the compiler checks each against the launcher above. This is
-// where a faster CPU convolution takes the reference's place.
+// The cpu device: the fast float kernels on the calling thread (no stream; version 1 the reference,
+// tensor_core_version the TF32 reference cpu::conv2d_*_tf32), defined in conv2d_cpu.cpp. Declared
+// here so that the compiler checks each against the launcher above.
 template <>
 void Conv2d<DeviceKind::cpu>::forward(const Conv2dShape&, const float*, int, const float*, const float*, bool, float*,
                                       int, Stream, int);

@@ -279,12 +279,15 @@ UNET_CONV2D_REFERENCE(double)
 namespace unet {
 
 // The cpu device's launchers (conv2d.h): the fast path (conv2d_fast_cpu.cpp) by default, version 1 the
-// reference above in float, for comparing and teaching.
+// reference above in float, for comparing and teaching, and tensor_core_version the reference at
+// the TF32 kernel's rounding points (how the cpu device runs --precision tf32, slowly).
 template <>
 void Conv2d<DeviceKind::cpu>::forward(const Conv2dShape& shape, const float* x, int x_stride, const float* weight,
                                       const float* bias, bool relu, float* y, int y_stride, Stream, int version) {
   if (version == 1) {
     cpu::conv2d_forward(shape, x, x_stride, weight, bias, relu, y, y_stride);
+  } else if (version == tensor_core_version) {
+    cpu::conv2d_forward_tf32(shape, x, x_stride, weight, bias, relu, y, y_stride);
   } else {
     cpu::fast::conv2d_forward(shape, x, x_stride, weight, bias, relu, y, y_stride);
   }
@@ -296,6 +299,8 @@ void Conv2d<DeviceKind::cpu>::backward_data(const Conv2dShape& shape, const floa
                                             float beta, float* dx, int dx_stride, Stream, int version) {
   if (version == 1) {
     cpu::conv2d_backward_data(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+  } else if (version == tensor_core_version) {
+    cpu::conv2d_backward_data_tf32(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
   } else {
     cpu::fast::conv2d_backward_data(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride);
   }
@@ -312,6 +317,9 @@ void Conv2d<DeviceKind::cpu>::backward_weight(const Conv2dShape& shape, const fl
                                               float beta, float* dweight, void*, Stream, int version) {
   if (version == 1) {
     cpu::conv2d_backward_weight(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, beta, dweight);
+  } else if (version == tensor_core_version) {
+    cpu::conv2d_backward_weight_tf32(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, beta,
+                                     dweight);
   } else {
     cpu::fast::conv2d_backward_weight(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, beta, dweight);
   }

@@ -418,7 +418,9 @@ __device__ __forceinline__ int64_t tap_output_pixel(int pixel, int width, int ta
 template <bool kVector>
 struct UpForwardTiles3 {
   static constexpr int kSliceA = mma::kTileM * mma::kRowFloats;
-  static constexpr int kStageFloats = kSliceA + mma::kTileK * mma::kColumnFloats;  // A, then B
+  using Element = float;  // what conv_mma.h's main loop keeps in shared memory
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = kSliceA + mma::kTileK * mma::kColumnFloats;  // A, then B
   ConvTranspose2dShape shape;
   const float* x;
   int x_stride;
@@ -481,7 +483,9 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv_tran
 template <bool kVector>
 struct UpDataTiles3 {
   static constexpr int kSliceA = mma::kTileM * mma::kRowFloats;
-  static constexpr int kStageFloats = kSliceA + mma::kTileN * mma::kRowFloats;  // A, then B
+  using Element = float;  // what conv_mma.h's main loop keeps in shared memory
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = kSliceA + mma::kTileN * mma::kRowFloats;  // A, then B
   ConvTranspose2dShape shape;
   const float* dy;
   int dy_stride;
@@ -550,7 +554,9 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv_tran
 template <bool kVector>
 struct UpWeightTiles3 {
   static constexpr int kSliceA = mma::kTileK * mma::kWideColumnFloats;
-  static constexpr int kStageFloats = kSliceA + mma::kTileK * mma::kColumnFloats;  // A, then B
+  using Element = float;  // what conv_mma.h's main loop keeps in shared memory
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = kSliceA + mma::kTileK * mma::kColumnFloats;  // A, then B
   ConvTranspose2dShape shape;
   const float* x;
   int x_stride;
@@ -964,7 +970,7 @@ gemm::PixelSplit weight_split(const ConvTranspose2dShape& shape) {
 // without opting in (allow_dynamic_shared).
 template <class Tiles>
 constexpr size_t shared_bytes() {
-  constexpr size_t bytes = size_t{mma::kStages} * Tiles::kStageFloats * sizeof(float);
+  constexpr size_t bytes = size_t{mma::kStages} * Tiles::kStageElements * sizeof(float);
   static_assert(bytes <= 48 * 1024);
   return bytes;
 }

@@ -220,13 +220,16 @@ UNET_CONV_TRANSPOSE2D_REFERENCE(double)
 namespace unet {
 
 // The cpu device's launchers (conv_transpose2d.h): the fast path (conv_transpose2d_fast_cpu.cpp) by
-// default, version 1 the reference above in float.
+// default, version 1 the reference above in float, tensor_core_version the reference at the TF32
+// kernels' rounding points (how the cpu device runs --precision tf32).
 template <>
 void ConvTranspose2d<DeviceKind::cpu>::forward(const ConvTranspose2dShape& shape, const float* x, int x_stride,
                                                const float* weight, const float* bias, float* y, int y_stride, Stream,
                                                int version) {
   if (version == 1) {
     cpu::conv_transpose2d_forward(shape, x, x_stride, weight, bias, y, y_stride);
+  } else if (version == tensor_core_version) {
+    cpu::conv_transpose2d_forward_tf32(shape, x, x_stride, weight, bias, y, y_stride);
   } else {
     cpu::fast::conv_transpose2d_forward(shape, x, x_stride, weight, bias, y, y_stride);
   }
@@ -238,6 +241,8 @@ void ConvTranspose2d<DeviceKind::cpu>::backward_data(const ConvTranspose2dShape&
                                                      int version) {
   if (version == 1) {
     cpu::conv_transpose2d_backward_data(shape, dy, dy_stride, weight, beta, dx, dx_stride);
+  } else if (version == tensor_core_version) {
+    cpu::conv_transpose2d_backward_data_tf32(shape, dy, dy_stride, weight, beta, dx, dx_stride);
   } else {
     cpu::fast::conv_transpose2d_backward_data(shape, dy, dy_stride, weight, beta, dx, dx_stride);
   }
@@ -254,6 +259,8 @@ void ConvTranspose2d<DeviceKind::cpu>::backward_weight(const ConvTranspose2dShap
                                                        void*, Stream, int version) {
   if (version == 1) {
     cpu::conv_transpose2d_backward_weight(shape, x, x_stride, dy, dy_stride, beta, dweight);
+  } else if (version == tensor_core_version) {
+    cpu::conv_transpose2d_backward_weight_tf32(shape, x, x_stride, dy, dy_stride, beta, dweight);
   } else {
     cpu::fast::conv_transpose2d_backward_weight(shape, x, x_stride, dy, dy_stride, beta, dweight);
   }

@@ -11,6 +11,7 @@ namespace {
 constexpr const char* config_key = "unet.config";
 constexpr const char* preprocessing_key = "unet.preprocessing";
 constexpr const char* training_key = "unet.training";
+constexpr const char* precision_key = "unet.precision";
 constexpr const char* exp_avg = "optimizer.exp_avg.";
 constexpr const char* exp_avg_sq = "optimizer.exp_avg_sq.";
 
@@ -117,6 +118,7 @@ SafeTensors weights_file(const UNet& model, const Preprocessing& preprocessing) 
   recorded.set("image_size", preprocessing.image_size);
   recorded.set("zscore", preprocessing.zscore);
   file.metadata[preprocessing_key] = recorded.dump();
+  file.metadata[precision_key] = precision_name(model.precision());
   file.metadata["format"] = "pt";
   model.parameters().export_tensors(model.parameters().values(), "", file);
   return file;

@@ -3,7 +3,9 @@
 // Weights: every parameter in PyTorch's layout (Conv2d [Cout, Cin, k, k], ConvTranspose2d
 // [Cin, Cout, 2, 2]), F32, named as bench/pytorch_unet.py's module names them (encoder.0.conv1.weight,
 // ..., head.bias), with __metadata__ "unet.config" = {"in_channels", "base_width", "depth"} and
-// "unet.preprocessing" = {"image_size", "zscore"} as JSON. PyTorch loads them with
+// "unet.preprocessing" = {"image_size", "zscore"} as JSON, and "unet.precision" = "fp32", "tf32" or "bf16",
+// the precision the weights were trained or last stepped in (information only: any precision loads
+// them; the tensors are F32 whatever it was). PyTorch loads them with
 // bench/pytorch_unet.py's load_unet().
 //
 // Training checkpoints: the weights, plus Adam's moments as optimizer.exp_avg.<name> and

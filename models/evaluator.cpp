@@ -36,25 +36,29 @@ Evaluator::Evaluator(std::vector<const UNet*> models, ResidentDataset& resident,
       channels_(input_channels(*models_.front())),
       device_(resident.device()),
       stream_(device_.create_stream()),
-      context_(std::make_unique<Context>(device_, stream_)) {
+      context_(std::make_unique<Context>(device_, stream_, models_.front()->precision())) {
   context_->set_recording(false);
   const Shape image_shape{batch, data.height, data.width, channels_}, mask_shape{batch, data.height, data.width, 1};
-  image_ = Tensor(&device_, static_cast<float*>(device_.allocate(image_shape.numel() * sizeof(float))), image_shape);
+  image_ = allocate_tensor(device_, image_shape, context_->activation_type());  // bf16 under bf16
   mask_ = Tensor(&device_, static_cast<float*>(device_.allocate(mask_shape.numel() * sizeof(float))), mask_shape);
 }
 
 Evaluator::~Evaluator() {
   context_.reset();
-  device_.release(image_.data());
+  device_.release(image_.bytes());
   device_.release(mask_.data());
   device_.destroy_stream(stream_);
 }
 
 std::vector<float> Evaluator::batch_logits(const std::vector<int32_t>& chunk) {
   const int n = static_cast<int>(chunk.size());
-  resident_.eval_batch(chunk, {image_.data(), channels_, mask_.data(), 1}, stream_);
+  if (image_.scalar_type() == ScalarType::bf16) {
+    resident_.eval_batch(chunk, BatchTargetBf16{image_.data<bf16>(), image_.pixel_stride(), mask_.data(), 1}, stream_);
+  } else {
+    resident_.eval_batch(chunk, BatchTarget{image_.data(), image_.pixel_stride(), mask_.data(), 1}, stream_);
+  }
   context_->end_step();
-  const Tensor images(&device_, image_.data(), {n, data_.height, data_.width, channels_});
+  const Tensor images = image_.samples(n);
   if (models_.size() == 1 && !mirror_) return models_[0]->forward(*context_, images).value().to_host();
   // The mean probability's logit, from probabilities kept within [1e-7, 1 - 1e-7] so that it is finite.
   std::vector<float> logits = mean_probabilities(*context_, models_, images, mirror_);

@@ -28,14 +28,20 @@ std::vector<float> mean_probabilities(Context& ctx, const std::vector<const UNet
     for (int f = 0; f < flips; ++f) {
       const bool horizontal = f & 1, vertical = f & 2;
       flip_images(original.data(), flipped.data(), shape.n, shape.h, shape.w, shape.c, horizontal, vertical);
-      const Tensor input = ctx.scratch(shape);
+      const Tensor input = ctx.scratch(shape, ctx.activation_type());
       input.from_host(flipped);
       const Tensor logits = model->forward(ctx, input).value();
-      const Tensor sigmoid = ctx.scratch(logits.shape());
-      dispatch(ctx.kind(), [&]<DeviceKind D>() {
-        Sigmoid<D>::forward(logits.shape().pixels(), 1, logits.data(), logits.pixel_stride(), sigmoid.data(), 1,
-                            ctx.stream());
-      });
+      const Tensor sigmoid = ctx.scratch(logits.shape());  // fp32 probabilities in every precision
+      const auto run_sigmoid = [&]<class T>(const T* x) {
+        dispatch(ctx.kind(), [&]<DeviceKind D>() {
+          Sigmoid<D>::forward(logits.shape().pixels(), 1, x, logits.pixel_stride(), sigmoid.data(), 1, ctx.stream());
+        });
+      };
+      if (logits.scalar_type() == ScalarType::bf16) {
+        run_sigmoid(logits.data<bf16>());
+      } else {
+        run_sigmoid(logits.data<float>());
+      }
       probability = sigmoid.to_host();
       ctx.end_step();
       flip_images(probability.data(), unflipped.data(), shape.n, shape.h, shape.w, 1, horizontal, vertical);

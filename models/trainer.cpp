@@ -12,11 +12,11 @@ Trainer::Trainer(UNet& model, const AdamConfig& adam, const LossConfig& loss, co
       use_graph_(use_graph && model.parameters().device().kind() != DeviceKind::cpu),
       device_(model.parameters().device()),
       stream_(device_.create_stream()),
-      context_(std::make_unique<Context>(device_, stream_)),
+      context_(std::make_unique<Context>(device_, stream_, model.precision())),
       clock_(device_) {
   model_.check_input(batch_shape);
   const Shape mask_shape{batch_shape.n, batch_shape.h, batch_shape.w, 1};
-  image_ = Tensor(&device_, static_cast<float*>(device_.allocate(batch_shape.numel() * sizeof(float))), batch_shape);
+  image_ = allocate_tensor(device_, batch_shape, context_->activation_type());  // bf16 under bf16
   mask_ = Tensor(&device_, static_cast<float*>(device_.allocate(mask_shape.numel() * sizeof(float))), mask_shape);
   non_finite_ = static_cast<int32_t*>(device_.allocate(sizeof(int32_t)));
   const int32_t zero = 0;
@@ -26,7 +26,7 @@ Trainer::Trainer(UNet& model, const AdamConfig& adam, const LossConfig& loss, co
 Trainer::~Trainer() {
   graph_.reset();
   context_.reset();
-  device_.release(image_.data());
+  device_.release(image_.bytes());
   device_.release(mask_.data());
   device_.release(non_finite_);
   device_.destroy_stream(stream_);

@@ -233,7 +233,7 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
       sides_(split_slices(data_, split_)),
       resident_(device_, data_, config.zscore),
       sampler_(sides_.train, data_.tumour, config.oversample, config.batch, config.seed),
-      model_(config.model, device_),
+      model_(config.model, device_, config.precision),
       steps_per_epoch_(sampler_.steps_per_epoch()),
       adam_(over_the_run(config.adam, int64_t{steps_per_epoch_} * config.epochs)),
       trainer_(model_, adam_, config.loss, {local_batch_, data_.height, data_.width, config.model.in_channels},
@@ -262,8 +262,16 @@ Session::Session(const TrainingConfig& config, const fs::path& folder, const Saf
   resident_.set_share(comm_.rank() * local_batch_, config.batch);
   trainer_.set_communicator(comm_);
   trainer_.set_batch_source([this](Stream stream) {
-    resident_.train_batch(trainer_.clock().step(), steps_per_epoch_, local_batch_, config_.augment, config_.seed,
-                          {trainer_.image().data(), config_.model.in_channels, trainer_.mask().data(), 1}, stream);
+    const Tensor image = trainer_.image();
+    const auto build = [&](const auto& target) {
+      resident_.train_batch(trainer_.clock().step(), steps_per_epoch_, local_batch_, config_.augment, config_.seed,
+                            target, stream);
+    };
+    if (image.scalar_type() == ScalarType::bf16) {
+      build(BatchTargetBf16{image.data<bf16>(), image.pixel_stride(), trainer_.mask().data(), 1});
+    } else {
+      build(BatchTarget{image.data(), image.pixel_stride(), trainer_.mask().data(), 1});
+    }
   });
   trainer_.clock().set(step_);
 }
@@ -287,6 +295,7 @@ void Session::log_start() {
   start.set("build", build_summary());
   start.set("device", device_name(config_.device));
   start.set("device_name", device_.info().name);
+  start.set("precision", precision_name(config_.precision));
   start.set("flags", config_.identity);
   start.set("epochs", config_.epochs);
   start.set("step", step_);
@@ -302,9 +311,10 @@ int Session::train() {
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
   if (lead_) {
-    std::printf("training %s, depth %d on %s (%s): %d epochs of %d steps, batch %d, %dx%d%s\n",
+    std::printf("training %s, depth %d on %s (%s) in %s: %d epochs of %d steps, batch %d, %dx%d%s\n",
                 config_.model.describe().c_str(), config_.model.depth, device_name(config_.device),
-                device_.info().name.c_str(), config_.epochs, steps_per_epoch_, config_.batch, data_.height,
+                device_.info().name.c_str(), precision_name(config_.precision), config_.epochs, steps_per_epoch_,
+                config_.batch, data_.height,
                 data_.width, resume_ ? (", resuming at step " + std::to_string(step_)).c_str() : "");
     if (comm_.size() > 1) std::printf("data parallel: %d ranks of %d samples each\n", comm_.size(), local_batch_);
   }

@@ -29,6 +29,7 @@
 #include "data/dataset.h"
 #include "engine/json.h"
 #include "engine/optimizer.h"
+#include "engine/precision.h"
 #include "engine/safetensors.h"
 #include "kernels/augment.h"
 #include "kernels/loss.h"
@@ -56,6 +57,7 @@ struct TrainingConfig {
   AugmentRanges augment;
   uint64_t seed = 0;
   DeviceKind device = DeviceKind::cpu;
+  Precision precision = Precision::fp32;  // part of the run's identity (engine/precision.h)
   bool graph = true;
   int64_t stop_after_steps = 0;  // for testing resume: stop as if interrupted after this many steps (0: never)
   double collective_timeout = 300;  // seconds a rank waits for the others (data parallel only)

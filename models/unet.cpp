@@ -28,8 +28,8 @@ Var traced(Context& ctx, const std::string& layer, Forward&& forward) {
 
 }  // namespace
 
-UNet::UNet(const UNetConfig& config, Device& device)
-    : config_(config), parameters_(std::make_unique<ParameterStore>(device)) {
+UNet::UNet(const UNetConfig& config, Device& device, Precision precision)
+    : config_(config), precision_(precision), parameters_(std::make_unique<ParameterStore>(device, precision)) {
   if (config.in_channels < 1 || config.base_width < 1 || config.depth < 1 || config.depth > 8) {
     throw Error("model: invalid configuration (" + config.describe() + ", depth " + std::to_string(config.depth) + ")");
   }
@@ -80,7 +80,7 @@ void UNet::check_input(const Shape& shape) const {
 }
 
 Var UNet::conv(Context& ctx, const Var& x, const Conv& conv, bool relu, const Var* out) const {
-  const Var weight = ctx.parameter(parameters_->value(conv.weight), parameters_->grad(conv.weight));
+  const Var weight = ctx.parameter(parameters_->kernel_value(conv.weight), parameters_->grad(conv.weight));
   const Var bias = ctx.parameter(parameters_->value(conv.bias), parameters_->grad(conv.bias));
   return traced(ctx, conv.name, [&] { return ops::conv2d(ctx, x, weight, bias, relu, out); });
 }
@@ -88,6 +88,14 @@ Var UNet::conv(Context& ctx, const Var& x, const Conv& conv, bool relu, const Va
 Var UNet::forward(Context& ctx, const Tensor& image) const {
   const Shape in = image.shape();
   check_input(in);
+  if (ctx.precision() != precision_) {
+    throw Error(std::string("model: a ") + precision_name(precision_) + " model run in a " +
+                precision_name(ctx.precision()) + " context");
+  }
+  if (image.scalar_type() != ctx.activation_type()) {
+    throw Error(std::string("model: a ") + scalar_type_name(image.scalar_type()) + " input to a " +
+                precision_name(precision_) + " model (it takes " + scalar_type_name(ctx.activation_type()) + ")");
+  }
   Var x = ctx.input(image);
   std::vector<Var> concatenated;  // per level: [upsampled, skip]
   int h = in.h, w = in.w;
@@ -106,7 +114,7 @@ Var UNet::forward(Context& ctx, const Tensor& image) const {
     const int level = config_.depth - 1 - stage;
     const Stage& s = decoder_[stage];
     const Var upsampled = concatenated[level].channels(0, config_.width(level));
-    const Var up_weight = ctx.parameter(parameters_->value(s.up.weight), parameters_->grad(s.up.weight));
+    const Var up_weight = ctx.parameter(parameters_->kernel_value(s.up.weight), parameters_->grad(s.up.weight));
     const Var up_bias = ctx.parameter(parameters_->value(s.up.bias), parameters_->grad(s.up.bias));
     traced(ctx, s.up.name, [&] { return ops::conv_transpose2d(ctx, x, up_weight, up_bias, &upsampled); });
     x = conv(ctx, conv(ctx, concatenated[level], s.conv1, true), s.conv2, true);

@@ -22,14 +22,16 @@ namespace unet {
 
 class UNet {
  public:
-  UNet(const UNetConfig& config, Device& device);
+  // `precision` (engine/precision.h): what the contexts that run this model compute in.
+  UNet(const UNetConfig& config, Device& device, Precision precision = Precision::fp32);
 
   const UNetConfig& config() const { return config_; }
+  Precision precision() const { return precision_; }
   ParameterStore& parameters() { return *parameters_; }
   const ParameterStore& parameters() const { return *parameters_; }
 
   // Logits (N, H, W, 1) for an image batch (N, H, W, in_channels). Throws unet::Error if H or W is
-  // not a multiple of 2^depth or the channels do not match.
+  // not a multiple of 2^depth, the channels do not match, or ctx's precision is not the model's.
   Var forward(Context& ctx, const Tensor& image) const;
   void check_input(const Shape& shape) const;
 
@@ -49,6 +51,7 @@ class UNet {
   Var conv(Context& ctx, const Var& x, const Conv& conv, bool relu, const Var* out = nullptr) const;
 
   UNetConfig config_;
+  Precision precision_;
   std::unique_ptr<ParameterStore> parameters_;
   std::vector<Level> encoder_;
   Level bottleneck_{};

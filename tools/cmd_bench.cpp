@@ -40,7 +40,7 @@ int command_bench(const Args& args) {
   const std::string mode = args[0];
   UNetConfig config;
   int batch = 16, size = 256, steps = 20, warmup = 3;
-  std::string graph = "on", device_choice = "auto", json_path;
+  std::string graph = "on", device_choice = "auto", precision = "auto", json_path;
   Options options("bench " + mode, mode == "train"
       ? "Times full training steps (forward, BCE loss, backward, Adam) on a synthetic batch already on the\ndevice: images/s, ms per step (median), peak device memory, achieved FLOP/s."
       : "Times forward passes (no gradients) on a synthetic batch already on the device: images/s, ms per\nbatch (median), peak device memory, achieved FLOP/s.");
@@ -53,6 +53,7 @@ int command_bench(const Args& args) {
       .add("depth", &config.depth, "D", "model depth").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"})
       .add("json", &json_path, "FILE", "append the result as one JSON line");
+  add_precision_option(options, &precision);
   int threads = 0;
   add_threads_option(options, &threads);
   if (!options.parse(Args(args.begin() + 1, args.end()))) return 0;
@@ -60,7 +61,7 @@ int command_bench(const Args& args) {
   if (!json_path.empty()) check_writable(json_path);
 
   Device& dev = device(resolve_device(device_choice, true));
-  UNet model(config, dev);
+  UNet model(config, dev, resolve_precision(precision, dev.kind()));
   model.parameters().initialize(0);
   const Shape shape{batch, size, size, config.in_channels};
   model.check_input(shape);
@@ -89,9 +90,9 @@ int command_bench(const Args& args) {
     trainer->mask().from_host(mask);
   } else {
     stream = dev.create_stream();
-    context = std::make_unique<Context>(dev, stream);
+    context = std::make_unique<Context>(dev, stream, model.precision());
     context->set_recording(false);
-    input = Tensor(&dev, static_cast<float*>(dev.allocate(shape.numel() * sizeof(float))), shape);
+    input = allocate_tensor(dev, shape, context->activation_type());
     input.from_host(image);
   }
   const auto step = [&] {
@@ -115,8 +116,10 @@ int command_bench(const Args& args) {
 
   char rate[32];
   std::snprintf(rate, sizeof rate, tflops >= 1 ? "%.2f TFLOP/s" : "%.1f GFLOP/s", tflops >= 1 ? tflops : 1e3 * tflops);
-  std::printf("%s: %s, batch %d, %dx%d, %s%s: %.1f images/s, %.2f ms per step (median of %d), peak memory %.0f MiB, %s\n",
-              mode.c_str(), info.name.c_str(), batch, size, size, config.describe().c_str(),
+  std::printf("%s: %s, %s, batch %d, %dx%d, %s%s: %.1f images/s, %.2f ms per step (median of %d), "
+              "peak memory %.0f MiB, %s\n",
+              mode.c_str(), info.name.c_str(), precision_name(model.precision()), batch, size, size,
+              config.describe().c_str(),
               train ? (trainer->graph_captured() ? ", graph" : ", eager") : "", batch / step_seconds, 1e3 * step_seconds, steps,
               static_cast<double>(dev.peak_bytes()) / (1 << 20), rate);
   if (!json_path.empty()) {
@@ -124,6 +127,7 @@ int command_bench(const Args& args) {
     record.set("name", "unet_" + mode);
     record.set("card", info.name);
     record.set("device", device_name(dev.kind()));
+    record.set("precision", precision_name(model.precision()));
     record.set("commit", build_info().commit);
     record.set("date", utc_now());
     record.set("batch", batch);
@@ -138,7 +142,7 @@ int command_bench(const Args& args) {
   }
   if (!train) {
     context.reset();
-    dev.release(input.data());
+    dev.release(input.bytes());
     dev.destroy_stream(stream);
   }
   return 0;

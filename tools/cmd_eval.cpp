@@ -88,7 +88,7 @@ Scored score_nifti(const std::string& images, const Ensemble& ensemble, Device& 
 int command_eval(const Args& args) {
   DataOptions data_options;
   std::vector<std::string> weights;
-  std::string split_path, subset = "auto", csv, summary_json, device_choice = "auto";
+  std::string split_path, subset = "auto", csv, summary_json, device_choice = "auto", precision = "auto";
   bool largest_component = false, tta = false, hd95 = false, force = false;
   int batch = 8;
   Options options("eval", "Scores weights on a dataset: per patient (Dice, IoU, true and predicted tumour volume in\nvoxels) and in summary (per-volume Dice mean and median, slice and global Dice, IoU, BCE;\ndocs/metrics.md). With --split, only the patients of one side of a training run's split.\nA folder with imagesTs/ and labelsTs/ (nnU-Net's layout) is scored case by case on each\nvolume's own grid. Several --weights are an ensemble: their probabilities are averaged.");
@@ -106,6 +106,7 @@ int command_eval(const Args& args) {
       .flag("force", &force, "replace --csv even if it is not a table unet eval wrote")
       .add("batch", &batch, "B", "slices per forward pass").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"});
+  add_precision_option(options, &precision);
   int threads = 0;
   add_threads_option(options, &threads);
   if (!options.parse(args)) return 0;
@@ -131,7 +132,7 @@ int command_eval(const Args& args) {
   }
 
   Device& dev = device(resolve_device(device_choice, true));
-  const Ensemble ensemble(weights, dev);
+  const Ensemble ensemble(weights, dev, resolve_precision(precision, dev.kind()));
   const Preprocessing preprocessing =
       preprocessing_for(ensemble.recorded(), weights.front(), options, data_options.image_size, data_options.zscore);
   data_options.image_size = preprocessing.image_size;

@@ -153,7 +153,7 @@ int predict_volumes(const std::string& input, const std::string& out, const Ense
 
 int command_predict(const Args& args) {
   std::vector<std::string> weights;
-  std::string input, out, device_choice = "auto";
+  std::string input, out, device_choice = "auto", precision = "auto";
   double threshold = 0.5;
   int size = 256, batch = 8;
   bool zscore = false, tta = false, probabilities = false;
@@ -171,6 +171,7 @@ int command_predict(const Args& args) {
             "also write probabilities: <case>_probabilities.nii.gz (float32), or <name>_prob.png (0..255)")
       .add("batch", &batch, "B", "slices per forward pass").at_least(1)
       .add("device", &device_choice, "DEVICE", "auto, cuda, cpu or sim").choices({"auto", "cuda", "cpu", "sim"});
+  add_precision_option(options, &precision);
   int threads = 0;
   add_threads_option(options, &threads);
   if (!options.parse(args)) return 0;
@@ -185,7 +186,7 @@ int command_predict(const Args& args) {
                              input_is_folder ? "--input" : "the folder of --input");
 
   Device& dev = device(resolve_device(device_choice, true));
-  const Ensemble ensemble(weights, dev);
+  const Ensemble ensemble(weights, dev, resolve_precision(precision, dev.kind()));
   const Preprocessing preprocessing = preprocessing_for(ensemble.recorded(), weights.front(), options, size, zscore);
   size = preprocessing.image_size;
   zscore = preprocessing.zscore;

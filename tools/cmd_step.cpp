@@ -40,7 +40,7 @@ Batch read_batch(const std::string& path, int in_channels) {
 }  // namespace
 
 int command_step(const Args& args) {
-  std::string weights, batch_path, out, trace, loss = "bce", device_name = "cpu", graph = "on";
+  std::string weights, batch_path, out, trace, loss = "bce", device_name = "cpu", precision = "auto", graph = "on";
   int steps = 1;
   double lr = 1e-4;
   Options options("step", "Runs K Adam steps of the U-Net on one fixed batch, without augmentation.\nWrites the updated weights and a trace (losses [K], the first step's logits [N,H,W,1]):\nthe way to compare the engine with PyTorch (bench/pytorch_unet.py step).");
@@ -53,6 +53,7 @@ int command_step(const Args& args) {
       .add("graph", &graph, "on|off", "capture the step as a graph after the first (sim, cuda)").choices({"on", "off"})
       .add("out", &out, "FILE", "updated weights to write").required()
       .add("trace", &trace, "FILE", "trace to write: losses [K], logits [N,H,W,1] of the first step");
+  add_precision_option(options, &precision);
   int threads = 0;
   add_threads_option(options, &threads);
   if (!options.parse(args)) return 0;
@@ -63,7 +64,8 @@ int command_step(const Args& args) {
   if (!trace.empty()) check_writable(trace);
 
   const SafeTensors weights_file = SafeTensors::load(weights);
-  UNet model(read_config(weights_file), device(parse_device(device_name)));
+  const DeviceKind kind = parse_device(device_name);
+  UNet model(read_config(weights_file), device(kind), resolve_precision(precision, kind));
   load_weights(weights_file, model);
   const Batch batch = read_batch(batch_path, model.config().in_channels);
 

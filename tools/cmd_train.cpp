@@ -25,7 +25,7 @@ struct TrainFlags {
   TrainingConfig run;
   DataOptions data;
   AugmentOptions augment;
-  std::string lr_schedule = "constant", loss = "bce", device = "auto", graph = "on", out;
+  std::string lr_schedule = "constant", loss = "bce", device = "auto", precision = "auto", graph = "on", out;
   int64_t seed = 0;
   bool resume = false;
 };
@@ -75,6 +75,9 @@ void describe_flags(Options& options, TrainFlags& f) {
       .add("collective-timeout", &f.run.collective_timeout, "SECONDS",
            "under mpirun: how long a rank waits for the others in a collective before it gives up")
       .at_least(1);
+  // The precision changes every value the run computes, so unlike the device it may not change on
+  // resume (saved as resolved, like the device).
+  add_precision_option(options, &f.precision, identity);
   add_augment_options(options, &f.augment, identity);
 }
 
@@ -91,6 +94,7 @@ TrainingConfig training_config(const TrainFlags& f, DeviceKind kind, const Optio
   config.augment = f.augment.ranges();
   config.seed = static_cast<uint64_t>(f.seed);
   config.device = kind;
+  config.precision = parse_precision(f.precision);
   config.graph = f.graph == "on";
   config.identity = options.saved(FlagRole::identity);
   config.resumable = options.saved(FlagRole::resumable);
@@ -137,6 +141,9 @@ int command_train(const Args& args) {
 #endif
   const DeviceKind kind = resolve_device(f.device, comm.rank() == 0);
   f.device = device_name(kind);  // saved as resolved: a resumed run stays on it
+  // A run saved before --precision existed computed in fp32, whatever its device's default is now.
+  if (f.resume && run.resumed_state().at("identity").find("precision") == nullptr) f.precision = "fp32";
+  f.precision = precision_name(resolve_precision(f.precision, kind));
   const TrainingConfig config = training_config(f, kind, options);
   const int status = run.run(config);
   if (status == 0 && comm.rank() == 0) {

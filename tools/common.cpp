@@ -49,6 +49,15 @@ void check_batch_among_ranks(int batch, int ranks) {
   }
 }
 
+void add_precision_option(Options& options, std::string* precision, FlagRole role) {
+  options.add("precision", precision, "P", "auto, fp32, tf32 or bf16 (docs/precision.md)")
+      .choices({"auto", "fp32", "tf32", "bf16"}).shown_default("auto: bf16 on cuda, fp32 on cpu and sim").role(role);
+}
+
+Precision resolve_precision(const std::string& name, DeviceKind kind) {
+  return name == "auto" ? default_precision(kind) : parse_precision(name);
+}
+
 DeviceKind resolve_device(const std::string& name, bool announce) {
   if (name != "auto") {
     const DeviceKind kind = parse_device(name);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "engine/device.h"
+#include "engine/precision.h"
 #include "models/training_run.h"
 #include "tools/cli.h"
 #include "kernels/loss.h"
@@ -21,6 +22,11 @@ void apply_threads(int threads);
 
 // Under mpirun the global --batch is split evenly among the ranks: a UsageError unless it divides.
 void check_batch_among_ranks(int batch, int ranks);
+
+// --precision auto|fp32|tf32|bf16 (engine/precision.h), with `role` (unet train: identity). "auto"
+// is the device's default, which resolve_precision() gives once the device is known.
+void add_precision_option(Options& options, std::string* precision, FlagRole role = FlagRole::none);
+Precision resolve_precision(const std::string& name, DeviceKind kind);
 
 // "auto" is cuda where a GPU is usable, else cpu (saying so on stderr when `announce`).
 DeviceKind resolve_device(const std::string& name, bool announce);

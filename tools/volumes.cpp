@@ -12,12 +12,12 @@ namespace unet {
 
 namespace fs = std::filesystem;
 
-Ensemble::Ensemble(const std::vector<std::string>& paths, Device& device) {
+Ensemble::Ensemble(const std::vector<std::string>& paths, Device& device, Precision precision) {
   if (paths.empty()) throw Error("no weights given (--weights FILE)");
   for (const std::string& path : paths) {
     check_readable_file(path, "weights");
     const SafeTensors file = SafeTensors::load(path);
-    auto model = std::make_unique<UNet>(read_config(file), device);
+    auto model = std::make_unique<UNet>(read_config(file), device, precision);
     load_weights(file, *model);
     if (!models_.empty() && model->config().in_channels != config().in_channels) {
       throw Error(path + ": its model takes " + std::to_string(model->config().in_channels) + " input channels but " +

@@ -15,10 +15,11 @@
 namespace unet {
 
 // Weights files (`--weights`, repeated) on one device. They must agree on what their input is
-// (its channels), else one unet::Error naming the first file that differs and how.
+// (its channels), else one unet::Error naming the first file that differs and how. Every model runs
+// in `precision`, whatever precision its file records.
 class Ensemble {
  public:
-  Ensemble(const std::vector<std::string>& paths, Device& device);
+  Ensemble(const std::vector<std::string>& paths, Device& device, Precision precision);
   std::vector<const UNet*> models() const;
   const UNetConfig& config() const { return models_.front()->config(); }
   // The preprocessing the weights record (the same for every member, else the constructor refuses),

@@ -178,9 +178,10 @@ class Resume(unittest.TestCase):
         if not os.path.isdir(self.data):
             unet("synth", "--out", self.data, "--patients", "6", "--slices", "12", "--size", "32", "--seed", "5")
 
-    def check_resume(self, device):
-        args = ["--data", self.data, *TINY, "--epochs", "2", "--device", device]
-        whole, parts = os.path.join(WORK, f"whole-{device}"), os.path.join(WORK, f"parts-{device}")
+    def check_resume(self, device, precision="fp32"):
+        args = ["--data", self.data, *TINY, "--epochs", "2", "--device", device, "--precision", precision]
+        whole = os.path.join(WORK, f"whole-{device}-{precision}")
+        parts = os.path.join(WORK, f"parts-{device}-{precision}")
         unet("train", *args, "--out", whole)
         stopped = unet("train", *args, "--out", parts, "--stop-after-steps", "4", check=False)
         self.assertEqual(stopped.returncode, 130, stopped.stdout + stopped.stderr)
@@ -195,6 +196,25 @@ class Resume(unittest.TestCase):
 
     def test_interrupted_mid_epoch_then_resumed_is_bit_identical_on_sim(self):
         self.check_resume("sim")
+
+    def test_a_bf16_run_interrupted_then_resumed_is_bit_identical_on_cpu(self):
+        self.check_resume("cpu", "bf16")
+
+    def test_resume_refuses_another_precision_and_keeps_the_runs(self):
+        run = os.path.join(WORK, "refuse-precision")
+        args = ["--data", self.data, *TINY, "--epochs", "2", "--device", "cpu", "--out", run]
+        self.assertEqual(unet("train", *args, "--stop-after-steps", "2", check=False).returncode, 130)
+        with open(os.path.join(run, "log.jsonl")) as f:
+            start = json.loads(f.readline())
+        self.assertEqual((start["precision"], start["flags"]["precision"]), ("fp32", "fp32"))  # cpu's default
+        refused = unet("train", "--out", run, "--resume", "--precision", "bf16", check=False)
+        self.assertEqual(refused.returncode, 1)
+        self.assertEqual(refused.stderr.strip().splitlines(),
+                         ['error: --precision "bf16" differs from the run being resumed ("fp32")'])
+        # Resumed on another device, the run keeps its precision.
+        resumed = unet("train", "--out", run, "--resume", "--device", "sim", "--stop-after-steps", "1", check=False)
+        self.assertEqual(resumed.returncode, 130, resumed.stdout + resumed.stderr)
+        self.assertIn("in fp32:", resumed.stdout)
 
     def test_resume_refuses_a_flag_that_makes_another_run(self):
         run = os.path.join(WORK, "refuse-flags")
@@ -340,14 +360,49 @@ class Bench(unittest.TestCase):
         self.assertIn("images/s", train.stdout)
         self.assertIn(", graph:", train.stdout)  # sim replays the step as a graph
         unet("bench", "infer", "--device", "cpu", *tiny)
+        unet("bench", "infer", "--device", "cpu", "--precision", "bf16", *tiny)
         with open(records) as f:
             lines = [json.loads(line) for line in f]
-        self.assertEqual([r["name"] for r in lines], ["unet_train", "unet_infer"])
+        self.assertEqual([r["name"] for r in lines], ["unet_train", "unet_infer", "unet_infer"])
+        self.assertEqual([r["precision"] for r in lines], ["fp32", "fp32", "bf16"])  # sim's and cpu's default: fp32
         for r in lines:
             for key in ["card", "commit", "date", "images_per_s", "ms_per_step", "peak_memory_bytes", "tflops"]:
                 self.assertIn(key, r)
             self.assertGreater(r["images_per_s"], 0)
         self.assertTrue(lines[0]["graph"])
+
+
+def safetensors_header(path):
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(length))
+
+
+class Precision(unittest.TestCase):
+    def test_a_bf16_step_writes_only_f32_tensors_and_records_its_precision(self):
+        weights = os.path.join(WORK, "precision-init.safetensors")
+        batch = os.path.join(WORK, "precision-batch.safetensors")
+        unet("init", "--base-width", "4", "--depth", "2", "--seed", "2", "--out", weights)
+        image = [((i * 37) % 100) / 100 for i in range(16 * 16 * 3)]
+        mask = [float(i % 7 == 0) for i in range(16 * 16)]
+        header = {"image": {"dtype": "F32", "shape": [1, 16, 16, 3], "data_offsets": [0, 4 * len(image)]},
+                  "mask": {"dtype": "F32", "shape": [1, 16, 16, 1],
+                           "data_offsets": [4 * len(image), 4 * (len(image) + len(mask))]}}
+        text = json.dumps(header).encode()
+        with open(batch, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + struct.pack(f"<{len(image) + len(mask)}f", *image, *mask))
+        out, trace = os.path.join(WORK, "precision-out.safetensors"), os.path.join(WORK, "precision-trace.safetensors")
+        for device in ["cpu", "sim"]:
+            unet("step", "--weights", weights, "--batch", batch, "--steps", "2", "--device", device,
+                 "--precision", "bf16", "--out", out, "--trace", trace)
+            written, traced = safetensors_header(out), safetensors_header(trace)
+            self.assertEqual(written["__metadata__"]["unet.precision"], "bf16")
+            for file in [written, traced]:
+                self.assertEqual({v["dtype"] for k, v in file.items() if k != "__metadata__"}, {"F32"})
+            self.assertEqual(traced["logits"]["shape"], [1, 16, 16, 1])
+        refused = unet("step", "--weights", weights, "--batch", batch, "--precision", "fp16", "--out", out, check=False)
+        self.assertEqual(refused.returncode, 2)
+        self.assertEqual(refused.stderr, "error: --precision: 'fp16' is not one of auto, fp32, tf32, bf16\n")
 
 
 class BadInput(unittest.TestCase):
