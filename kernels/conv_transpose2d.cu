@@ -740,7 +740,9 @@ __device__ __forceinline__ bf16* slice_b(const float* stage) { return slice_a(st
 
 // forward: A = x, K-contiguous; B = W as Cin x 4 Cout, K-major (4 Cout even: rows 16-byte aligned).
 struct UpForwardTilesBf16 {
-  static constexpr int kStageFloats = bf16_tile::kStageFloats;
+  using Element = float;  // bf16 pairs in float-sized shared memory: bf16_tile's layouts
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = bf16_tile::kStageFloats;
   ConvTranspose2dShape shape;
   const bf16* x;
   int x_stride;
@@ -801,7 +803,9 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv_tran
 // backward_data: K = (tap, Cout), one tap per K-step; A = dy at the tap's output pixels and B = the
 // weight rows W(i, tap, .), both K-contiguous (Cout a multiple of 8: rows 16-byte aligned).
 struct UpDataTilesBf16 {
-  static constexpr int kStageFloats = bf16_tile::kStageFloats;
+  using Element = float;  // bf16 pairs in float-sized shared memory: bf16_tile's layouts
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = bf16_tile::kStageFloats;
   ConvTranspose2dShape shape;
   const bf16* dy;
   int dy_stride;
@@ -870,7 +874,9 @@ __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv_tran
 // of the block in a row); B = dy at each column's tap, K-major (Cout a multiple of 8: a chunk of 8
 // columns never straddles two taps).
 struct UpWeightTilesBf16 {
-  static constexpr int kStageFloats = bf16_tile::kStageFloats;
+  using Element = float;  // bf16 pairs in float-sized shared memory: bf16_tile's layouts
+  static constexpr int kStages = mma::kStages;
+  static constexpr int kStageElements = bf16_tile::kStageFloats;
   ConvTranspose2dShape shape;
   const bf16* x;
   int x_stride;
