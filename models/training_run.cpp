@@ -1,5 +1,7 @@
 #include "models/training_run.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,7 +31,28 @@ namespace {
 namespace fs = std::filesystem;
 
 volatile std::sig_atomic_t interrupted = 0;
-extern "C" void on_interrupt(int) { interrupted = 1; }
+// Under a launcher a rank's stdout is a pseudo-terminal that mpirun stops draining once mpirun
+// itself is interrupted (Ctrl-C): a rank printing progress then blocks in write() and never reaches
+// the step at which it would stop and save, until mpirun kills it. So there the handler makes
+// stdout and stderr non-blocking (output that no longer fits is dropped; log.jsonl still gets the
+// `interrupted` record) and is installed without SA_RESTART, so that a write already blocked
+// returns. A terminal of one's own is left as it is: a shell would inherit the flag.
+volatile std::sig_atomic_t unblock_output_on_interrupt = 0;
+extern "C" void on_interrupt(int) {
+  interrupted = 1;
+  if (!unblock_output_on_interrupt) return;
+  for (const int fd : {STDOUT_FILENO, STDERR_FILENO}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+void catch_interrupts(bool launched) {
+  interrupted = 0;  // a run before this one, in this process, may have been interrupted
+  unblock_output_on_interrupt = launched;
+  struct sigaction action = {};
+  action.sa_handler = on_interrupt;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = launched ? 0 : SA_RESTART;
+  for (const int signal : {SIGINT, SIGTERM}) ::sigaction(signal, &action, nullptr);
+}
 
 const char* metrics_header =
     "epoch,step,train_loss,val_bce,val_dice_mean,val_dice_median,val_slice_dice,val_global_dice,val_iou_mean,"
@@ -307,9 +330,7 @@ void Session::log_start() {
 
 int Session::train() {
   if (lead_) log_start();
-  interrupted = 0;  // a run before this one, in this process, may have been interrupted
-  std::signal(SIGINT, on_interrupt);
-  std::signal(SIGTERM, on_interrupt);
+  catch_interrupts(comm_.launched());
   if (lead_) {
     std::printf("training %s, depth %d on %s (%s) in %s: %d epochs of %d steps, batch %d, %dx%d%s\n",
                 config_.model.describe().c_str(), config_.model.depth, device_name(config_.device),

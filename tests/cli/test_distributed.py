@@ -241,13 +241,17 @@ class Resume(Data):
         job.send_signal(signal.SIGINT)  # to mpirun itself, as a terminal's Ctrl-C
         out, err = job.communicate(timeout=60)
         self.assertGreater(job.returncode, 0, out + err)  # an exit status (1 from Open MPI 4.1), not a signal
+        # mpirun stops draining the ranks' terminals when it is interrupted, so rank 0's "stopped
+        # after step" line may be dropped (models/training_run.cpp, catch_interrupts); log.jsonl's
+        # record is the one that must be there.
         stops = [line for line in out.splitlines() if line.startswith("stopped after step ")]
-        self.assertEqual(len(stops), 1, out + err)
+        self.assertLessEqual(len(stops), 1, out + err)
         with open(os.path.join(run, "log.jsonl")) as f:
             interrupted = [json.loads(line) for line in f if '"event":"interrupted"' in line]
-        self.assertEqual(len(interrupted), 1)
+        self.assertEqual(len(interrupted), 1, out + err)
         step = interrupted[0]["step"]
-        self.assertIn(f"stopped after step {step} ", stops[0])
+        if stops:
+            self.assertIn(f"stopped after step {step} ", stops[0])
         self.assertEqual(checkpoint_step(os.path.join(run, "last.safetensors")), step)
         self.assertEqual([name for name in os.listdir(run) if ".tmp-" in name], [])  # no save was cut short
         # The checkpoint is the state of step `step` on every rank: resumed for 3 more steps, it has
