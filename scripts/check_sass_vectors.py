@@ -5,7 +5,7 @@ Reads the sm_90 SASS and resource usage of a CUDA kernel library or object (cuob
 scripts/check_sass.py finds it) and fails unless every kernel whose own name matches --pattern
 (default: the bf16 vector versions, `<op>_<pass>_bf16_kernel2`, but for augment's: its 3-channel
 image is stored with three 2-byte stores a pixel, since the padding channels are never written,
-and its rotation's sin/cos keep the fp32 kernel's stack frame; kernels/augment.h says so)
+and its rotation's sin/cos keep the fp32 kernel's 32-byte stack frame)
 
   - loads global memory with LDG.E.128 and stores it with STG.E.128 (one uint4, eight bf16);
   - does not spill: no LDL/STL instructions, STACK 0 and LOCAL 0.
