@@ -10,33 +10,20 @@
 
 #include "kernels/loss.h"
 #include "tests/kernels/bf16_test_util.h"
+#include "tests/kernels/loss_cases.h"
 
 using namespace unet;
 using test::DeviceBuffer, test::dev, test::kDevice;
+using test::loss_config, test::random_mask;
 
 namespace {
 
-LossConfig make_config(float bce_weight, float dice_weight, float pos_weight, bool per_sample) {
-  LossConfig config;
-  config.bce_weight = bce_weight;
-  config.dice_weight = dice_weight;
-  config.pos_weight = pos_weight;
-  config.dice_per_sample = per_sample;
-  return config;
-}
-
 const std::pair<const char*, LossConfig> configs[] = {
-    {"BCE", make_config(1, 0, 1, false)},
-    {"BCE, pos_weight 3", make_config(1, 0, 3, false)},
-    {"Dice per sample", make_config(0, 1, 1, true)},
-    {"weighted sum over the batch, pos_weight 2", make_config(0.7f, 1.3f, 2, false)},
+    {"BCE", loss_config(1, 0, 1, 1, false)},
+    {"BCE, pos_weight 3", loss_config(1, 0, 3, 1, false)},
+    {"Dice per sample", loss_config(0, 1, 1, 1, true)},
+    {"weighted sum over the batch, pos_weight 2", loss_config(0.7f, 1.3f, 2, 1, false)},
 };
-
-std::vector<float> random_mask(size_t count, uint64_t seed) {
-  auto mask = test::random_uniform(count, seed, 0.0f, 1.0f);
-  for (float& g : mask) g = g < 0.3f ? 1.0f : 0.0f;
-  return mask;
-}
 
 // Every dlogit within 2^-8 of the reference, relative (one bf16 rounding is at most 2^-9).
 bool within_a_rounding(const std::vector<bf16>& got, const std::vector<double>& expected) {

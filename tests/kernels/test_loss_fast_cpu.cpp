@@ -12,36 +12,13 @@
 #include <vector>
 
 #include "kernels/loss.h"
+#include "tests/kernels/loss_cases.h"
 #include "tests/test_util.h"
 
 using namespace unet;
+using test::loss_config, test::loss_configs, test::random_mask;
 
 namespace {
-
-LossConfig make_config(float bce_weight, float dice_weight, float pos_weight, float smooth, bool per_sample) {
-  LossConfig config;
-  config.bce_weight = bce_weight;
-  config.dice_weight = dice_weight;
-  config.pos_weight = pos_weight;
-  config.dice_smooth = smooth;
-  config.dice_per_sample = per_sample;
-  return config;
-}
-
-const std::pair<const char*, LossConfig> configs[] = {
-    {"BCE", make_config(1, 0, 1, 1, false)},
-    {"BCE, pos_weight 3", make_config(1, 0, 3, 1, false)},
-    {"Dice over the batch", make_config(0, 1, 1, 1, false)},
-    {"Dice per sample", make_config(0, 1, 1, 1, true)},
-    {"weighted sum, per sample, pos_weight 2", make_config(0.7f, 1.3f, 2, 0.5f, true)},
-    {"weighted sum over the batch", make_config(1, 1, 1, 1, false)},
-};
-
-std::vector<float> random_mask(size_t count, uint64_t seed) {
-  auto mask = test::random_uniform(count, seed, 0.0f, 1.0f);
-  for (float& g : mask) g = g < 0.3f ? 1.0f : 0.0f;
-  return mask;
-}
 
 struct Result {
   std::vector<float> loss, dlogits;
@@ -78,7 +55,7 @@ TEST_CASE("fast cpu loss: every loss equals the reference, at the model's batch 
   for (const auto& [n, pixels] : shapes) {
     const auto logits = test::random_uniform(n * pixels, seed += 2, -6.0f, 6.0f);
     const auto target = random_mask(n * pixels, seed + 1);
-    for (const auto& [name, config] : configs) {
+    for (const auto& [name, config] : loss_configs) {
       INFO(n << " x " << pixels << ", " << name);
       check_against_reference(n, pixels, logits, target, config);
     }
@@ -88,7 +65,7 @@ TEST_CASE("fast cpu loss: every loss equals the reference, at the model's batch 
 TEST_CASE("fast cpu loss: one pixel's BCE and gradient to a few ulp, logits from -87 to 87", "[cpu][loss]") {
   // One pixel per call: the polynomial exp and log1p against libm's wherever exp(-|x|) is a normal
   // float (beyond, exp(-87) stands for it: see loss_fast_cpu.cpp).
-  const LossConfig bce = configs[1].second;
+  const LossConfig bce = loss_configs[1].second;
   for (int k = -8700; k <= 8700; ++k) {
     const float x = 0.01f * static_cast<float>(k);
     for (float g : {0.0f, 1.0f}) {
@@ -115,7 +92,7 @@ TEST_CASE("fast cpu loss: logits of +-100 and +-1e4 give finite, correct values 
       target.push_back(g);
     }
   }
-  for (const auto& [name, config] : configs) {
+  for (const auto& [name, config] : loss_configs) {
     INFO(name);
     const Result got = run(2, 7, logits, target, config);
     for (float v : got.loss) CHECK(std::isfinite(v));
@@ -127,7 +104,7 @@ TEST_CASE("fast cpu loss: logits of +-100 and +-1e4 give finite, correct values 
 TEST_CASE("fast cpu loss: a NaN logit makes the loss NaN, as in the reference", "[cpu][loss]") {
   auto logits = test::random_uniform(2 * 40, 1100);
   logits[53] = NAN;
-  const Result got = run(2, 40, logits, random_mask(80, 1101), configs[5].second);
+  const Result got = run(2, 40, logits, random_mask(80, 1101), loss_configs[5].second);
   CHECK(std::isnan(got.loss[0]));
   CHECK(std::isnan(got.dlogits[53]));
 }
@@ -137,7 +114,7 @@ TEST_CASE("fast cpu loss: the halves, the value-only form and the launcher agree
   const int64_t pixels = 5000;
   const auto logits = test::random_uniform(n * pixels, 1200, -4.0f, 4.0f);
   const auto target = random_mask(n * pixels, 1201);
-  const LossConfig& config = configs[4].second;
+  const LossConfig& config = loss_configs[4].second;
   const Result whole = run(n, pixels, logits, target, config);
   std::vector<double> sample_sums(3 * n, NAN), batch_sums(loss_sum::count, NAN);
   std::vector<double> scratch(cpu::fast::loss_sums_scratch(n, pixels) / sizeof(double), NAN);
@@ -155,7 +132,7 @@ TEST_CASE("fast cpu loss: the same bits at 1 and 2 threads", "[cpu][loss]") {
   const auto logits = test::random_uniform(n * pixels, 1300, -5.0f, 5.0f);
   const auto target = random_mask(n * pixels, 1301);
   const int saved = omp_get_max_threads();
-  for (const auto& [name, config] : configs) {
+  for (const auto& [name, config] : loss_configs) {
     INFO(name);
     omp_set_num_threads(1);
     const Result one = run(n, pixels, logits, target, config);

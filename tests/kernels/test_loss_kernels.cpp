@@ -6,37 +6,14 @@
 #include <memory>
 
 #include "kernels/loss.h"
+#include "tests/kernels/loss_cases.h"
 #include "tests/test_util.h"
 
 using namespace unet;
+using test::loss_config, test::loss_configs, test::random_mask;
 using test::DeviceBuffer, test::dev, test::kDevice;
 
 namespace {
-
-LossConfig make_config(float bce_weight, float dice_weight, float pos_weight, float smooth, bool per_sample) {
-  LossConfig config;
-  config.bce_weight = bce_weight;
-  config.dice_weight = dice_weight;
-  config.pos_weight = pos_weight;
-  config.dice_smooth = smooth;
-  config.dice_per_sample = per_sample;
-  return config;
-}
-
-const std::pair<const char*, LossConfig> configs[] = {
-    {"BCE", make_config(1, 0, 1, 1, false)},
-    {"BCE, pos_weight 3", make_config(1, 0, 3, 1, false)},
-    {"Dice over the batch", make_config(0, 1, 1, 1, false)},
-    {"Dice per sample", make_config(0, 1, 1, 1, true)},
-    {"weighted sum, per sample, pos_weight 2", make_config(0.7f, 1.3f, 2, 0.5f, true)},
-    {"weighted sum over the batch", make_config(1, 1, 1, 1, false)},
-};
-
-std::vector<float> random_mask(size_t count, uint64_t seed) {
-  auto mask = test::random_uniform(count, seed, 0.0f, 1.0f);
-  for (float& g : mask) g = g < 0.3f ? 1.0f : 0.0f;
-  return mask;
-}
 
 struct LossResult {
   std::vector<double> loss, dlogits;
@@ -82,7 +59,7 @@ TEST_CASE("loss kernels: value and gradient equal the reference", "[loss]") {
   // (N, P): a single pixel, odd sizes, the model's logits at a reduced 2x32x32, several blocks per
   // sample.
   const std::pair<int, int64_t> shapes[] = {{1, 1}, {1, 37}, {3, 35}, {2, 17 * 33}, {2, 32 * 32}, {3, 5000}};
-  for (const auto& [name, config] : configs) {
+  for (const auto& [name, config] : loss_configs) {
     for (const auto& [n, pixels] : shapes) {
       INFO(name << ", N " << n << ", P " << pixels);
       const auto logits = test::random_uniform(n * pixels, 111 + pixels, -4.0f, 4.0f);
@@ -93,7 +70,7 @@ TEST_CASE("loss kernels: value and gradient equal the reference", "[loss]") {
   INFO("N 1, P 140000: more than the 64 blocks' worth of 2048 pixels, so the blocks stride");
   const int64_t pixels = 140000;
   check_against_reference(1, pixels, test::random_uniform(pixels, 113, -4.0f, 4.0f), random_mask(pixels, 114),
-                          configs[4].second);
+                          loss_configs[4].second);
 }
 
 TEST_CASE("loss kernels: the value-only form gives the same value", "[loss]") {
@@ -101,7 +78,7 @@ TEST_CASE("loss kernels: the value-only form gives the same value", "[loss]") {
   const int64_t pixels = 35;
   const auto logits = test::random_uniform(n * pixels, 115, -4.0f, 4.0f);
   const auto target = random_mask(n * pixels, 116);
-  for (const auto& [name, config] : configs) {
+  for (const auto& [name, config] : loss_configs) {
     INFO(name);
     const KernelResult with_gradient = run(n, pixels, logits, target, config);
     const KernelResult value_only = run(n, pixels, logits, target, config, false);
@@ -114,7 +91,7 @@ TEST_CASE("loss kernels: all-background and all-foreground masks", "[loss]") {
   const int64_t pixels = 45;
   const auto logits = test::random_uniform(n * pixels, 117, -4.0f, 4.0f);
   for (float fill : {0.0f, 1.0f}) {
-    for (const auto& [name, config] : configs) {
+    for (const auto& [name, config] : loss_configs) {
       INFO(name << ", every target " << fill);
       check_against_reference(n, pixels, logits, std::vector<float>(n * pixels, fill), config);
     }
@@ -130,7 +107,7 @@ TEST_CASE("loss kernels: logits of +-100 and +-1e4 give finite, correct values a
       target.push_back(g);
     }
   }
-  for (const auto& [name, config] : configs) {
+  for (const auto& [name, config] : loss_configs) {
     INFO(name);
     const KernelResult got = run(2, 5, logits, target, config);
     for (float v : got.loss) CHECK(std::isfinite(v));
@@ -140,7 +117,7 @@ TEST_CASE("loss kernels: logits of +-100 and +-1e4 give finite, correct values a
 }
 
 TEST_CASE("loss kernels: Dice of an empty prediction, with an empty mask and with a tumour", "[loss]") {
-  const LossConfig dice = make_config(0, 1, 1, 1, true);
+  const LossConfig dice = loss_config(0, 1, 1, 1, true);
   const int n = 2;
   const int64_t pixels = 16;
   for (float x : {-100.0f, -1e4f}) {
@@ -166,8 +143,8 @@ TEST_CASE("loss kernels: the same inputs give the same bits", "[loss]") {
   const int64_t pixels = 5000;
   const auto logits = test::random_uniform(n * pixels, 118, -4.0f, 4.0f);
   const auto target = random_mask(n * pixels, 119);
-  const KernelResult first = run(n, pixels, logits, target, configs[4].second);
-  const KernelResult second = run(n, pixels, logits, target, configs[4].second);
+  const KernelResult first = run(n, pixels, logits, target, loss_configs[4].second);
+  const KernelResult second = run(n, pixels, logits, target, loss_configs[4].second);
   CHECK(std::memcmp(first.loss.data(), second.loss.data(), sizeof(float) * loss_values) == 0);
   CHECK(std::memcmp(first.dlogits.data(), second.dlogits.data(), sizeof(float) * first.dlogits.size()) == 0);
 }
@@ -179,7 +156,7 @@ TEST_CASE("loss kernels: two halves' sums, added, give the whole batch's loss an
   const int64_t pixels = 5000;  // several blocks a sample
   const auto logits = test::random_uniform(n * pixels, 120, -4.0f, 4.0f);
   const auto target = random_mask(n * pixels, 121);
-  for (const auto& [name, config] : configs) {
+  for (const auto& [name, config] : loss_configs) {
     INFO(name);
     const LossResult expected = reference(n, pixels, logits, target, config);
     const size_t half_size = static_cast<size_t>(half * pixels);

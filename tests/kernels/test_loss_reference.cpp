@@ -7,21 +7,13 @@
 
 #include "engine/safetensors.h"
 #include "kernels/loss.h"
+#include "tests/kernels/loss_cases.h"
 #include "tests/test_util.h"
 
 using namespace unet;
+using test::loss_config;
 
 namespace {
-
-LossConfig make_config(float bce_weight, float dice_weight, float pos_weight, float smooth, bool per_sample) {
-  LossConfig config;
-  config.bce_weight = bce_weight;
-  config.dice_weight = dice_weight;
-  config.pos_weight = pos_weight;
-  config.dice_smooth = smooth;
-  config.dice_per_sample = per_sample;
-  return config;
-}
 
 std::vector<double> random_mask(size_t count, uint64_t seed) {
   auto mask = test::to_double(test::random_uniform(count, seed, 0.0f, 1.0f));
@@ -37,12 +29,12 @@ TEST_CASE("loss reference: dL/dlogits matches central differences", "[loss]") {
   const auto logits = test::to_double(test::random_uniform(n * pixels, 71, -3.0f, 3.0f));
   const auto target = random_mask(n * pixels, 72);
   const std::pair<const char*, LossConfig> cases[] = {
-      {"BCE", make_config(1, 0, 1, 1, false)},
-      {"BCE, pos_weight 3", make_config(1, 0, 3, 1, false)},
-      {"Dice over the batch", make_config(0, 1, 1, 1, false)},
-      {"Dice per sample", make_config(0, 1, 1, 1, true)},
-      {"weighted sum, per sample, pos_weight 2", make_config(0.7f, 1.3f, 2, 0.5f, true)},
-      {"weighted sum over the batch", make_config(1, 1, 1, 1, false)},
+      {"BCE", loss_config(1, 0, 1, 1, false)},
+      {"BCE, pos_weight 3", loss_config(1, 0, 3, 1, false)},
+      {"Dice over the batch", loss_config(0, 1, 1, 1, false)},
+      {"Dice per sample", loss_config(0, 1, 1, 1, true)},
+      {"weighted sum, per sample, pos_weight 2", loss_config(0.7f, 1.3f, 2, 0.5f, true)},
+      {"weighted sum over the batch", loss_config(1, 1, 1, 1, false)},
   };
   for (const auto& [name, config] : cases) {
     INFO(name);
@@ -71,7 +63,7 @@ TEST_CASE("loss reference: equals PyTorch's BCE-with-logits and an autograd soft
     const auto logits = oracle.floats(prefix + "logits");
     const auto target = oracle.floats(prefix + "target");
     const auto c = oracle.floats(name + ".config", {5});
-    const LossConfig config = make_config(c[0], c[1], c[2], c[3], c[4] != 0.0f);
+    const LossConfig config = loss_config(c[0], c[1], c[2], c[3], c[4] != 0.0f);
 
     std::vector<float> loss(loss_values), dlogits(logits.size());
     cpu::segmentation_loss(n, pixels, logits.data(), target.data(), config, loss.data(), dlogits.data());
@@ -83,7 +75,7 @@ TEST_CASE("loss reference: equals PyTorch's BCE-with-logits and an autograd soft
 TEST_CASE("loss reference: logits of 1e4 give finite, exact BCE", "[loss]") {
   const std::vector<double> logits = {1e4, -1e4}, target = {0.0, 1.0};
   std::vector<double> loss(loss_values), dlogits(2);
-  cpu::segmentation_loss(1, 2, logits.data(), target.data(), make_config(1, 0, 1, 1, false), loss.data(),
+  cpu::segmentation_loss(1, 2, logits.data(), target.data(), loss_config(1, 0, 1, 1, false), loss.data(),
                          dlogits.data());
   CHECK(loss[1] == 1e4);  // each pixel costs |x|: softplus(1e4)
   CHECK(dlogits == std::vector<double>{0.5, -0.5});
@@ -96,8 +88,8 @@ TEST_CASE("loss reference: two halves' sums, added, give the whole batch's loss 
   const int64_t pixels = 9;
   const auto logits = test::to_double(test::random_uniform(n * pixels, 73, -3.0f, 3.0f));
   const auto target = random_mask(n * pixels, 74);
-  const LossConfig cases[] = {make_config(1, 0, 3, 1, false), make_config(0.7f, 1.3f, 2, 0.5f, true),
-                              make_config(1, 1, 1, 1, false)};
+  const LossConfig cases[] = {loss_config(1, 0, 3, 1, false), loss_config(0.7f, 1.3f, 2, 0.5f, true),
+                              loss_config(1, 1, 1, 1, false)};
   for (const LossConfig& config : cases) {
     INFO("bce " << config.bce_weight << ", dice " << config.dice_weight << ", per sample " << config.dice_per_sample);
     std::vector<double> whole_loss(loss_values), whole_dlogits(logits.size());
