@@ -10,32 +10,14 @@
 #include <vector>
 
 #include "kernels/adam.h"
+#include "tests/kernels/adam_cases.h"
 #include "models/unet_shapes.h"
 #include "tests/test_util.h"
 
 using namespace unet;
+using test::adam_configs;
 
 namespace {
-
-AdamConfig make_config(double weight_decay, bool decoupled, LrSchedule schedule = LrSchedule::constant) {
-  AdamConfig config;
-  config.lr = 0.01;
-  config.weight_decay = weight_decay;
-  config.decoupled_weight_decay = decoupled;
-  config.schedule = schedule;
-  if (schedule == LrSchedule::cosine) {
-    config.warmup_steps = 2;
-    config.total_steps = 6;
-  }
-  return config;
-}
-
-const std::pair<const char*, AdamConfig> configs[] = {
-    {"Adam", make_config(0.0, false)},
-    {"Adam, L2 weight decay", make_config(0.1, false)},
-    {"AdamW", make_config(0.1, true)},
-    {"AdamW, warm-up and cosine schedule", make_config(0.1, true, LrSchedule::cosine)},
-};
 
 struct State {
   std::vector<float> param, m, v;
@@ -62,7 +44,7 @@ int64_t narrow_model_parameters() {
 
 TEST_CASE("fast cpu adam: five steps give exactly the reference's bits", "[cpu][adam]") {
   for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{33}, int64_t{100003}, narrow_model_parameters()}) {
-    for (const auto& [name, config] : configs) {
+    for (const auto& [name, config] : adam_configs) {
       INFO(name << ", " << n << " parameters");
       const State expected = five_steps(n, config, [](auto... a) { cpu::adam_step<float>(a..., nullptr); });
       const State got = five_steps(n, config, [](auto... a) { cpu::fast::adam_step(a..., nullptr); });
@@ -82,10 +64,10 @@ TEST_CASE("fast cpu adam: the non-finite flag is raised by one bad parameter any
       auto param = test::random_uniform(n, 1500), grad = test::random_uniform(n, 1501);
       std::vector<float> m(n, 0.0f), v(n, 0.0f);
       int32_t flag = 0;
-      cpu::fast::adam_step(n, param.data(), grad.data(), m.data(), v.data(), configs[0].second, 1, &flag);
+      cpu::fast::adam_step(n, param.data(), grad.data(), m.data(), v.data(), adam_configs[0].second, 1, &flag);
       CHECK(flag == 0);
       (nan_gradient ? grad[bad] : param[bad]) = nan_gradient ? NAN : INFINITY;
-      cpu::fast::adam_step(n, param.data(), grad.data(), m.data(), v.data(), configs[0].second, 2, &flag);
+      cpu::fast::adam_step(n, param.data(), grad.data(), m.data(), v.data(), adam_configs[0].second, 2, &flag);
       CHECK(flag == 1);
       CHECK((nan_gradient ? std::isnan(param[bad]) : std::isinf(param[bad])));
     }
@@ -94,7 +76,7 @@ TEST_CASE("fast cpu adam: the non-finite flag is raised by one bad parameter any
 
 TEST_CASE("fast cpu adam: the same bits at 1 and 2 threads, and the launcher's versions", "[cpu][adam]") {
   const int64_t n = 100003;
-  const AdamConfig& config = configs[3].second;
+  const AdamConfig& config = adam_configs[3].second;
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
   const State one = five_steps(n, config, [](auto... a) { cpu::fast::adam_step(a..., nullptr); });

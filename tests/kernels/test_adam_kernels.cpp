@@ -5,34 +5,16 @@
 #include <cstring>
 
 #include "kernels/adam.h"
+#include "tests/kernels/adam_cases.h"
 #include "kernels/clock.h"
 #include "models/unet_shapes.h"
 #include "tests/test_util.h"
 
 using namespace unet;
+using test::adam_configs;
 using test::DeviceBuffer, test::dev, test::kDevice;
 
 namespace {
-
-AdamConfig make_config(float weight_decay, bool decoupled, LrSchedule schedule = LrSchedule::constant) {
-  AdamConfig config;
-  config.lr = 0.01f;  // large enough that the parameters' movement is far above their rounding
-  config.weight_decay = weight_decay;
-  config.decoupled_weight_decay = decoupled;
-  config.schedule = schedule;
-  if (schedule == LrSchedule::cosine) {
-    config.warmup_steps = 2;
-    config.total_steps = 6;
-  }
-  return config;
-}
-
-const std::pair<const char*, AdamConfig> configs[] = {
-    {"Adam", make_config(0.0f, false)},
-    {"Adam, L2 weight decay", make_config(0.1f, false)},
-    {"AdamW", make_config(0.1f, true)},
-    {"AdamW, warm-up and cosine schedule", make_config(0.1f, true, LrSchedule::cosine)},
-};
 
 // Parameters, gradients and moments, on the host in double for the reference.
 struct State {
@@ -96,7 +78,7 @@ int64_t narrow_model_parameters() {
 TEST_CASE("adam kernels: steps taken with the clock equal the reference", "[adam]") {
   constexpr int steps = 5;
   for (int version = 1; version <= Adam<kDevice>::versions; ++version) {
-    for (const auto& [name, config] : configs) {
+    for (const auto& [name, config] : adam_configs) {
       for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{4}, int64_t{1023}, int64_t{4099}, narrow_model_parameters()}) {
         for (int offset : {0, 1}) {  // aligned, and misaligned (version 2 falls back)
           if (n > 4099 && offset == 1) continue;
@@ -123,7 +105,7 @@ TEST_CASE("adam kernels: steps taken with the clock equal the reference", "[adam
 
 TEST_CASE("adam kernels: a captured step replays with the clock's new step each time", "[adam]") {
   const int64_t n = 1023;
-  const AdamConfig config = configs[3].second;  // the schedule depends on the step too
+  const AdamConfig config = adam_configs[3].second;  // the schedule depends on the step too
   const auto grad = test::random_uniform(n, 131);
   for (int version = 1; version <= Adam<kDevice>::versions; ++version) {
     INFO("version " << version);
@@ -159,7 +141,7 @@ TEST_CASE("adam kernels: the same inputs give the same bits", "[adam]") {
       DeviceState state(initial_state(n), 0);
       state.grad.upload(state.padded(test::to_double(grad)));
       DeviceBuffer<int64_t> clock(dev(), std::vector<int64_t>{3});
-      state.step(n, configs[2].second, clock.data(), {}, version);
+      state.step(n, adam_configs[2].second, clock.data(), {}, version);
       result = state.unpadded(state.param);
     }
     CHECK(std::memcmp(results[0].data(), results[1].data(), sizeof(float) * n) == 0);
@@ -182,8 +164,8 @@ TEST_CASE("adam kernels: the non-finite flag is raised by one bad parameter anyw
       state.grad.upload(state.padded(g));
       DeviceBuffer<int64_t> clock(dev(), std::vector<int64_t>{1});
       DeviceBuffer<int32_t> flag(dev(), std::vector<int32_t>{0});
-      Adam<kDevice>::step(n, state.param.data(), state.grad.data(), state.m.data(), state.v.data(), configs[0].second,
-                          clock.data(), {}, version, flag.data());
+      Adam<kDevice>::step(n, state.param.data(), state.grad.data(), state.m.data(), state.v.data(),
+                          adam_configs[0].second, clock.data(), {}, version, flag.data());
       dev().synchronize();
       CHECK(flag.download()[0] == (bad >= 0 ? 1 : 0));
     }
