@@ -3,17 +3,24 @@
 // otherwise), every version of ours beside the library's best.
 //
 // Names are op/layer/pass/implementation:
+//   mma_sync/registers/{bf16_m16n8k16,tf32_m16n8k8}/peak: the card's mma.sync throughput
+//     (bench/mma_peak.h), run first; the ours_v3 rows after it report pct_mma_peak, their share of
+//     the peak of their precision;
 //   conv3x3, conv1x1 (the head), up_conv: forward, backward_data, backward_weight (with the bias
 //     gradient); implementations ours_v<N> (Conv2d / ConvTranspose2d, every version; both also
 //     ours_v3, TF32 on tensor cores, precision tf32),
 //     cudnn_{nhwc,nchw}_{fp32,tf32} (the algorithm cudnnFind*AlgorithmEx finds fastest; fp32 means
 //     FMA kernels only, tf32 allows tensor cores), and for the GEMM-shaped layers cublas_{fp32,tf32}
 //     (SGEMM alone, no bias, output in GEMM order: bench/gemm.h);
+//   the same layers in bf16 as passes `<pass>_bf16`: ours_v3 (the bf16 overloads the engine's bf16
+//     mode calls: bf16 activations, gradients and weight copy with the arena's padded pixel
+//     strides, fp32 bias and weight and bias gradients) beside cudnn_{nhwc,nchw}_bf16 (bf16
+//     tensors, filter and bias, fp32 compute type, tensor-op math, dense layouts);
 //   max_pool, relu, concat: forward, backward; loss (bce, bce_dice): forward_backward; adam (all
 //     parameters): step; each with ours_v<N> and `copy`, a cudaMemcpyAsync moving as many bytes
 //     (half read, half written) as the op's minimum traffic; the same ops in bf16 as passes
 //     `<pass>_bf16` (Adam's `step_bf16_copy` also writes the bf16 weight copy), each beside a copy
-//     of its own, smaller, traffic (bf16 outputs are poisoned but not checked finite).
+//     of its own, smaller, traffic. bf16 outputs are checked finite as bf16 values.
 // The model's 3x3 convs run as the engine runs them (bench_kernels.h). cuDNN's forward fuses bias
 // and ReLU too (cudnnConvolutionBiasActivationForward); its backward passes do not apply the mask
 // (a framework runs that as a separate elementwise kernel, timed here as relu/backward).
@@ -256,6 +263,9 @@ Prepared cublas_gemm(const LayerShape& l, Pass pass, Math math) {
   return {[plan] { plan->run(); }, {floats_out(operands[c], counts[c])}, plan->label()};
 }
 
+// The tensor-core rows (tf32, bf16) run before the fp32 ones: the budget cuts the fp32 ones first.
+Phase phase_of(Math math) { return math == Math::fp32 ? kComputeBound : kTensorCores; }
+
 void add_convolution(const LayerShape& l) {
   const bool up = l.kind == LayerKind::up_conv;
   const int versions = up ? ConvTranspose2d<kCuda>::versions : Conv2d<kCuda>::versions;
@@ -271,12 +281,12 @@ void add_convolution(const LayerShape& l) {
       for (Math math : {Math::fp32, Math::tf32}) {
         const std::string impl = std::string("cudnn_") + (layout == Layout::nhwc ? "nhwc" : "nchw") +
                                  (math == Math::fp32 ? "_fp32" : "_tf32");
-        add(kComputeBound, entry(impl, math), [=] { return cudnn_conv<float>(l, pass, layout, math); });
+        add(phase_of(math), entry(impl, math), [=] { return cudnn_conv<float>(l, pass, layout, math); });
       }
     }
     if (l.kind != LayerKind::conv3x3) {
       for (Math math : {Math::fp32, Math::tf32}) {
-        add(kComputeBound, entry(math == Math::fp32 ? "cublas_fp32" : "cublas_tf32", math),
+        add(phase_of(math), entry(math == Math::fp32 ? "cublas_fp32" : "cublas_tf32", math),
             [=] { return cublas_gemm(l, pass, math); });
       }
     }
@@ -284,7 +294,7 @@ void add_convolution(const LayerShape& l) {
       const int version = up ? ConvTranspose2d<kCuda>::tensor_core_version : Conv2d<kCuda>::tensor_core_version;
       Entry e = entry("ours_v" + std::to_string(version), Math::tf32);
       e.versus_mma_peak = true;
-      add(kComputeBound, e,
+      add(kTensorCores, e,
           [=] { return up ? ours_up_conv<kCuda>(run_state(), l, pass, version, stream())
                 : ours_conv<kCuda>(run_state(), l, pass, version, stream()); });
     }
@@ -394,12 +404,12 @@ void add_convolution_bf16(const LayerShape& l) {
     e.precision = Math::bf16;
     for (Layout layout : {Layout::nhwc, Layout::nchw}) {
       e.impl = std::string("cudnn_") + (layout == Layout::nhwc ? "nhwc" : "nchw") + "_bf16";
-      add(kComputeBound, e, [=] { return cudnn_conv<bf16>(l, pass, layout, Math::bf16); });
+      add(kTensorCores, e, [=] { return cudnn_conv<bf16>(l, pass, layout, Math::bf16); });
     }
     e.impl = "ours_v" + std::to_string(up ? ConvTranspose2d<kCuda>::tensor_core_version
                                           : Conv2d<kCuda>::bf16_default_version);
     e.versus_mma_peak = true;
-    add(kComputeBound, e, [=] { return up ? ours_up_conv_bf16(l, pass) : ours_conv_bf16(l, pass); });
+    add(kTensorCores, e, [=] { return up ? ours_up_conv_bf16(l, pass) : ours_conv_bf16(l, pass); });
   }
 }
 
