@@ -99,11 +99,11 @@ class BenchDevice {
 
 // Benchmarks are collected in phases and registered phase by phase: on the GPU the mma.sync peak
 // first (the tensor-core rows are measured against it), then memory-bound ops, then the
-// convolutions on tensor cores (ours and the libraries in bf16 and TF32: the cuda device's
-// precisions), then the fp32 ones, then every compute-bound version 1 (the slow teaching kernels),
-// so that what the time budget skips is the least informative; the cpu rows, the other machine's
-// half, after them.
-enum Phase { kPeaks, kMemoryBound, kTensorCores, kComputeBound, kSlowest, kCpuRows, kPhases };
+// convolutions in bf16 (the cuda device's default precision), in TF32, in fp32 (ours and the
+// libraries in each), then every compute-bound version 1 (the slow teaching kernels), so that what
+// the time budget skips is the least informative; the cpu rows, the other machine's half, after
+// them.
+enum Phase { kPeaks, kMemoryBound, kBf16Convolutions, kTf32Convolutions, kComputeBound, kSlowest, kCpuRows, kPhases };
 
 // Queues one benchmark: `prepare` runs on `device` when the benchmark starts, never at registration.
 void add(Phase phase, Entry entry, BenchDevice& device, std::function<Prepared()> prepare);

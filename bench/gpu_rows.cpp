@@ -263,8 +263,15 @@ Prepared cublas_gemm(const LayerShape& l, Pass pass, Math math) {
   return {[plan] { plan->run(); }, {floats_out(operands[c], counts[c])}, plan->label()};
 }
 
-// The tensor-core rows (tf32, bf16) run before the fp32 ones: the budget cuts the fp32 ones first.
-Phase phase_of(Math math) { return math == Math::fp32 ? kComputeBound : kTensorCores; }
+// bf16 rows run first, then TF32, then fp32: the budget cuts the fp32 ones first.
+Phase phase_of(Math math) {
+  switch (math) {
+    case Math::bf16: return kBf16Convolutions;
+    case Math::tf32: return kTf32Convolutions;
+    case Math::fp32: return kComputeBound;
+  }
+  return kComputeBound;
+}
 
 void add_convolution(const LayerShape& l) {
   const bool up = l.kind == LayerKind::up_conv;
@@ -294,7 +301,7 @@ void add_convolution(const LayerShape& l) {
       const int version = up ? ConvTranspose2d<kCuda>::tensor_core_version : Conv2d<kCuda>::tensor_core_version;
       Entry e = entry("ours_v" + std::to_string(version), Math::tf32);
       e.versus_mma_peak = true;
-      add(kTensorCores, e,
+      add(kTf32Convolutions, e,
           [=] { return up ? ours_up_conv<kCuda>(run_state(), l, pass, version, stream())
                 : ours_conv<kCuda>(run_state(), l, pass, version, stream()); });
     }
@@ -404,12 +411,12 @@ void add_convolution_bf16(const LayerShape& l) {
     e.precision = Math::bf16;
     for (Layout layout : {Layout::nhwc, Layout::nchw}) {
       e.impl = std::string("cudnn_") + (layout == Layout::nhwc ? "nhwc" : "nchw") + "_bf16";
-      add(kTensorCores, e, [=] { return cudnn_conv<bf16>(l, pass, layout, Math::bf16); });
+      add(phase_of(Math::bf16), e, [=] { return cudnn_conv<bf16>(l, pass, layout, Math::bf16); });
     }
     e.impl = "ours_v" + std::to_string(up ? ConvTranspose2d<kCuda>::tensor_core_version
                                           : Conv2d<kCuda>::bf16_default_version);
     e.versus_mma_peak = true;
-    add(kTensorCores, e, [=] { return up ? ours_up_conv_bf16(l, pass) : ours_conv_bf16(l, pass); });
+    add(phase_of(Math::bf16), e, [=] { return up ? ours_up_conv_bf16(l, pass) : ours_conv_bf16(l, pass); });
   }
 }
 
@@ -550,9 +557,9 @@ void add_adam(const UNetConfig& config) {
     CUDA_CHECK(cudaStreamSynchronize(run_state().stream));
     const AdamConfig config;
     // Updated in place, so never poisoned; checked finite after.
+    const auto in_place = [n](float* data) { return Output{data, n * sizeof(float), Values::f32, false}; };
     return Prepared{[=] { Adam<kCuda>::step(n, param, grad, m, v, config, step, st, version); },
-                    {Output{param, n * sizeof(float), Values::f32, false}, Output{m, n * sizeof(float), Values::f32, false},
-                     Output{v, n * sizeof(float), Values::f32, false}},
+                    {in_place(param), in_place(m), in_place(v)},
                     ""};
   });
 }
