@@ -16,11 +16,12 @@
 //     mode calls: bf16 activations, gradients and weight copy with the arena's padded pixel
 //     strides, fp32 bias and weight and bias gradients) beside cudnn_{nhwc,nchw}_bf16 (bf16
 //     tensors, filter and bias, fp32 compute type, tensor-op math, dense layouts);
-//   max_pool, relu, concat: forward, backward; loss (bce, bce_dice): forward_backward; adam (all
-//     parameters): step; each with ours_v<N> and `copy`, a cudaMemcpyAsync moving as many bytes
-//     (half read, half written) as the op's minimum traffic; the same ops in bf16 as passes
-//     `<pass>_bf16` (Adam's `step_bf16_copy` also writes the bf16 weight copy), each beside a copy
-//     of its own, smaller, traffic. bf16 outputs are checked finite as bf16 values.
+//   max_pool, relu, concat, sigmoid (of the head's logits): forward, backward; loss (bce,
+//     bce_dice): forward_backward; adam (all parameters): step; each with ours_v<N> and `copy`, a
+//     cudaMemcpyAsync moving as many bytes (half read, half written) as the op's minimum traffic;
+//     the same ops in bf16 as passes `<pass>_bf16` (sigmoid: bf16 logits, fp32 probabilities, no
+//     backward; Adam's `step_bf16_copy` also writes the bf16 weight copy), each beside a copy of
+//     its own, smaller, traffic. bf16 outputs are checked finite as bf16 values.
 // The model's 3x3 convs run as the engine runs them (bench_kernels.h). cuDNN's forward fuses bias
 // and ReLU too (cudnnConvolutionBiasActivationForward); its backward passes do not apply the mask
 // (a framework runs that as a separate elementwise kernel, timed here as relu/backward).
@@ -51,6 +52,7 @@
 #include "kernels/loss.h"
 #include "kernels/max_pool2d.h"
 #include "kernels/relu.h"
+#include "kernels/sigmoid.h"
 
 namespace unet::bench {
 namespace {
@@ -659,6 +661,34 @@ void add_loss_bf16(const LayerShape& head) {
   }
 }
 
+// The sigmoid of the head's logits (probability outputs; the losses fuse their own): fp32 in and
+// out, and bf16 logits in with fp32 probabilities out.
+void add_sigmoid(const LayerShape& head) {
+  const int64_t pixels = int64_t{head.n} * head.out_h() * head.out_w();
+  const int c = head.c_out;
+  const int64_t count = pixels * c;
+  add_memory_bound("sigmoid", head.name, "forward", Sigmoid<kCuda>::versions, 8 * count, [=](int version) {
+    const Stream st = stream();
+    const float* x = input(kIn0, count);
+    float* y = output(kOut0, count);
+    return Prepared{[=] { Sigmoid<kCuda>::forward(pixels, c, x, c, y, c, st, version); }, {floats_out(y, count)}, ""};
+  });
+  add_memory_bound("sigmoid", head.name, "backward", Sigmoid<kCuda>::versions, 12 * count, [=](int version) {
+    const Stream st = stream();
+    const float* dy = input(kIn0, count);
+    const float* y = input(kIn1, count, 0.0f, 1.0f);  // probabilities
+    float* dx = output(kOut0, count);
+    return Prepared{[=] { Sigmoid<kCuda>::backward(pixels, c, dy, c, y, c, 0.0f, dx, c, st, version); },
+                    {floats_out(dx, count)}, ""};
+  });
+  add_memory_bound("sigmoid", head.name, "forward_bf16", Sigmoid<kCuda>::bf16_versions, 6 * count, [=](int version) {
+    const Stream st = stream();
+    const bf16* x = input_bf16(kIn0, count);
+    float* y = output(kOut0, count);
+    return Prepared{[=] { Sigmoid<kCuda>::forward(pixels, c, x, c, y, c, st, version); }, {floats_out(y, count)}, ""};
+  });
+}
+
 // Adam with the bf16 weight copy: 28 bytes a parameter and 2 more written.
 void add_adam_bf16_copy(const UNetConfig& model) {
   const int64_t n = unet_parameters(model);
@@ -722,6 +752,7 @@ void register_all(const ModelShape& shape) {
       case LayerKind::conv1x1:
         add_loss(l);
         add_loss_bf16(l);
+        add_sigmoid(l);
         add_convolution(l);
         add_convolution_bf16(l);
         break;
