@@ -51,14 +51,15 @@ CudnnPass::CudnnPass(Cudnn& api, const ConvGeometry& g, Layout layout, Math math
                      void* workspace, size_t workspace_bytes)
     : api_(api), job_(job), math_(math), workspace_(workspace), workspace_bytes_(workspace_bytes) {
   const cudnnTensorFormat_t format = layout == Layout::nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+  const cudnnDataType_t type = math == Math::bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
   check(api_, api_.cudnnCreateTensorDescriptor(&input_), "cudnnCreateTensorDescriptor");
-  check(api_, api_.cudnnSetTensor4dDescriptor(input_, format, CUDNN_DATA_FLOAT, g.n, g.in_c, g.in_h, g.in_w),
+  check(api_, api_.cudnnSetTensor4dDescriptor(input_, format, type, g.n, g.in_c, g.in_h, g.in_w),
         "cudnnSetTensor4dDescriptor(input)");
   check(api_, api_.cudnnCreateTensorDescriptor(&output_), "cudnnCreateTensorDescriptor");
-  check(api_, api_.cudnnSetTensor4dDescriptor(output_, format, CUDNN_DATA_FLOAT, g.n, g.out_c, g.out_h, g.out_w),
+  check(api_, api_.cudnnSetTensor4dDescriptor(output_, format, type, g.n, g.out_c, g.out_h, g.out_w),
         "cudnnSetTensor4dDescriptor(output)");
   check(api_, api_.cudnnCreateFilterDescriptor(&filter_), "cudnnCreateFilterDescriptor");
-  check(api_, api_.cudnnSetFilter4dDescriptor(filter_, CUDNN_DATA_FLOAT, format, g.out_c, g.in_c, g.r, g.s),
+  check(api_, api_.cudnnSetFilter4dDescriptor(filter_, type, format, g.out_c, g.in_c, g.r, g.s),
         "cudnnSetFilter4dDescriptor");
   check(api_, api_.cudnnCreateConvolutionDescriptor(&convolution_), "cudnnCreateConvolutionDescriptor");
   check(api_, api_.cudnnSetConvolution2dDescriptor(convolution_, g.pad, g.pad, g.stride, g.stride, 1, 1,
@@ -69,7 +70,7 @@ CudnnPass::CudnnPass(Cudnn& api, const ConvGeometry& g, Layout layout, Math math
   if (job_.bias_on != BiasOn::none) {
     check(api_, api_.cudnnCreateTensorDescriptor(&bias_), "cudnnCreateTensorDescriptor");
     const int channels = job_.bias_on == BiasOn::input ? g.in_c : g.out_c;
-    check(api_, api_.cudnnSetTensor4dDescriptor(bias_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, channels, 1, 1),
+    check(api_, api_.cudnnSetTensor4dDescriptor(bias_, CUDNN_TENSOR_NCHW, type, 1, channels, 1, 1),
           "cudnnSetTensor4dDescriptor(bias)");
   }
   if (job_.relu) {

@@ -31,12 +31,14 @@ struct ConvGeometry {
 enum class CudnnOp { forward, backward_data, backward_filter };
 enum class BiasOn { none, input, output };
 
+// The buffers hold fp32 values, or bf16 ones for Math::bf16 (the bias and its gradient too: cuDNN's
+// legacy API takes them in the tensors' type).
 struct CudnnJob {
   CudnnOp op;
-  float* input;
-  float* output;
-  float* filter;
-  float* bias;         // bias, or its gradient for backward_filter; nullptr for none
+  void* input;
+  void* output;
+  void* filter;
+  void* bias;          // bias, or its gradient for backward_filter; nullptr for none
   BiasOn bias_on;      // whose channels the bias has
   bool relu = false;   // forward only: fused bias + ReLU, as the model's 3x3 convs
 };
@@ -44,7 +46,9 @@ struct CudnnJob {
 class CudnnPass {
  public:
   // Searches for the fastest algorithm (cudnnFind*AlgorithmEx) on the job's own buffers, with up
-  // to workspace_bytes of `workspace`; throws unet::Error if no algorithm suits.
+  // to workspace_bytes of `workspace`; throws unet::Error if no algorithm suits. Math::fp32: FMA
+  // kernels only; tf32: fp32 tensors, tensor-op math allowed; bf16: bf16 tensors and filter, fp32
+  // compute type (accumulation), tensor-op math allowed.
   CudnnPass(Cudnn& api, const ConvGeometry& geometry, Layout layout, Math math, const CudnnJob& job,
             void* workspace, size_t workspace_bytes);
   ~CudnnPass();

@@ -15,7 +15,8 @@
 //
 // Every row is one Google Benchmark iteration whose manual time is the median of our own timed
 // repetitions (so real_time in the JSON is the median), with counters ms, ms_min, ms_max, reps,
-// flop or bytes, gflops or gbs, pct_peak (where the device's peak is known) and finite. Inputs
+// flop or bytes, gflops or gbs, pct_peak (where the device's peak is known), finite, and on our
+// tensor-core rows pct_mma_peak (the share of the mma.sync peak this run measured first). Inputs
 // are random in [-1, 1], outputs poisoned with NaN before the first run and checked after the
 // last (a failure is reported in the label and the `finite` counter, never an abort). When the
 // run's time budget (--budget_s, default 100) is spent, the rest is skipped visibly
@@ -74,6 +75,12 @@ Budget& budget() {
   return b;
 }
 
+// The mma.sync peak of each precision (Math), in GFLOP/s, once its row has run.
+std::optional<double>& mma_peak(Math precision) {
+  static std::optional<double> peaks[3];
+  return peaks[static_cast<int>(precision)];
+}
+
 void report(benchmark::State& state, const Entry& entry, const std::optional<double>& peak, const Timing& t,
             int64_t nonfinite, std::string label) {
   state.counters["ms"] = t.median_ms;
@@ -91,6 +98,10 @@ void report(benchmark::State& state, const Entry& entry, const std::optional<dou
     state.counters["gbs"] = rate;
   }
   if (peak) state.counters["pct_peak"] = 100 * rate / *peak;
+  if (entry.is_mma_peak && nonfinite == 0) mma_peak(entry.precision) = rate;
+  if (entry.versus_mma_peak && mma_peak(entry.precision)) {
+    state.counters["pct_mma_peak"] = 100 * rate / *mma_peak(entry.precision);
+  }
   if (nonfinite > 0) {
     label += (label.empty() ? "" : " ") + std::string("NON-FINITE-OUTPUT(") + std::to_string(nonfinite) + ")";
     std::fprintf(stderr, "bench_kernels: %s wrote %lld non-finite values\n", entry.name().c_str(),
@@ -116,7 +127,7 @@ void run_benchmark(benchmark::State& state, const Entry& entry, BenchDevice& dev
     const Timing timing = device.measure(prepared.run);
     int64_t nonfinite = 0;
     for (const Output& out : prepared.outputs) {
-      if (out.is_float) nonfinite += device.count_nonfinite(out);
+      if (out.values != Values::unchecked) nonfinite += device.count_nonfinite(out);
     }
     for (auto _ : state) state.SetIterationTime(timing.median_ms * 1e-3);
     report(state, entry, device.peak(entry), timing, nonfinite, prepared.label);

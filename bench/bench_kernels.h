@@ -36,16 +36,27 @@ struct Entry {
   double flop = 0;   // compute-bound: floating-point operations of one run
   double bytes = 0;  // memory-bound: minimum bytes one run moves
   Math precision = Math::fp32;
+  // A peak row (mma_sync/...) records its rate as the mma.sync peak of its precision; a tensor-core
+  // row of ours that runs after it reports its share of that peak too (pct_mma_peak).
+  bool is_mma_peak = false;
+  bool versus_mma_peak = false;
   std::string name() const { return op + "/" + layer + "/" + pass + "/" + impl; }
 };
 
-// An output of a run: poisoned (all-ones bytes, NaN as float) before the first run, and, if
-// float, checked finite after the last.
+// What an output's bytes hold: fp32 or bf16 values (checked finite after the last run, each read
+// as its own type), or bytes that are no floating-point values (argmax indices, a copy's target).
+enum class Values { f32, bf16, unchecked };
+
+// An output of a run: poisoned (all-ones bytes, NaN as fp32 and as bf16) before the first run, and
+// checked finite after the last unless its values are `unchecked`. A bf16 tensor with a padded
+// pixel stride (engine/tensor.h's padded_stride) has `channels` values in every `pixel_stride`
+// elements: only those are written, so only those are checked (0: every element).
 struct Output {
   void* data;
   size_t bytes;
-  bool is_float = true;
+  Values values = Values::f32;
   bool poison = true;
+  int channels = 0, pixel_stride = 0;
 };
 
 struct Prepared {
@@ -86,11 +97,13 @@ class BenchDevice {
   float* output(Slot s, size_t count) { return static_cast<float*>(slot(s, count * sizeof(float))); }
 };
 
-// Benchmarks are collected in phases and registered phase by phase: on the GPU memory-bound ops
-// first, then the libraries and our fast versions, then every compute-bound version 1 (the slow
-// teaching kernels), so that what the time budget skips is the least informative; the cpu rows,
-// the other machine's half, after them.
-enum Phase { kMemoryBound, kComputeBound, kSlowest, kCpuRows, kPhases };
+// Benchmarks are collected in phases and registered phase by phase: on the GPU the mma.sync peak
+// first (the tensor-core rows are measured against it), then memory-bound ops, then the
+// convolutions in bf16 (the cuda device's default precision), in TF32, in fp32 (ours and the
+// libraries in each), then every compute-bound version 1 (the slow teaching kernels), so that what
+// the time budget skips is the least informative; the cpu rows, the other machine's half, after
+// them.
+enum Phase { kPeaks, kMemoryBound, kBf16Convolutions, kTf32Convolutions, kComputeBound, kSlowest, kCpuRows, kPhases };
 
 // Queues one benchmark: `prepare` runs on `device` when the benchmark starts, never at registration.
 void add(Phase phase, Entry entry, BenchDevice& device, std::function<Prepared()> prepare);

@@ -38,12 +38,32 @@ __global__ void fill_binary_kernel(float* data, size_t count, uint64_t seed, flo
   }
 }
 
-__global__ void count_nonfinite_kernel(const float* data, size_t count, unsigned long long* total) {
+__device__ bool finite(float x) { return isfinite(x); }
+__device__ bool finite(bf16 x) { return (x.bits & 0x7f80u) != 0x7f80u; }  // NaN and Inf: exponent all ones
+
+// data: count elements, pixels of pixel_stride of which the first `channels` are values.
+template <class T>
+__global__ void count_nonfinite_kernel(const T* data, size_t count, int channels, int pixel_stride,
+                                       unsigned long long* total) {
   unsigned long long bad = 0;
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < count; i += size_t{gridDim.x} * blockDim.x) {
-    bad += isfinite(data[i]) ? 0 : 1;
+    if (static_cast<int>(i % pixel_stride) < channels) bad += finite(data[i]) ? 0 : 1;
   }
   if (bad) atomicAdd(total, bad);  // an integer count: exact in any order
+}
+
+template <class T>
+int64_t count_nonfinite_of(const T* data, size_t count, int channels, int pixel_stride, cudaStream_t stream) {
+  unsigned long long* total = nullptr;
+  CUDA_CHECK(cudaMallocAsync(&total, sizeof(*total), stream));
+  CUDA_CHECK(cudaMemsetAsync(total, 0, sizeof(*total), stream));
+  count_nonfinite_kernel<<<kBlocks, kThreads, 0, stream>>>(data, count, channels, pixel_stride, total);
+  CUDA_CHECK(cudaGetLastError());
+  unsigned long long host = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&host, total, sizeof(host), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaFreeAsync(total, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  return static_cast<int64_t>(host);
 }
 
 }  // namespace
@@ -64,16 +84,11 @@ void fill_binary(float* data, size_t count, uint64_t seed, float ones, cudaStrea
 }
 
 int64_t count_nonfinite(const float* data, size_t count, cudaStream_t stream) {
-  unsigned long long* total = nullptr;
-  CUDA_CHECK(cudaMallocAsync(&total, sizeof(*total), stream));
-  CUDA_CHECK(cudaMemsetAsync(total, 0, sizeof(*total), stream));
-  count_nonfinite_kernel<<<kBlocks, kThreads, 0, stream>>>(data, count, total);
-  CUDA_CHECK(cudaGetLastError());
-  unsigned long long host = 0;
-  CUDA_CHECK(cudaMemcpyAsync(&host, total, sizeof(host), cudaMemcpyDeviceToHost, stream));
-  CUDA_CHECK(cudaFreeAsync(total, stream));
-  CUDA_CHECK(cudaStreamSynchronize(stream));
-  return static_cast<int64_t>(host);
+  return count_nonfinite_of(data, count, 1, 1, stream);
+}
+
+int64_t count_nonfinite(const bf16* data, size_t count, int channels, int pixel_stride, cudaStream_t stream) {
+  return count_nonfinite_of(data, count, channels, pixel_stride, stream);
 }
 
 }  // namespace unet::bench

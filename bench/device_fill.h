@@ -19,5 +19,8 @@ void fill_uniform_bf16(bf16* data, size_t count, uint64_t seed, float low, float
 void fill_binary(float* data, size_t count, uint64_t seed, float ones, cudaStream_t stream);
 // How many of the values are NaN or infinite; waits for the stream.
 int64_t count_nonfinite(const float* data, size_t count, cudaStream_t stream);
+// The same for bf16 values, read as bf16 (exponent bits all ones), never as pairs of floats: of
+// `count` elements laid out as pixels of `pixel_stride`, the first `channels` of each pixel.
+int64_t count_nonfinite(const bf16* data, size_t count, int channels, int pixel_stride, cudaStream_t stream);
 
 }  // namespace unet::bench

@@ -7,8 +7,9 @@
 
 namespace unet::bench {
 
-// The precision a row computes in. fp32: FMA only (cuDNN's CUDNN_FMA_MATH); tf32: tensor cores allowed.
-enum class Math { fp32, tf32 };
+// The precision a row computes in. fp32: FMA only (cuDNN's CUDNN_FMA_MATH); tf32: fp32 storage,
+// tensor cores allowed; bf16: bf16 activations and weights, fp32 accumulation on the tensor cores.
+enum class Math { fp32, tf32, bf16 };
 
 struct Timing {
   double median_ms = 0, min_ms = 0, max_ms = 0;

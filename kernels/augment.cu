@@ -7,9 +7,10 @@
 //      once, in shared memory, and the block's threads read it after a barrier. The work left
 //      per pixel is the bilinear gather: four 3-byte reads (cached: neighbouring threads read
 //      neighbouring pixels), one mask byte, and 16 bytes of float output.
-// bf16 image (augment_bf16_kernel<version>): the same two versions through the same per-pixel
-// code, each image value rounded once as it is stored (three 2-byte stores: a 3-channel pixel has
-// no 16-byte path).
+// Each kernel is a template on its output, `augment_kernel<version><Target>`: BatchTarget (an fp32
+// image), and BatchTargetBf16 (a bf16 image: the same two versions through the same per-pixel
+// code, each image value rounded once as it is stored; three 2-byte stores, since a 3-channel pixel
+// has no 16-byte path).
 #include "kernels/augment.h"
 
 #include <cstdint>
@@ -79,19 +80,14 @@ __device__ __forceinline__ void augment_pixel2(const SliceData& data, const Batc
   write_pixel(data, target, b, p, shared_valid != 0, shared_slice, shared_map);
 }
 
-__global__ void augment_kernel1(SliceData data, BatchSource source, int batch, BatchTarget target) {
+// Target: BatchTarget (an fp32 image) or BatchTargetBf16.
+template <class Target>
+__global__ void augment_kernel1(SliceData data, BatchSource source, int batch, Target target) {
   augment_pixel1(data, source, batch, target);
 }
 
-__global__ void augment_kernel2(SliceData data, BatchSource source, int batch, BatchTarget target) {
-  augment_pixel2(data, source, batch, target);
-}
-
-__global__ void augment_bf16_kernel1(SliceData data, BatchSource source, int batch, BatchTargetBf16 target) {
-  augment_pixel1(data, source, batch, target);
-}
-
-__global__ void augment_bf16_kernel2(SliceData data, BatchSource source, int batch, BatchTargetBf16 target) {
+template <class Target>
+__global__ void augment_kernel2(SliceData data, BatchSource source, int batch, Target target) {
   augment_pixel2(data, source, batch, target);
 }
 
@@ -130,9 +126,9 @@ void Augment<D>::build_batch(const SliceData& data, const BatchSource& source, i
   if (batch == 0 || plane == 0) return;
   const dim3 grid(static_cast<unsigned>(ceil_div(plane, block_threads)), static_cast<unsigned>(batch));
   if (version == 1) {
-    launch(KERNEL(augment_kernel1), grid, dim3(block_threads), 0, stream, data, source, batch, target);
+    launch(KERNEL(augment_kernel1<BatchTarget>), grid, dim3(block_threads), 0, stream, data, source, batch, target);
   } else {
-    launch(KERNEL(augment_kernel2), grid, dim3(block_threads), 0, stream, data, source, batch, target);
+    launch(KERNEL(augment_kernel2<BatchTarget>), grid, dim3(block_threads), 0, stream, data, source, batch, target);
   }
 }
 
@@ -144,9 +140,9 @@ void Augment<D>::build_batch(const SliceData& data, const BatchSource& source, i
   if (batch == 0 || plane == 0) return;
   const dim3 grid(static_cast<unsigned>(ceil_div(plane, block_threads)), static_cast<unsigned>(batch));
   if (version == 1) {
-    launch(KERNEL(augment_bf16_kernel1), grid, dim3(block_threads), 0, stream, data, source, batch, target);
+    launch(KERNEL(augment_kernel1<BatchTargetBf16>), grid, dim3(block_threads), 0, stream, data, source, batch, target);
   } else {
-    launch(KERNEL(augment_bf16_kernel2), grid, dim3(block_threads), 0, stream, data, source, batch, target);
+    launch(KERNEL(augment_kernel2<BatchTargetBf16>), grid, dim3(block_threads), 0, stream, data, source, batch, target);
   }
 }
 

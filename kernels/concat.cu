@@ -8,9 +8,10 @@
 //   1  one thread per element of the concatenated tensor, (pixel, channel) from a flat index; the
 //      channel says which operand it belongs to. Forward copies, backward splits (with beta).
 //      Memory-bound: the same bytes as a copy, which is what it is.
-// bf16 (concat_*_bf16_kernel<version>): version 1 as above with bf16 operands; version 2 one octet
-// (eight channels) per thread in 16-byte accesses, when Ca, Cb and the strides are multiples of 8
-// and every pointer is 16-byte aligned (an octet then lies whole in a or in b).
+// Each kernel is a template on the element type, `concat_<pass>_kernel<version><Element>`: float
+// (version 1), and bf16: version 1 as above with bf16 operands; version 2 one octet (eight
+// channels) per thread in 16-byte accesses, when Ca, Cb and the strides are multiples of 8 and
+// every pointer is 16-byte aligned (an octet then lies whole in a or in b).
 #include "kernels/concat.h"
 
 #include <cstdint>
@@ -21,11 +22,29 @@
 namespace unet::KERNEL_BACKEND {
 
 // ---------------------------------------------------------------------------------------------
-// kernels
+// kernels, specialised below for float (version 1) and bf16 (versions 1 and 2)
 
-__global__ void concat_forward_kernel1(int64_t pixels, const float* __restrict__ a, int a_channels, int a_stride,
-                                       const float* __restrict__ b, int b_channels, int b_stride,
-                                       float* __restrict__ y, int y_stride) {
+template <class Element>
+__global__ void concat_forward_kernel1(int64_t pixels, const Element* __restrict__ a, int a_channels, int a_stride,
+                                       const Element* __restrict__ b, int b_channels, int b_stride,
+                                       Element* __restrict__ y, int y_stride);
+template <class Element>
+__global__ void concat_backward_kernel1(int64_t pixels, const Element* __restrict__ dy, int dy_stride, int a_channels,
+                                        int b_channels, float beta, Element* __restrict__ da, int da_stride,
+                                        Element* __restrict__ db, int db_stride);
+template <class Element>
+__global__ void concat_forward_kernel2(int64_t pixels, const Element* __restrict__ a, int a_channels, int a_stride,
+                                       const Element* __restrict__ b, int b_channels, int b_stride,
+                                       Element* __restrict__ y, int y_stride);
+template <class Element>
+__global__ void concat_backward_kernel2(int64_t pixels, const Element* __restrict__ dy, int dy_stride, int a_channels,
+                                        int b_channels, float beta, Element* __restrict__ da, int da_stride,
+                                        Element* __restrict__ db, int db_stride);
+
+template <>
+__global__ void concat_forward_kernel1<float>(int64_t pixels, const float* __restrict__ a, int a_channels, int a_stride,
+                                              const float* __restrict__ b, int b_channels, int b_stride,
+                                              float* __restrict__ y, int y_stride) {
   const int channels = a_channels + b_channels;
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * channels) return;
@@ -34,9 +53,10 @@ __global__ void concat_forward_kernel1(int64_t pixels, const float* __restrict__
   y[p * y_stride + c] = c < a_channels ? a[p * a_stride + c] : b[p * b_stride + c - a_channels];
 }
 
-__global__ void concat_backward_kernel1(int64_t pixels, const float* __restrict__ dy, int dy_stride, int a_channels,
-                                        int b_channels, float beta, float* __restrict__ da, int da_stride,
-                                        float* __restrict__ db, int db_stride) {
+template <>
+__global__ void concat_backward_kernel1<float>(int64_t pixels, const float* __restrict__ dy, int dy_stride,
+                                               int a_channels, int b_channels, float beta, float* __restrict__ da,
+                                               int da_stride, float* __restrict__ db, int db_stride) {
   const int channels = a_channels + b_channels;
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * channels) return;
@@ -52,9 +72,10 @@ __device__ __forceinline__ float accumulate(float gradient, float beta, float pr
 }
 
 // bf16, version 1: one element per thread.
-__global__ void concat_forward_bf16_kernel1(int64_t pixels, const bf16* __restrict__ a, int a_channels, int a_stride,
-                                            const bf16* __restrict__ b, int b_channels, int b_stride,
-                                            bf16* __restrict__ y, int y_stride) {
+template <>
+__global__ void concat_forward_kernel1<bf16>(int64_t pixels, const bf16* __restrict__ a, int a_channels, int a_stride,
+                                             const bf16* __restrict__ b, int b_channels, int b_stride,
+                                             bf16* __restrict__ y, int y_stride) {
   const int channels = a_channels + b_channels;
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * channels) return;
@@ -63,9 +84,10 @@ __global__ void concat_forward_bf16_kernel1(int64_t pixels, const bf16* __restri
   y[p * y_stride + c] = c < a_channels ? a[p * a_stride + c] : b[p * b_stride + c - a_channels];
 }
 
-__global__ void concat_backward_bf16_kernel1(int64_t pixels, const bf16* __restrict__ dy, int dy_stride,
-                                             int a_channels, int b_channels, float beta, bf16* __restrict__ da,
-                                             int da_stride, bf16* __restrict__ db, int db_stride) {
+template <>
+__global__ void concat_backward_kernel1<bf16>(int64_t pixels, const bf16* __restrict__ dy, int dy_stride,
+                                              int a_channels, int b_channels, float beta, bf16* __restrict__ da,
+                                              int da_stride, bf16* __restrict__ db, int db_stride) {
   const int channels = a_channels + b_channels;
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * channels) return;
@@ -76,9 +98,10 @@ __global__ void concat_backward_bf16_kernel1(int64_t pixels, const bf16* __restr
 }
 
 // bf16, version 2: i indexes octets of the concatenated channels.
-__global__ void concat_forward_bf16_kernel2(int64_t pixels, const bf16* __restrict__ a, int a_channels, int a_stride,
-                                            const bf16* __restrict__ b, int b_channels, int b_stride,
-                                            bf16* __restrict__ y, int y_stride) {
+template <>
+__global__ void concat_forward_kernel2<bf16>(int64_t pixels, const bf16* __restrict__ a, int a_channels, int a_stride,
+                                             const bf16* __restrict__ b, int b_channels, int b_stride,
+                                             bf16* __restrict__ y, int y_stride) {
   const int octets = (a_channels + b_channels) / bf16_per_octet;
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * octets) return;
@@ -88,9 +111,10 @@ __global__ void concat_forward_bf16_kernel2(int64_t pixels, const bf16* __restri
   *reinterpret_cast<uint4*>(y + p * y_stride + c) = *reinterpret_cast<const uint4*>(source);
 }
 
-__global__ void concat_backward_bf16_kernel2(int64_t pixels, const bf16* __restrict__ dy, int dy_stride,
-                                             int a_channels, int b_channels, float beta, bf16* __restrict__ da,
-                                             int da_stride, bf16* __restrict__ db, int db_stride) {
+template <>
+__global__ void concat_backward_kernel2<bf16>(int64_t pixels, const bf16* __restrict__ dy, int dy_stride,
+                                              int a_channels, int b_channels, float beta, bf16* __restrict__ da,
+                                              int da_stride, bf16* __restrict__ db, int db_stride) {
   const int octets = (a_channels + b_channels) / bf16_per_octet;
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * octets) return;
@@ -117,7 +141,7 @@ void Concat<D>::forward(int64_t pixels, const float* a, int a_channels, int a_st
                         int b_stride, float* y, int y_stride, Stream stream, int /*version: only 1*/) {
   const int64_t elements = pixels * (a_channels + b_channels);
   if (elements == 0) return;
-  launch_flat(KERNEL(concat_forward_kernel1), elements, stream, pixels, a, a_channels, a_stride, b, b_channels,
+  launch_flat(KERNEL(concat_forward_kernel1<float>), elements, stream, pixels, a, a_channels, a_stride, b, b_channels,
               b_stride, y, y_stride);
 }
 
@@ -126,8 +150,8 @@ void Concat<D>::backward(int64_t pixels, const float* dy, int dy_stride, int a_c
                          float* da, int da_stride, float* db, int db_stride, Stream stream, int /*version: only 1*/) {
   const int64_t elements = pixels * (a_channels + b_channels);
   if (elements == 0) return;
-  launch_flat(KERNEL(concat_backward_kernel1), elements, stream, pixels, dy, dy_stride, a_channels, b_channels, beta,
-              da, da_stride, db, db_stride);
+  launch_flat(KERNEL(concat_backward_kernel1<float>), elements, stream, pixels, dy, dy_stride, a_channels, b_channels,
+              beta, da, da_stride, db, db_stride);
 }
 
 template <DeviceKind D>
@@ -136,11 +160,11 @@ void Concat<D>::forward(int64_t pixels, const bf16* a, int a_channels, int a_str
   const int channels = a_channels + b_channels;
   if (pixels * channels == 0) return;
   if (version != 1 && octets_fit({a, b, y}, {a_channels, b_channels, a_stride, b_stride, y_stride})) {
-    launch_flat(KERNEL(concat_forward_bf16_kernel2), pixels * (channels / bf16_per_octet), stream, pixels, a,
+    launch_flat(KERNEL(concat_forward_kernel2<bf16>), pixels * (channels / bf16_per_octet), stream, pixels, a,
                 a_channels, a_stride, b, b_channels, b_stride, y, y_stride);
     return;
   }
-  launch_flat(KERNEL(concat_forward_bf16_kernel1), pixels * channels, stream, pixels, a, a_channels, a_stride, b,
+  launch_flat(KERNEL(concat_forward_kernel1<bf16>), pixels * channels, stream, pixels, a, a_channels, a_stride, b,
               b_channels, b_stride, y, y_stride);
 }
 
@@ -150,11 +174,11 @@ void Concat<D>::backward(int64_t pixels, const bf16* dy, int dy_stride, int a_ch
   const int channels = a_channels + b_channels;
   if (pixels * channels == 0) return;
   if (version != 1 && octets_fit({dy, da, db}, {a_channels, b_channels, dy_stride, da_stride, db_stride})) {
-    launch_flat(KERNEL(concat_backward_bf16_kernel2), pixels * (channels / bf16_per_octet), stream, pixels, dy,
+    launch_flat(KERNEL(concat_backward_kernel2<bf16>), pixels * (channels / bf16_per_octet), stream, pixels, dy,
                 dy_stride, a_channels, b_channels, beta, da, da_stride, db, db_stride);
     return;
   }
-  launch_flat(KERNEL(concat_backward_bf16_kernel1), pixels * channels, stream, pixels, dy, dy_stride, a_channels,
+  launch_flat(KERNEL(concat_backward_kernel1<bf16>), pixels * channels, stream, pixels, dy, dy_stride, a_channels,
               b_channels, beta, da, da_stride, db, db_stride);
 }
 

@@ -18,12 +18,13 @@
 //      result is the same bits on every run. The passes are memory-bound: the first reads logits
 //      and targets and writes dlogits (12 bytes a pixel), the third reads all three and writes
 //      dlogits (16 bytes a pixel).
-// bf16 logits and dlogits (loss_*_bf16_kernel<version>): the same four launches with the partials
-// and gradient kernels reading bf16 logits; version 1 one pixel per thread, version 2 eight (a
-// 16-byte load of logits, two of targets, a 16-byte store of dlogits) when P is a multiple of 8
-// and the pointers are 16-byte aligned. With Dice on, the partials kernel writes no gradient and
-// loss_gradient_bf16_kernel writes BCE's and Dice's together, rounded once (it reads logits and
-// targets, 6 bytes a pixel, and writes 2); with Dice off the partials kernel writes it.
+// bf16 logits and dlogits (loss_{partials,gradient}_kernel<version><bf16>, templates on the logits'
+// element type): the same four launches with the partials and gradient kernels reading bf16
+// logits; version 1 one pixel per thread, version 2 eight (a 16-byte load of logits, two of
+// targets, a 16-byte store of dlogits) when P is a multiple of 8 and the pointers are 16-byte
+// aligned. With Dice on, the partials kernel writes no gradient and loss_gradient_kernel<bf16>
+// writes BCE's and Dice's together, rounded once (it reads logits and targets, 6 bytes a pixel,
+// and writes 2); with Dice off the partials kernel writes it.
 #include "kernels/loss.h"
 
 #include <algorithm>
@@ -181,11 +182,30 @@ __device__ __forceinline__ float pixel_gradient(float x, float g, float pos_weig
   return bce_gradient_scale * ((1.0f - g) - weight * l.q) + (a * g + b) * l.p * l.q;
 }
 
+// The kernels on low-precision logits, templates on their element type (specialised for bf16).
+template <class Element>
+__global__ void loss_partials_kernel1(int64_t pixels_per_sample, const Element* __restrict__ logits,
+                                      const float* __restrict__ target, float pos_weight, float bce_gradient_scale,
+                                      Element* __restrict__ dlogits, float* __restrict__ partials);
+template <class Element>
+__global__ void loss_partials_kernel2(int64_t pixels_per_sample, const Element* __restrict__ logits,
+                                      const float* __restrict__ target, float pos_weight, float bce_gradient_scale,
+                                      Element* __restrict__ dlogits, float* __restrict__ partials);
+template <class Element>
+__global__ void loss_gradient_kernel1(int64_t pixels_per_sample, bool per_sample, const Element* __restrict__ logits,
+                                      const float* __restrict__ target, float pos_weight, float bce_gradient_scale,
+                                      const float* __restrict__ coefficients, Element* __restrict__ dlogits);
+template <class Element>
+__global__ void loss_gradient_kernel2(int64_t pixels_per_sample, bool per_sample, const Element* __restrict__ logits,
+                                      const float* __restrict__ target, float pos_weight, float bce_gradient_scale,
+                                      const float* __restrict__ coefficients, Element* __restrict__ dlogits);
+
 // Version 1: one pixel per thread per stride, as loss_partials_kernel.
-__global__ void loss_partials_bf16_kernel1(int64_t pixels_per_sample, const bf16* __restrict__ logits,
-                                           const float* __restrict__ target, float pos_weight,
-                                           float bce_gradient_scale, bf16* __restrict__ dlogits,
-                                           float* __restrict__ partials) {
+template <>
+__global__ void loss_partials_kernel1<bf16>(int64_t pixels_per_sample, const bf16* __restrict__ logits,
+                                            const float* __restrict__ target, float pos_weight,
+                                            float bce_gradient_scale, bf16* __restrict__ dlogits,
+                                            float* __restrict__ partials) {
   const int64_t sample_start = blockIdx.y * pixels_per_sample;
   float sums[loss_sums] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < pixels_per_sample;
@@ -198,10 +218,11 @@ __global__ void loss_partials_bf16_kernel1(int64_t pixels_per_sample, const bf16
 }
 
 // Version 2: eight pixels per thread per stride; i indexes octets of the sample (P % 8 == 0).
-__global__ void loss_partials_bf16_kernel2(int64_t pixels_per_sample, const bf16* __restrict__ logits,
-                                           const float* __restrict__ target, float pos_weight,
-                                           float bce_gradient_scale, bf16* __restrict__ dlogits,
-                                           float* __restrict__ partials) {
+template <>
+__global__ void loss_partials_kernel2<bf16>(int64_t pixels_per_sample, const bf16* __restrict__ logits,
+                                            const float* __restrict__ target, float pos_weight,
+                                            float bce_gradient_scale, bf16* __restrict__ dlogits,
+                                            float* __restrict__ partials) {
   const int64_t sample_start = blockIdx.y * pixels_per_sample;
   float sums[loss_sums] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < pixels_per_sample / bf16_per_octet;
@@ -221,10 +242,11 @@ __global__ void loss_partials_bf16_kernel2(int64_t pixels_per_sample, const bf16
 }
 
 // The whole gradient, when Dice is on: the grid of the partials kernels.
-__global__ void loss_gradient_bf16_kernel1(int64_t pixels_per_sample, bool per_sample,
-                                           const bf16* __restrict__ logits, const float* __restrict__ target,
-                                           float pos_weight, float bce_gradient_scale,
-                                           const float* __restrict__ coefficients, bf16* __restrict__ dlogits) {
+template <>
+__global__ void loss_gradient_kernel1<bf16>(int64_t pixels_per_sample, bool per_sample, const bf16* __restrict__ logits,
+                                            const float* __restrict__ target, float pos_weight,
+                                            float bce_gradient_scale, const float* __restrict__ coefficients,
+                                            bf16* __restrict__ dlogits) {
   const int64_t sample_start = blockIdx.y * pixels_per_sample;
   const float* c = coefficients + (per_sample ? 2 * blockIdx.y : 0);
   const float a = c[0], b = c[1];
@@ -235,10 +257,11 @@ __global__ void loss_gradient_bf16_kernel1(int64_t pixels_per_sample, bool per_s
   }
 }
 
-__global__ void loss_gradient_bf16_kernel2(int64_t pixels_per_sample, bool per_sample,
-                                           const bf16* __restrict__ logits, const float* __restrict__ target,
-                                           float pos_weight, float bce_gradient_scale,
-                                           const float* __restrict__ coefficients, bf16* __restrict__ dlogits) {
+template <>
+__global__ void loss_gradient_kernel2<bf16>(int64_t pixels_per_sample, bool per_sample, const bf16* __restrict__ logits,
+                                            const float* __restrict__ target, float pos_weight,
+                                            float bce_gradient_scale, const float* __restrict__ coefficients,
+                                            bf16* __restrict__ dlogits) {
   const int64_t sample_start = blockIdx.y * pixels_per_sample;
   const float* c = coefficients + (per_sample ? 2 * blockIdx.y : 0);
   const float a = c[0], b = c[1];
@@ -375,10 +398,10 @@ void SegmentationLoss<D>::sums(int n, int64_t pixels_per_sample, int global_n, c
   const float scale = bce_gradient_scale(config, global_n, pixels_per_sample);
   bf16* bce_only = config.dice_weight == 0.0f ? dlogits : nullptr;  // with Dice, finish writes the gradient
   if (loss_octets_fit(pixels_per_sample, logits, target, dlogits)) {
-    launch(KERNEL(loss_partials_bf16_kernel2), grid, dim3(loss_threads), 0, stream, pixels_per_sample, logits, target,
+    launch(KERNEL(loss_partials_kernel2<bf16>), grid, dim3(loss_threads), 0, stream, pixels_per_sample, logits, target,
            config.pos_weight, scale, bce_only, w.partials);
   } else {
-    launch(KERNEL(loss_partials_bf16_kernel1), grid, dim3(loss_threads), 0, stream, pixels_per_sample, logits, target,
+    launch(KERNEL(loss_partials_kernel1<bf16>), grid, dim3(loss_threads), 0, stream, pixels_per_sample, logits, target,
            config.pos_weight, scale, bce_only, w.partials);
   }
   launch(KERNEL(loss_sums_kernel), dim3(1), dim3(loss_threads), 0, stream, n, global_n, chunks, config, w.partials,
@@ -397,10 +420,10 @@ void SegmentationLoss<D>::finish(int n, int64_t pixels_per_sample, int global_n,
   const float scale = bce_gradient_scale(config, global_n, pixels_per_sample);
   const auto coefficients = static_cast<const float*>(w.coefficients);
   if (loss_octets_fit(pixels_per_sample, logits, target, dlogits)) {
-    launch(KERNEL(loss_gradient_bf16_kernel2), grid, dim3(loss_threads), 0, stream, pixels_per_sample,
+    launch(KERNEL(loss_gradient_kernel2<bf16>), grid, dim3(loss_threads), 0, stream, pixels_per_sample,
            config.dice_per_sample, logits, target, config.pos_weight, scale, coefficients, dlogits);
   } else {
-    launch(KERNEL(loss_gradient_bf16_kernel1), grid, dim3(loss_threads), 0, stream, pixels_per_sample,
+    launch(KERNEL(loss_gradient_kernel1<bf16>), grid, dim3(loss_threads), 0, stream, pixels_per_sample,
            config.dice_per_sample, logits, target, config.pos_weight, scale, coefficients, dlogits);
   }
 }

@@ -8,9 +8,10 @@
 //      store of four argmax bytes, when channels and strides are multiples of 4 and the pointers
 //      are aligned (16 bytes for floats, 4 for argmax); otherwise it falls back to version 1.
 //      Memory-bound: the aim is the bandwidth of a copy of the same bytes.
-// bf16 (max_pool2d_*_bf16_kernel<version>): the same two versions with bf16 activations, version 2
-// eight channels per thread (16-byte bf16 accesses, one 8-byte access of eight argmax bytes) when
-// C and the strides are multiples of 8 and the pointers aligned (16 bytes, 8 for argmax).
+// Each kernel is a template on the activations' element type, `max_pool2d_<pass>_kernel<version>
+// <Element>`: float, and bf16 (the same two versions with bf16 activations, version 2 eight
+// channels per thread (16-byte bf16 accesses, one 8-byte access of eight argmax bytes) when C and
+// the strides are multiples of 8 and the pointers aligned (16 bytes, 8 for argmax)).
 #include "kernels/max_pool2d.h"
 
 #include <cstdint>
@@ -59,8 +60,28 @@ __device__ __forceinline__ float accumulate(float gradient, float beta, float pr
   return beta == 0.0f ? gradient : beta * previous + gradient;  // beta = 0 overwrites, even NaN
 }
 
-__global__ void max_pool2d_forward_kernel1(PoolShape shape, int64_t outputs, const float* __restrict__ x, int x_stride,
-                                           float* __restrict__ y, int y_stride, uint8_t* __restrict__ argmax) {
+// The kernels, specialised below for float and bf16.
+template <class Element>
+__global__ void max_pool2d_forward_kernel1(PoolShape shape, int64_t outputs, const Element* __restrict__ x,
+                                           int x_stride, Element* __restrict__ y, int y_stride,
+                                           uint8_t* __restrict__ argmax);
+template <class Element>
+__global__ void max_pool2d_backward_kernel1(PoolShape shape, int64_t inputs, const Element* __restrict__ dy,
+                                            int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                            Element* __restrict__ dx, int dx_stride);
+template <class Element>
+__global__ void max_pool2d_forward_kernel2(PoolShape shape, int64_t outputs, const Element* __restrict__ x,
+                                           int x_stride, Element* __restrict__ y, int y_stride,
+                                           uint8_t* __restrict__ argmax);
+template <class Element>
+__global__ void max_pool2d_backward_kernel2(PoolShape shape, int64_t inputs, const Element* __restrict__ dy,
+                                            int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                            Element* __restrict__ dx, int dx_stride);
+
+template <>
+__global__ void max_pool2d_forward_kernel1<float>(PoolShape shape, int64_t outputs, const float* __restrict__ x,
+                                                  int x_stride, float* __restrict__ y, int y_stride,
+                                                  uint8_t* __restrict__ argmax) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= outputs) return;
   const int64_t out_pixel = i / shape.c;
@@ -79,9 +100,10 @@ __global__ void max_pool2d_forward_kernel1(PoolShape shape, int64_t outputs, con
   argmax[i] = static_cast<uint8_t>(best_index);
 }
 
-__global__ void max_pool2d_backward_kernel1(PoolShape shape, int64_t inputs, const float* __restrict__ dy,
-                                            int dy_stride, const uint8_t* __restrict__ argmax, float beta,
-                                            float* __restrict__ dx, int dx_stride) {
+template <>
+__global__ void max_pool2d_backward_kernel1<float>(PoolShape shape, int64_t inputs, const float* __restrict__ dy,
+                                                   int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                                   float* __restrict__ dx, int dx_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= inputs) return;
   const int64_t in_pixel = i / shape.c;
@@ -102,8 +124,10 @@ __device__ __forceinline__ void pool_lane(float v, int k, float& best, unsigned&
   }
 }
 
-__global__ void max_pool2d_forward_kernel2(PoolShape shape, int64_t outputs, const float* __restrict__ x, int x_stride,
-                                           float* __restrict__ y, int y_stride, uint8_t* __restrict__ argmax) {
+template <>
+__global__ void max_pool2d_forward_kernel2<float>(PoolShape shape, int64_t outputs, const float* __restrict__ x,
+                                                  int x_stride, float* __restrict__ y, int y_stride,
+                                                  uint8_t* __restrict__ argmax) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int quads = shape.c / 4;
   if (i >= outputs / 4) return;
@@ -127,9 +151,10 @@ __device__ __forceinline__ float gathered(unsigned index, int lane, int position
   return static_cast<int>((index >> (8 * lane)) & 0xffu) == position ? dy : 0.0f;
 }
 
-__global__ void max_pool2d_backward_kernel2(PoolShape shape, int64_t inputs, const float* __restrict__ dy,
-                                            int dy_stride, const uint8_t* __restrict__ argmax, float beta,
-                                            float* __restrict__ dx, int dx_stride) {
+template <>
+__global__ void max_pool2d_backward_kernel2<float>(PoolShape shape, int64_t inputs, const float* __restrict__ dy,
+                                                   int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                                   float* __restrict__ dx, int dx_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int quads = shape.c / 4;
   if (i >= inputs / 4) return;
@@ -151,9 +176,10 @@ __global__ void max_pool2d_backward_kernel2(PoolShape shape, int64_t inputs, con
 }
 
 // bf16, version 1: one element per thread.
-__global__ void max_pool2d_forward_bf16_kernel1(PoolShape shape, int64_t outputs, const bf16* __restrict__ x,
-                                                int x_stride, bf16* __restrict__ y, int y_stride,
-                                                uint8_t* __restrict__ argmax) {
+template <>
+__global__ void max_pool2d_forward_kernel1<bf16>(PoolShape shape, int64_t outputs, const bf16* __restrict__ x,
+                                                 int x_stride, bf16* __restrict__ y, int y_stride,
+                                                 uint8_t* __restrict__ argmax) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= outputs) return;
   const int64_t out_pixel = i / shape.c;
@@ -172,9 +198,10 @@ __global__ void max_pool2d_forward_bf16_kernel1(PoolShape shape, int64_t outputs
   argmax[i] = static_cast<uint8_t>(best_index);
 }
 
-__global__ void max_pool2d_backward_bf16_kernel1(PoolShape shape, int64_t inputs, const bf16* __restrict__ dy,
-                                                 int dy_stride, const uint8_t* __restrict__ argmax, float beta,
-                                                 bf16* __restrict__ dx, int dx_stride) {
+template <>
+__global__ void max_pool2d_backward_kernel1<bf16>(PoolShape shape, int64_t inputs, const bf16* __restrict__ dy,
+                                                  int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                                  bf16* __restrict__ dx, int dx_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= inputs) return;
   const int64_t in_pixel = i / shape.c;
@@ -188,9 +215,10 @@ __global__ void max_pool2d_backward_bf16_kernel1(PoolShape shape, int64_t inputs
 }
 
 // bf16, version 2: i indexes octets of channels; their eight argmax bytes travel in one uint64_t.
-__global__ void max_pool2d_forward_bf16_kernel2(PoolShape shape, int64_t outputs, const bf16* __restrict__ x,
-                                                int x_stride, bf16* __restrict__ y, int y_stride,
-                                                uint8_t* __restrict__ argmax) {
+template <>
+__global__ void max_pool2d_forward_kernel2<bf16>(PoolShape shape, int64_t outputs, const bf16* __restrict__ x,
+                                                 int x_stride, bf16* __restrict__ y, int y_stride,
+                                                 uint8_t* __restrict__ argmax) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int octets = shape.c / bf16_per_octet;
   if (i >= outputs / bf16_per_octet) return;
@@ -212,9 +240,10 @@ __global__ void max_pool2d_forward_bf16_kernel2(PoolShape shape, int64_t outputs
   *reinterpret_cast<uint64_t*>(argmax + out_pixel * shape.c + c) = index;
 }
 
-__global__ void max_pool2d_backward_bf16_kernel2(PoolShape shape, int64_t inputs, const bf16* __restrict__ dy,
-                                                 int dy_stride, const uint8_t* __restrict__ argmax, float beta,
-                                                 bf16* __restrict__ dx, int dx_stride) {
+template <>
+__global__ void max_pool2d_backward_kernel2<bf16>(PoolShape shape, int64_t inputs, const bf16* __restrict__ dy,
+                                                  int dy_stride, const uint8_t* __restrict__ argmax, float beta,
+                                                  bf16* __restrict__ dx, int dx_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   const int octets = shape.c / bf16_per_octet;
   if (i >= inputs / bf16_per_octet) return;
@@ -258,11 +287,12 @@ void MaxPool2d<D>::forward(const PoolShape& shape, const float* x, int x_stride,
   const int64_t outputs = int64_t{shape.n} * (shape.h / 2) * (shape.w / 2) * shape.c;
   if (outputs == 0) return;
   if (version != 1 && quads_fit({x, y}, {shape.c, x_stride, y_stride}) && argmax_quads_fit(argmax)) {
-    launch_flat(KERNEL(max_pool2d_forward_kernel2), outputs / 4, stream, shape, outputs, x, x_stride, y, y_stride,
-                argmax);
+    launch_flat(KERNEL(max_pool2d_forward_kernel2<float>), outputs / 4, stream, shape, outputs, x, x_stride, y,
+                y_stride, argmax);
     return;
   }
-  launch_flat(KERNEL(max_pool2d_forward_kernel1), outputs, stream, shape, outputs, x, x_stride, y, y_stride, argmax);
+  launch_flat(KERNEL(max_pool2d_forward_kernel1<float>), outputs, stream, shape, outputs, x, x_stride, y, y_stride,
+              argmax);
 }
 
 template <DeviceKind D>
@@ -271,12 +301,12 @@ void MaxPool2d<D>::backward(const PoolShape& shape, const float* dy, int dy_stri
   const int64_t inputs = int64_t{shape.n} * shape.h * shape.w * shape.c;
   if (inputs == 0) return;
   if (version != 1 && quads_fit({dy, dx}, {shape.c, dy_stride, dx_stride}) && argmax_quads_fit(argmax)) {
-    launch_flat(KERNEL(max_pool2d_backward_kernel2), inputs / 4, stream, shape, inputs, dy, dy_stride, argmax, beta, dx,
-                dx_stride);
+    launch_flat(KERNEL(max_pool2d_backward_kernel2<float>), inputs / 4, stream, shape, inputs, dy, dy_stride, argmax,
+                beta, dx, dx_stride);
     return;
   }
-  launch_flat(KERNEL(max_pool2d_backward_kernel1), inputs, stream, shape, inputs, dy, dy_stride, argmax, beta, dx,
-              dx_stride);
+  launch_flat(KERNEL(max_pool2d_backward_kernel1<float>), inputs, stream, shape, inputs, dy, dy_stride, argmax, beta,
+              dx, dx_stride);
 }
 
 namespace {
@@ -291,11 +321,11 @@ void MaxPool2d<D>::forward(const PoolShape& shape, const bf16* x, int x_stride, 
   const int64_t outputs = int64_t{shape.n} * (shape.h / 2) * (shape.w / 2) * shape.c;
   if (outputs == 0) return;
   if (version != 1 && octets_fit({x, y}, {shape.c, x_stride, y_stride}) && argmax_octets_fit(argmax)) {
-    launch_flat(KERNEL(max_pool2d_forward_bf16_kernel2), outputs / bf16_per_octet, stream, shape, outputs, x, x_stride,
+    launch_flat(KERNEL(max_pool2d_forward_kernel2<bf16>), outputs / bf16_per_octet, stream, shape, outputs, x, x_stride,
                 y, y_stride, argmax);
     return;
   }
-  launch_flat(KERNEL(max_pool2d_forward_bf16_kernel1), outputs, stream, shape, outputs, x, x_stride, y, y_stride,
+  launch_flat(KERNEL(max_pool2d_forward_kernel1<bf16>), outputs, stream, shape, outputs, x, x_stride, y, y_stride,
               argmax);
 }
 
@@ -305,11 +335,11 @@ void MaxPool2d<D>::backward(const PoolShape& shape, const bf16* dy, int dy_strid
   const int64_t inputs = int64_t{shape.n} * shape.h * shape.w * shape.c;
   if (inputs == 0) return;
   if (version != 1 && octets_fit({dy, dx}, {shape.c, dy_stride, dx_stride}) && argmax_octets_fit(argmax)) {
-    launch_flat(KERNEL(max_pool2d_backward_bf16_kernel2), inputs / bf16_per_octet, stream, shape, inputs, dy,
+    launch_flat(KERNEL(max_pool2d_backward_kernel2<bf16>), inputs / bf16_per_octet, stream, shape, inputs, dy,
                 dy_stride, argmax, beta, dx, dx_stride);
     return;
   }
-  launch_flat(KERNEL(max_pool2d_backward_bf16_kernel1), inputs, stream, shape, inputs, dy, dy_stride, argmax, beta,
+  launch_flat(KERNEL(max_pool2d_backward_kernel1<bf16>), inputs, stream, shape, inputs, dy, dy_stride, argmax, beta,
               dx, dx_stride);
 }
 

@@ -5,9 +5,10 @@
 //   2  four channels per thread with 16-byte loads and stores, when every operand's pointer and
 //      pixel stride allow it (channels and strides multiples of 4, 16-byte aligned pointers);
 //      otherwise it falls back to version 1. Memory-bound: the aim is the bandwidth of a copy.
-// bf16 (relu_*_bf16_kernel<version>): the same two versions with bf16 operands, version 2 eight
-// channels per thread in 16-byte accesses (kernels/bf16_vector.h) when every pointer is 16-byte
-// aligned and channels and strides are multiples of 8. fp32 arithmetic, each output rounded once.
+// Each kernel is a template on the element type, `relu_<pass>_kernel<version><Element>`: float, and
+// bf16 (the same two versions with bf16 operands, version 2 eight channels per thread in 16-byte
+// accesses (kernels/bf16_vector.h) when every pointer is 16-byte aligned and channels and strides
+// are multiples of 8; fp32 arithmetic, each output rounded once).
 #include "kernels/relu.h"
 
 #include <cstdint>
@@ -18,10 +19,26 @@
 namespace unet::KERNEL_BACKEND {
 
 // ---------------------------------------------------------------------------------------------
-// kernels
+// kernels: version 1 indexes elements, version 2 vectors (four floats, eight bf16) of channels.
 
-__global__ void relu_forward_kernel1(int64_t pixels, int channels, const float* __restrict__ x, int x_stride,
-                                     float* __restrict__ y, int y_stride) {
+template <class Element>
+__global__ void relu_forward_kernel1(int64_t pixels, int channels, const Element* __restrict__ x, int x_stride,
+                                     Element* __restrict__ y, int y_stride);
+template <class Element>
+__global__ void relu_backward_kernel1(int64_t pixels, int channels, const Element* __restrict__ dy, int dy_stride,
+                                      const Element* __restrict__ y, int y_stride, float beta,
+                                      Element* __restrict__ dx, int dx_stride);
+template <class Element>
+__global__ void relu_forward_kernel2(int64_t pixels, int vectors, const Element* __restrict__ x, int x_stride,
+                                     Element* __restrict__ y, int y_stride);
+template <class Element>
+__global__ void relu_backward_kernel2(int64_t pixels, int vectors, const Element* __restrict__ dy, int dy_stride,
+                                      const Element* __restrict__ y, int y_stride, float beta,
+                                      Element* __restrict__ dx, int dx_stride);
+
+template <>
+__global__ void relu_forward_kernel1<float>(int64_t pixels, int channels, const float* __restrict__ x, int x_stride,
+                                            float* __restrict__ y, int y_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * channels) return;
   const int64_t p = i / channels;
@@ -29,9 +46,10 @@ __global__ void relu_forward_kernel1(int64_t pixels, int channels, const float* 
   y[p * y_stride + c] = fmaxf(x[p * x_stride + c], 0.0f);
 }
 
-__global__ void relu_backward_kernel1(int64_t pixels, int channels, const float* __restrict__ dy, int dy_stride,
-                                      const float* __restrict__ y, int y_stride, float beta, float* __restrict__ dx,
-                                      int dx_stride) {
+template <>
+__global__ void relu_backward_kernel1<float>(int64_t pixels, int channels, const float* __restrict__ dy,
+                                             int dy_stride, const float* __restrict__ y, int y_stride, float beta,
+                                             float* __restrict__ dx, int dx_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * channels) return;
   const int64_t p = i / channels;
@@ -42,8 +60,9 @@ __global__ void relu_backward_kernel1(int64_t pixels, int channels, const float*
 }
 
 // Version 2: i indexes groups of four channels.
-__global__ void relu_forward_kernel2(int64_t pixels, int quads, const float* __restrict__ x, int x_stride,
-                                     float* __restrict__ y, int y_stride) {
+template <>
+__global__ void relu_forward_kernel2<float>(int64_t pixels, int quads, const float* __restrict__ x, int x_stride,
+                                            float* __restrict__ y, int y_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * quads) return;
   const int64_t p = i / quads;
@@ -61,9 +80,10 @@ __device__ __forceinline__ float relu_gradient(float dy, float y, float beta, fl
   return beta == 0.0f ? gradient : beta * previous + gradient;
 }
 
-__global__ void relu_backward_kernel2(int64_t pixels, int quads, const float* __restrict__ dy, int dy_stride,
-                                      const float* __restrict__ y, int y_stride, float beta, float* __restrict__ dx,
-                                      int dx_stride) {
+template <>
+__global__ void relu_backward_kernel2<float>(int64_t pixels, int quads, const float* __restrict__ dy, int dy_stride,
+                                             const float* __restrict__ y, int y_stride, float beta,
+                                             float* __restrict__ dx, int dx_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * quads) return;
   const int64_t p = i / quads;
@@ -80,8 +100,9 @@ __global__ void relu_backward_kernel2(int64_t pixels, int quads, const float* __
 }
 
 // bf16: version 1 one element per thread, version 2 one octet (eight channels) per thread.
-__global__ void relu_forward_bf16_kernel1(int64_t pixels, int channels, const bf16* __restrict__ x, int x_stride,
-                                          bf16* __restrict__ y, int y_stride) {
+template <>
+__global__ void relu_forward_kernel1<bf16>(int64_t pixels, int channels, const bf16* __restrict__ x, int x_stride,
+                                           bf16* __restrict__ y, int y_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * channels) return;
   const int64_t p = i / channels;
@@ -89,9 +110,10 @@ __global__ void relu_forward_bf16_kernel1(int64_t pixels, int channels, const bf
   y[p * y_stride + c] = to_bf16(fmaxf(to_float(x[p * x_stride + c]), 0.0f));
 }
 
-__global__ void relu_backward_bf16_kernel1(int64_t pixels, int channels, const bf16* __restrict__ dy, int dy_stride,
-                                           const bf16* __restrict__ y, int y_stride, float beta,
-                                           bf16* __restrict__ dx, int dx_stride) {
+template <>
+__global__ void relu_backward_kernel1<bf16>(int64_t pixels, int channels, const bf16* __restrict__ dy, int dy_stride,
+                                            const bf16* __restrict__ y, int y_stride, float beta,
+                                            bf16* __restrict__ dx, int dx_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * channels) return;
   const int64_t p = i / channels;
@@ -101,8 +123,9 @@ __global__ void relu_backward_bf16_kernel1(int64_t pixels, int channels, const b
   out = to_bf16(relu_gradient(to_float(dy[p * dy_stride + c]), to_float(y[p * y_stride + c]), beta, previous));
 }
 
-__global__ void relu_forward_bf16_kernel2(int64_t pixels, int octets, const bf16* __restrict__ x, int x_stride,
-                                          bf16* __restrict__ y, int y_stride) {
+template <>
+__global__ void relu_forward_kernel2<bf16>(int64_t pixels, int octets, const bf16* __restrict__ x, int x_stride,
+                                           bf16* __restrict__ y, int y_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * octets) return;
   const int64_t p = i / octets;
@@ -112,9 +135,10 @@ __global__ void relu_forward_bf16_kernel2(int64_t pixels, int octets, const bf16
   store_octet(y + p * y_stride + c, v);
 }
 
-__global__ void relu_backward_bf16_kernel2(int64_t pixels, int octets, const bf16* __restrict__ dy, int dy_stride,
-                                           const bf16* __restrict__ y, int y_stride, float beta,
-                                           bf16* __restrict__ dx, int dx_stride) {
+template <>
+__global__ void relu_backward_kernel2<bf16>(int64_t pixels, int octets, const bf16* __restrict__ dy, int dy_stride,
+                                            const bf16* __restrict__ y, int y_stride, float beta,
+                                            bf16* __restrict__ dx, int dx_stride) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= pixels * octets) return;
   const int64_t p = i / octets;
@@ -142,10 +166,11 @@ void Relu<D>::forward(int64_t pixels, int channels, const float* x, int x_stride
   if (pixels * channels == 0) return;
   if (version != 1 && quads_fit({x, y}, {channels, x_stride, y_stride})) {
     const int quads = channels / 4;
-    launch_flat(KERNEL(relu_forward_kernel2), pixels * quads, stream, pixels, quads, x, x_stride, y, y_stride);
+    launch_flat(KERNEL(relu_forward_kernel2<float>), pixels * quads, stream, pixels, quads, x, x_stride, y, y_stride);
     return;
   }
-  launch_flat(KERNEL(relu_forward_kernel1), pixels * channels, stream, pixels, channels, x, x_stride, y, y_stride);
+  launch_flat(KERNEL(relu_forward_kernel1<float>), pixels * channels, stream, pixels, channels, x, x_stride, y,
+              y_stride);
 }
 
 template <DeviceKind D>
@@ -154,12 +179,12 @@ void Relu<D>::backward(int64_t pixels, int channels, const float* dy, int dy_str
   if (pixels * channels == 0) return;
   if (version != 1 && quads_fit({dy, y, dx}, {channels, dy_stride, y_stride, dx_stride})) {
     const int quads = channels / 4;
-    launch_flat(KERNEL(relu_backward_kernel2), pixels * quads, stream, pixels, quads, dy, dy_stride, y, y_stride, beta,
-                dx, dx_stride);
+    launch_flat(KERNEL(relu_backward_kernel2<float>), pixels * quads, stream, pixels, quads, dy, dy_stride, y,
+                y_stride, beta, dx, dx_stride);
     return;
   }
-  launch_flat(KERNEL(relu_backward_kernel1), pixels * channels, stream, pixels, channels, dy, dy_stride, y, y_stride,
-              beta, dx, dx_stride);
+  launch_flat(KERNEL(relu_backward_kernel1<float>), pixels * channels, stream, pixels, channels, dy, dy_stride, y,
+              y_stride, beta, dx, dx_stride);
 }
 
 template <DeviceKind D>
@@ -168,10 +193,10 @@ void Relu<D>::forward(int64_t pixels, int channels, const bf16* x, int x_stride,
   if (pixels * channels == 0) return;
   if (version != 1 && octets_fit({x, y}, {channels, x_stride, y_stride})) {
     const int octets = channels / bf16_per_octet;
-    launch_flat(KERNEL(relu_forward_bf16_kernel2), pixels * octets, stream, pixels, octets, x, x_stride, y, y_stride);
+    launch_flat(KERNEL(relu_forward_kernel2<bf16>), pixels * octets, stream, pixels, octets, x, x_stride, y, y_stride);
     return;
   }
-  launch_flat(KERNEL(relu_forward_bf16_kernel1), pixels * channels, stream, pixels, channels, x, x_stride, y,
+  launch_flat(KERNEL(relu_forward_kernel1<bf16>), pixels * channels, stream, pixels, channels, x, x_stride, y,
               y_stride);
 }
 
@@ -181,11 +206,11 @@ void Relu<D>::backward(int64_t pixels, int channels, const bf16* dy, int dy_stri
   if (pixels * channels == 0) return;
   if (version != 1 && octets_fit({dy, y, dx}, {channels, dy_stride, y_stride, dx_stride})) {
     const int octets = channels / bf16_per_octet;
-    launch_flat(KERNEL(relu_backward_bf16_kernel2), pixels * octets, stream, pixels, octets, dy, dy_stride, y,
+    launch_flat(KERNEL(relu_backward_kernel2<bf16>), pixels * octets, stream, pixels, octets, dy, dy_stride, y,
                 y_stride, beta, dx, dx_stride);
     return;
   }
-  launch_flat(KERNEL(relu_backward_bf16_kernel1), pixels * channels, stream, pixels, channels, dy, dy_stride, y,
+  launch_flat(KERNEL(relu_backward_kernel1<bf16>), pixels * channels, stream, pixels, channels, dy, dy_stride, y,
               y_stride, beta, dx, dx_stride);
 }
 

@@ -10,9 +10,11 @@ Each PATH is a results folder (every *.json and *.jsonl in it is read) or a file
     PyTorch twin (a file whose name contains "pytorch" or "torch"): a JSON list of records, an
     object holding such a list, one record, or JSON lines. Missing files or fields leave their
     rows out; nothing here requires any of them.
-and writes, per layer and pass, our kernels (each version) against the libraries with ratios,
-memory-bound kernels against a copy of the same bytes, the cpu rows (implementation cpu_*) against
-the measured FMA peak, and the end-to-end rates side by side.
+and writes the card's measured mma.sync peaks (mma_sync/... rows), per layer and pass our kernels
+(each version) against the libraries with ratios, the bf16 passes (`<pass>_bf16`: our version 3
+against cuDNN in bf16, and against the bf16 dense and the measured mma.sync peaks), memory-bound
+kernels against a copy of the same bytes, the cpu rows (implementation cpu_*) against the measured
+FMA peak, and the end-to-end rates side by side.
 Ratios are our time over the library's: above 1 we are slower. Standard library only.
 """
 
@@ -22,6 +24,8 @@ import pathlib
 import sys
 
 COMPUTE_OPS = ("conv3x3", "conv1x1", "up_conv")
+PEAK_OPS = ("mma_sync",)
+BF16 = "_bf16"
 PASS_ORDER = {"forward": 0, "backward_data": 1, "backward_weight": 2, "backward": 1, "forward_backward": 0, "step": 0}
 UNIT_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -43,6 +47,7 @@ class Entry:
         self.bytes = record.get("bytes", 0.0)
         self.finite = record.get("finite", 1) == 1
         self.label = record.get("label", "")
+        self.pct_mma_peak = record.get("pct_mma_peak")  # ours on tensor cores: share of the measured peak
 
     @property
     def version(self):
@@ -184,10 +189,13 @@ def peak(context, key):
         return None
 
 
-def group(entries, ops):
-    """The GPU entries of these ops by (op, layer, pass); the cpu rows have their own table."""
+def group(entries, ops, bf16_passes=None):
+    """The GPU entries of these ops by (op, layer, pass); the cpu rows have their own table. With
+    bf16_passes True or False, only the passes that are (or are not) `<pass>_bf16`."""
     rows = {}
     for (op, layer, pass_, impl), entry in entries.items():
+        if bf16_passes is not None and pass_.endswith(BF16) != bf16_passes:
+            continue
         if op in ops and not entry.cpu:
             rows.setdefault((op, layer, pass_), {})[impl] = entry
     return rows
@@ -196,18 +204,81 @@ def group(entries, ops):
 def in_model_order(rows):
     """Row keys by each layer's first appearance (bench_kernels registers layers in model order)."""
     layers = list(dict.fromkeys(key[1] for key in rows))
-    return sorted(rows, key=lambda key: (layers.index(key[1]), PASS_ORDER.get(key[2], 9), key[0]))
+
+    def pass_rank(pass_):
+        plain = pass_[:-len(BF16)] if pass_.endswith(BF16) else pass_
+        return PASS_ORDER.get(plain, 9) + (0.5 if plain != pass_ else 0)
+
+    return sorted(rows, key=lambda key: (layers.index(key[1]), pass_rank(key[2]), key[0]))
+
+
+def percent(value):
+    return f"{value:.0f}%" if isinstance(value, (int, float)) else "—"
+
+
+def peak_table(entries, context):
+    """The mma.sync throughput rows: the most our version-3 kernels can reach on the card."""
+    rows = [e for (op, *_), e in entries.items() if op in PEAK_OPS]
+    if not rows:
+        return []
+    header = ["instruction", "precision", "ms", "TFLOP/s", "% of dense peak (datasheet)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for e in rows:
+        precision = "bf16" if e.pass_.startswith("bf16") else "tf32"
+        datasheet = peak(context, f"peak_{precision}_tflops")
+        tflops = e.gflops() * 1e-3 if e.gflops() else None
+        cells = [e.pass_, precision, ms_cell(e), f"{tflops:.1f}" if tflops else "—",
+                 percent(100 * tflops / datasheet) if tflops and datasheet else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def bf16_table(entries, context):
+    """The `<pass>_bf16` convolutions: our version 3 against cuDNN in bf16 and the peaks."""
+    rows = group(entries, COMPUTE_OPS, bf16_passes=True)
+    if not rows:
+        return []
+    bf16_peak = peak(context, "peak_bf16_tflops")
+    header = (["layer", "pass", "GFLOP", "ours v3 ms", "cuDNN bf16 ms (which)", "v3 / cuDNN bf16", "v3 TFLOP/s"] +
+              (["% BF16 peak"] if bf16_peak else []) + ["% mma.sync peak"])
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    totals = {"ours": 0.0, "library": 0.0}
+    complete = True
+    for key in in_model_order(rows):
+        row = rows[key]
+        ours = row.get("ours_v3")
+        library_text, library = library_cell([e for e in row.values() if e.library])
+        flop = next((e.flop for e in row.values() if e.flop), 0.0)
+        tflops = ours.gflops() * 1e-3 if ours and ours.gflops() else None
+        cells = [key[1], key[2][:-len(BF16)], f"{flop * 1e-9:.2f}", ms_cell(ours), library_text, ratio(ours, library),
+                 f"{tflops:.1f}" if tflops else "—"]
+        if bf16_peak:
+            cells.append(percent(100 * tflops / bf16_peak) if tflops else "—")
+        cells.append(percent(ours.pct_mma_peak) if ours and ours.ms else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+        if ours and ours.ms and library:
+            totals["ours"] += ours.ms
+            totals["library"] += library.ms
+        else:
+            complete = False
+    if complete:
+        lines += ["", f"All bf16 passes together: ours {totals['ours']:.2f} ms, fastest cuDNN bf16 "
+                      f"{totals['library']:.2f} ms ({totals['ours'] / totals['library']:.2f}×)."]
+    return lines
 
 
 def compute_table(entries, context):
-    rows = group(entries, COMPUTE_OPS)
+    rows = group(entries, COMPUTE_OPS, bf16_passes=False)
     if not rows:
         return []
     versions = sorted({e.version for r in rows.values() for e in r.values() if e.version is not None})
     fp32_peak = peak(context, "peak_fp32_tflops")
+    # Our tensor-core versions' share of the measured mma.sync peak (TF32 here), where recorded.
+    on_tensor_cores = sorted({e.version for r in rows.values() for e in r.values() if e.pct_mma_peak is not None})
     header = (["layer", "pass", "GFLOP"] + [f"ours v{v} ms" for v in versions] +
               ["library fp32 ms (which)", "library any ms (which)"] + [f"v{v} / fp32 lib" for v in versions] +
-              ["best ours / any lib", "best ours TFLOP/s"] + (["% FP32 peak"] if fp32_peak else []))
+              ["best ours / any lib", "best ours TFLOP/s"] + (["% FP32 peak"] if fp32_peak else []) +
+              [f"v{v} % mma.sync peak" for v in on_tensor_cores])
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     totals = {"ours": 0.0, "fp32": 0.0, "any": 0.0}
     complete = True
@@ -228,6 +299,7 @@ def compute_table(entries, context):
         cells += [f"{tflops:.1f}" if tflops else "—"]
         if fp32_peak:
             cells += [f"{100 * tflops / fp32_peak:.0f}%" if tflops else "—"]
+        cells += [percent(ours[v].pct_mma_peak) if v in ours and ours[v].ms else "—" for v in on_tensor_cores]
         lines.append("| " + " | ".join(cells) + " |")
         if best_ours and fp32_best and any_best:
             totals["ours"] += best_ours.ms
@@ -245,7 +317,7 @@ def compute_table(entries, context):
 
 
 def memory_table(entries, context):
-    rows = group(entries, {k[0] for k in entries if k[0] not in COMPUTE_OPS})
+    rows = group(entries, {k[0] for k in entries if k[0] not in COMPUTE_OPS + PEAK_OPS})
     if not rows:
         return []
     versions = sorted({e.version for r in rows.values() for e in r.values() if e.version is not None})
@@ -329,6 +401,12 @@ def kernel_section(name, document):
     for key in ("peaks", "model", "cudnn", "cublas", "timing"):
         if key in context:
             lines.append(f"- {key}: {context[key]}")
+    peaks_measured = peak_table(entries, context)
+    if peaks_measured:
+        lines += ["", "### mma.sync throughput (bench/mma_peak.h)", "",
+                  "Independent mma.sync chains on registers alone, every multiprocessor busy: the most a "
+                  "version-3 kernel can reach. `% mma.sync peak` below is a share of it.", ""]
+        lines += peaks_measured
     compute = compute_table(entries, context)
     if compute:
         lines += ["", "### Convolutions: ours against cuDNN and cuBLAS", "",
@@ -336,6 +414,14 @@ def kernel_section(name, document):
                   "only, NHWC or NCHW; cuBLAS SGEMM), `library any` the fastest at any precision (TF32 "
                   "included). Ratios are our time over the library's: above 1 we are slower.", ""]
         lines += compute
+    bf16 = bf16_table(entries, context)
+    if bf16:
+        lines += ["", "### Convolutions in bf16: ours (version 3) against cuDNN in bf16", "",
+                  "Median ms per pass, bf16 activations and weights, fp32 accumulation. cuDNN: the fastest "
+                  "of NHWC and NCHW with the algorithm its search finds fastest. Ratios are our time over "
+                  "cuDNN's (the issue's target: at most 1.25× on the 64- and 128-channel 3x3 layers, 2× "
+                  "elsewhere).", ""]
+        lines += bf16
     cpu = cpu_table(entries, context)
     if cpu:
         lines += ["", "### The cpu device's convolutions against the measured FMA peak", ""]

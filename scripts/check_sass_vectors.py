@@ -2,10 +2,12 @@
 """The static proof that the bf16 memory-bound kernels' 16-byte paths move 16 bytes an access.
 
 Reads the sm_90 SASS and resource usage of a CUDA kernel library or object (cuobjdump, found as
-scripts/check_sass.py finds it) and fails unless every kernel whose own name matches --pattern
-(default: the bf16 vector versions, `<op>_<pass>_bf16_kernel2`, but for augment's: its 3-channel
-image is stored with three 2-byte stores a pixel, since the padding channels are never written,
-and its rotation's sin/cos keep the fp32 kernel's 32-byte stack frame)
+scripts/check_sass.py finds it) and fails unless every kernel whose name with its template
+arguments (`relu_forward_kernel2<unet::bf16>`, demangled by c++filt) matches --pattern (default:
+the bf16 vector versions, `<op>_<pass>_kernel2<unet::bf16>`; augment's kernels are templates on
+their output, not on bf16, and are not gated: a 3-channel image is stored with three 2-byte
+stores a pixel, since the padding channels are never written, and its rotation's sin/cos keep
+the fp32 kernel's 32-byte stack frame)
 
   - loads global memory with LDG.E.128 and stores it with STG.E.128 (one uint4, eight bf16);
   - does not spill: no LDL/STL instructions, STACK 0 and LOCAL 0.
@@ -23,6 +25,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check_sass  # noqa: E402  (the cuobjdump runner and name parsing the tensor-core gate uses)
 
 REQUIRED = ("LDG.E.128", "STG.E.128")
+
+
+def label(mangled):
+    """The kernel's name and template arguments, without namespaces and parameters:
+    `relu_forward_kernel2<unet::bf16>` (the family name alone where it is no template)."""
+    match = re.search(r"(\w+_kernel\d*(?:<[^()]*>)?)\(", check_sass.readable(mangled))
+    return match.group(1) if match else check_sass.family(mangled)
 
 
 def instructions(library):
@@ -58,16 +67,16 @@ def check(kernel, ops, use):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("library")
-    parser.add_argument("--pattern", default=r"^(?!augment)\w*_bf16_kernel2$")
+    parser.add_argument("--pattern", default=r"^\w+_kernel2<unet::bf16>$")
     args = parser.parse_args()
     all_ops, usage = instructions(args.library), check_sass.resource_usage(args.library)
-    chosen = sorted(n for n in all_ops if re.search(args.pattern, check_sass.family(n)))
+    chosen = sorted(n for n in all_ops if re.search(args.pattern, label(n)))
     if not chosen:
         print(f"error: no kernel in {args.library} matches {args.pattern}", file=sys.stderr)
         return 1
     errors = []
     for name in chosen:
-        kernel = check_sass.family(name)
+        kernel = label(name)
         found = check(kernel, all_ops[name], usage.get(name, {}))
         errors += found
         accesses = sorted(op for op in all_ops[name] if op.startswith(("LDG", "STG")))

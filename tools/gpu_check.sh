@@ -10,10 +10,14 @@
 #                                               (the steps, then the benchmark tables of
 #                                               scripts/bench_summary.py) into OUT_DIR (default
 #                                               PACK_DIR/results) as it goes, prints the summary last
+#   tools/gpu_check.sh kernels PACK_DIR OUT_DIR [FILTER]
+#                                               on the GPU machine: bench_kernels alone, the rows
+#                                               matching FILTER (default: the mma.sync peaks and
+#                                               every bf16 row) with a 240 s budget, and their summary
 set -uo pipefail
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -84,15 +88,9 @@ pack() {
 }
 
 # ------------------------------------------------------------------------------------------------
-run() {
-  local pack_dir=${1:?usage: tools/gpu_check.sh run PACK_DIR [OUT_DIR]}
-  pack_dir=$(cd "$pack_dir" && pwd)
-  local out=${2:-$pack_dir/results}
-  mkdir -p "$out"
-  out=$(cd "$out" && pwd)
-  local log=$out/gpu_check.log summary=$out/summary.md
-  : > "$log"
-
+# The LD_LIBRARY_PATH our packed programs run with.
+library_path() {
+  local pack_dir=$1
   # cuDNN and cuBLAS for the baselines, and NCCL for test_cuda_nccl (dlopened): those in PyTorch's
   # wheels (nvidia/<name>/lib, e.g. nvidia/nccl/lib, or nvidia/cu13/lib, beside torch wherever it
   # is installed: a venv, the user's site), else the toolkit's.
@@ -114,7 +112,20 @@ PY
   )
   # Only our programs get the packed libraries (libstdc++, libz, ...): Python and PyTorch keep the
   # machine's own, which the packed copies could shadow with older versions.
-  local ours=(env "LD_LIBRARY_PATH=$pack_dir/lib:${extra:+$extra:}/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+  echo "$pack_dir/lib:${extra:+$extra:}/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+}
+
+# ------------------------------------------------------------------------------------------------
+run() {
+  local pack_dir=${1:?usage: tools/gpu_check.sh run PACK_DIR [OUT_DIR]}
+  pack_dir=$(cd "$pack_dir" && pwd)
+  local out=${2:-$pack_dir/results}
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  local log=$out/gpu_check.log summary=$out/summary.md
+  : > "$log"
+
+  local ours=(env "LD_LIBRARY_PATH=$(library_path "$pack_dir")")
   export UNET_GPU_CHECK_OUT=$out
 
   local card driver
@@ -166,8 +177,10 @@ PY
     echo "| compute-sanitizer memcheck | skipped (not installed) | 0 |" >> "$summary"
   fi
   # bench_kernels stops starting benchmarks after --budget_s (skipping the rest visibly), so its
-  # JSON is complete and the whole run stays within 5 minutes on an H100. Its GPU rows only: the
-  # cpu rows belong to the CPU machine (scripts/measure_cpu.sh).
+  # JSON is complete and the whole run stays within 5 minutes on an H100. It runs the mma.sync
+  # peaks first, then the memory-bound ops, then the bf16, TF32 and fp32 convolutions, so what the
+  # budget cuts is fp32 (bench/bench_kernels.h). Its GPU rows only: the cpu rows belong to the CPU
+  # machine (scripts/measure_cpu.sh).
   step "bench_kernels" 130 "${ours[@]}" "$pack_dir/bin/bench_kernels" --device=cuda --budget_s=90 \
     --benchmark_out="$out/bench_kernels.json" --benchmark_out_format=json
 
@@ -199,8 +212,25 @@ PY
   [[ $failures -eq 0 ]]
 }
 
+# ------------------------------------------------------------------------------------------------
+kernels() {
+  local pack_dir=${1:?usage: tools/gpu_check.sh kernels PACK_DIR OUT_DIR [FILTER]}
+  local out=${2:?usage: tools/gpu_check.sh kernels PACK_DIR OUT_DIR [FILTER]}
+  local filter=${3:-'^mma_sync/|_bf16/'}
+  pack_dir=$(cd "$pack_dir" && pwd)
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  local ours=(env "LD_LIBRARY_PATH=$(library_path "$pack_dir")")
+  "${ours[@]}" "$pack_dir/bin/bench_kernels" --device=cuda --budget_s=240 --benchmark_filter="$filter" \
+    --benchmark_out="$out/bench_kernels.json" --benchmark_out_format=json > "$out/bench_kernels.log" 2>&1
+  local status=$?
+  python3 "$pack_dir/bin/bench_summary.py" "$out" --out "$out/bench_summary.md" && cat "$out/bench_summary.md"
+  return $status
+}
+
 case ${1:-} in
   pack) shift; pack "$@" ;;
   run) shift; run "$@" ;;
+  kernels) shift; kernels "$@" ;;
   *) usage ;;
 esac

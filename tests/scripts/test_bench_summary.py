@@ -170,6 +170,45 @@ class Tolerance(unittest.TestCase):
 
 
 
+class Bf16Rows(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.text = bench_summary.summary([FIXTURES / "bf16"])
+        cls.peaks = table(cls.text, "instruction")
+        cls.convolutions = table(cls.text, "layer")  # the first table with a `layer` column: fp32 and TF32
+        cls.bf16 = table(cls.text[cls.text.index("### Convolutions in bf16"):], "layer")
+        cls.memory = table(cls.text, "op")
+
+    def test_the_measured_mma_peaks_against_the_datasheet(self):
+        r = row(self.peaks, instruction="bf16_m16n8k16")
+        self.assertEqual((r["precision"], r["ms"], r["TFLOP/s"], r["% of dense peak (datasheet)"]),
+                         ("bf16", "2.000", "500.0", "51%"))
+        self.assertEqual(row(self.peaks, instruction="tf32_m16n8k8")["TFLOP/s"], "250.0")
+
+    def test_bf16_passes_against_cudnn_bf16_and_both_peaks(self):
+        r = row(self.bf16, **{"pass": "forward"})
+        self.assertEqual(r["ours v3 ms"], "0.250")
+        self.assertEqual(r["cuDNN bf16 ms (which)"], "0.200 (cudnn_nhwc_bf16)")
+        self.assertEqual(r["v3 / cuDNN bf16"], "1.25×")
+        self.assertEqual(r["v3 TFLOP/s"], "309.2")
+        self.assertEqual(r["% BF16 peak"], "31%")
+        self.assertEqual(r["% mma.sync peak"], "62%")
+        self.assertEqual(row(self.bf16, **{"pass": "backward_data"})["v3 / cuDNN bf16"], "2.00×")
+        self.assertIn("All bf16 passes together: ours 0.75 ms, fastest cuDNN bf16 0.45 ms (1.67×).", self.text)
+
+    def test_bf16_passes_stay_out_of_the_fp32_table(self):
+        self.assertEqual([(r["layer"], r["pass"]) for r in self.convolutions], [("encoder.0.conv2", "forward")])
+        self.assertEqual(self.convolutions[0]["v3 % mma.sync peak"], "62%")
+        self.assertIn("All passes together: ours (each pass's fastest version) 0.50 ms", self.text)
+
+    def test_peak_rows_are_not_memory_bound(self):
+        self.assertEqual([r["op"] for r in self.memory], ["relu"])
+        self.assertEqual(row(self.memory, op="relu")["best ours / copy"], "90%")
+
+    def test_no_mma_column_without_the_peak_rows(self):
+        self.assertNotIn("mma.sync", bench_summary.summary([FIXTURES / "full"]))
+
+
 class CpuRows(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
