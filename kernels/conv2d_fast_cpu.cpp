@@ -13,7 +13,8 @@
 // where g = dy, or dy * (y > 0) when the forward fused ReLU. The taps of forward and backward_data
 // read a dense copy of x or g with a zero border of k/2 pixels (g masked on the way), so every A row
 // is at a fixed offset from its pixel's and the micro-kernel needs no bounds checks; the weight
-// gradient reads x in place, one run of pixels per image row and tap, and g masked into scratch.
+// gradient reads x in place, one run of pixels per image row and tap, and g masked as reduce_gemm
+// packs it.
 // The 1-channel head's forward is a dot product per pixel; the weight gradient of layers of fewer
 // than 8 input channels (the first) reads an im2col copy of x. The weights are packed into 16-column
 // panels per call (T*Cin*Cout values, against P times as many multiply-adds).
@@ -26,30 +27,6 @@
 namespace unet::cpu::fast::UNET_CPU_ISA {
 
 namespace {
-
-// g = dy, masked by the fused ReLU's output if there was one: the values and their pixel stride.
-struct Gradient {
-  const float* values;
-  int64_t stride;
-};
-
-Gradient output_gradient(const Conv2dShape& s, const float* dy, int dy_stride, const float* relu_output,
-                         int relu_output_stride, int slot) {
-  if (relu_output == nullptr) return {dy, dy_stride};
-  const int64_t pixels = int64_t{s.n} * s.h * s.w;
-  std::vector<float>& g = scratch(slot);
-  g.resize(static_cast<size_t>(pixels) * s.c_out);
-#pragma omp parallel for schedule(static) if (worth_parallel(pixels * s.c_out * 64))
-  for (int64_t p = 0; p < pixels; ++p) {
-    for (int o = 0; o < s.c_out; o += 8) {
-      const int count = s.c_out - o;
-      const Vec8 value = load_first(dy + p * dy_stride + o, count);
-      store_first(g.data() + p * s.c_out + o,
-                  where_positive(load_first(relu_output + p * relu_output_stride + o, count), value), count);
-    }
-  }
-  return {g.data(), s.c_out};
-}
 
 // An activation (N, H, W, C) as the taps read it: in a dense copy with a zero border of k/2 pixels
 // (masked by the fused ReLU's output where given), or in place where k = 1 and there is no mask.
@@ -198,35 +175,26 @@ void conv2d_backward_data(const Conv2dShape& s, const float* dy, int dy_stride, 
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, int x_stride, const float* dy, int dy_stride,
                             const float* relu_output, int relu_output_stride, float beta, float* dweight) {
   const int pad = s.k / 2, taps = s.k * s.k;
-  const Gradient g = output_gradient(s, dy, dy_stride, relu_output, relu_output_stride, 2);
+  const int64_t pixel_rows = int64_t{s.n} * s.h;
   if (s.c_in < kFewChannels) {
     const int64_t width = window_width(s), columns = int64_t{taps} * s.c_in;
     const float* patches = windows(s, x, x_stride, 0);
-    const ReduceGemm gemm{s.c_out, 1, static_cast<int>(columns), int64_t{s.n} * s.h, chunk_rows(s.w, width + s.c_out),
-                          beta, dweight, columns, true};
-    auto segment_of = [&](int, int64_t row) {
-      const int64_t p = row * s.w;
-      return Segment{g.values + p * g.stride, g.stride, patches + p * width, width, s.w};
-    };
+    const ReduceGemm gemm{s.c_out, 1, static_cast<int>(columns), pixel_rows, s.w, dy, dy_stride,
+                          relu_output, relu_output_stride, beta, dweight, columns, true};
+    auto segment_of = [&](int, int64_t row) { return Segment{0, s.w, patches + row * s.w * width, width}; };
     reduce_gemm(gemm, segment_of, conv2d_macs(s));
     return;
   }
-  const ReduceGemm gemm{s.c_out, taps, s.c_in, int64_t{s.n} * s.h, chunk_rows(s.w, s.c_in + s.c_out), beta,
-                        dweight, int64_t{taps} * s.c_in};
+  const ReduceGemm gemm{s.c_out, taps, s.c_in, pixel_rows, s.w, dy, dy_stride, relu_output, relu_output_stride,
+                        beta, dweight, int64_t{taps} * s.c_in};
   // Row (n, h), tap (r, c): the pixels w whose neighbour (h + r - pad, w + c - pad) is inside.
   auto segment_of = [&](int t, int64_t row) {
     const int dr = t / s.k - pad, ds = t % s.k - pad;
     const int h = static_cast<int>(row % s.h);
-    Segment segment;
-    if (h + dr < 0 || h + dr >= s.h) return segment;
+    if (h + dr < 0 || h + dr >= s.h) return Segment{};
     const int w_begin = std::max(0, -ds), w_end = std::min(s.w, s.w - ds);
     const int64_t p = row * s.w + w_begin;
-    segment.a = g.values + p * g.stride;
-    segment.a_step = g.stride;
-    segment.b = x + (p + int64_t{dr} * s.w + ds) * x_stride;
-    segment.b_step = x_stride;
-    segment.count = w_end - w_begin;
-    return segment;
+    return Segment{w_begin, w_end - w_begin, x + (p + int64_t{dr} * s.w + ds) * x_stride, x_stride};
   };
   reduce_gemm(gemm, segment_of, conv2d_macs(s));
 }

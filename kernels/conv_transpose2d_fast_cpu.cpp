@@ -60,12 +60,10 @@ void conv_transpose2d_backward_data(const ConvTranspose2dShape& s, const float* 
 
 void conv_transpose2d_backward_weight(const ConvTranspose2dShape& s, const float* x, int x_stride,
                                       const float* dy, int dy_stride, float beta, float* dweight) {
-  const ReduceGemm gemm{s.c_in, 4, s.c_out, int64_t{s.n} * s.h, chunk_rows(s.w, s.c_in + 4 * int64_t{s.c_out}),
-                        beta, dweight, 4 * int64_t{s.c_out}};
+  const ReduceGemm gemm{s.c_in, 4, s.c_out, int64_t{s.n} * s.h, s.w, x, x_stride, nullptr, 0, beta, dweight,
+                        4 * int64_t{s.c_out}};
   auto segment_of = [&](int tap, int64_t row) {
-    const int64_t p = row * s.w;
-    return Segment{x + p * x_stride, x_stride, dy + output_pixel(s, p, tap) * dy_stride, 2 * int64_t{dy_stride},
-                   s.w};
+    return Segment{0, s.w, dy + output_pixel(s, row * s.w, tap) * dy_stride, 2 * int64_t{dy_stride}};
   };
   reduce_gemm(gemm, segment_of, conv_transpose2d_macs(s));
 }

@@ -8,8 +8,9 @@
 //                  border): no im2col copy. B is packed (pack_panels).
 //                  Used by conv2d forward and backward_data, conv_transpose2d forward and backward_data.
 //   reduce_gemm  C(m, t, n) = beta*C(m, t, n) + sum_q A(q, m) * B_t(q, n)
-//                  q: pixels (the reduction), m and n: channels. A and B are read in place, one image
-//                  row of pixels at a time. Used by the weight gradients.
+//                  q: pixels (the reduction), m and n: channels. B is read in place, one run of an
+//                  image row of pixels per tap; A is packed per block of pixels, its ReLU mask
+//                  applied on the way. Used by the weight gradients.
 //
 // The micro-kernel keeps a 6 x 16 tile of C in twelve 8-float registers (two for B, one for a
 // broadcast A value: 15 of AVX2's 16): per k it loads 16 values of B, broadcasts 6 of A, and does
@@ -21,12 +22,16 @@
 //     16-column B panel is 256 x 16 x 4 B = 16 KiB, half of L1, and is reused by every 6-pixel
 //     micro-tile of a kRowBlock = 96 pixel tile; the tile's input rows (96 pixels plus the image
 //     rows the taps reach, x K channels) stay in L2 across the N panels.
-//   - reduce_gemm walks the pixels in chunks of whole image rows holding about kChunkBytes =
-//     256 KiB of A and B, which stay in L2 while every C tile of the thread sweeps them.
+//   - reduce_gemm walks the pixels in blocks of whole image rows of about kBlockPixels = 512
+//     pixels. Each thread packs a block's A (M x 512 x 4 B: 128 KiB at 64 channels, in L2) into
+//     6-row tiles, so each micro-tile's broadcasts read one contiguous stream, then sweeps its C
+//     tiles over the block, tap by tap, so a tap's 16 columns of B (512 x 64 B = 32 KiB) are
+//     shared by every row tile from L1 and L2. 512 was the fastest of 128, 256, 512 and 1,024
+//     pixels on the build machine (docs/performance.md).
 //
-// Threads: tap_gemm splits the pixel tiles statically, reduce_gemm deals its C tiles round-robin;
-// each C element is summed by one thread in one fixed order (taps, then channels; chunks, then rows,
-// then pixels), so the results are the same bits for any thread count. No atomics.
+// Threads: tap_gemm splits the pixel tiles statically, reduce_gemm its C tiles into one contiguous
+// range per thread; each C element is summed by one thread in one fixed order (taps, then channels;
+// rows, then pixels), so the results are the same bits for any thread count. No atomics.
 //
 // This header is compiled twice (kernels/CMakeLists.txt): with -mavx2 -mfma into namespace
 // fast::avx2, where Vec8 is an __m256, and with the baseline flags into fast::generic, where Vec8
@@ -57,7 +62,6 @@ constexpr int kTileRows = 6;       // micro-tile: 6 rows (pixels, or channels in
 constexpr int kTileColumns = 16;   // by 16 columns: two 8-float vectors
 constexpr int kDepthBlock = 256;   // K values per block of tap_gemm (B block: 16 KiB)
 constexpr int kRowBlock = 96;      // pixels per tap_gemm tile: 16 micro-tiles share a B block
-constexpr int64_t kChunkBytes = 256 << 10;
 
 // Below this many multiply-adds a parallel region costs more than it saves (the gradient checks
 // run thousands of tiny convolutions).
@@ -225,9 +229,10 @@ UNET_ALWAYS_INLINE void start_row(Tile<Rows>& t, int m, const float* c, float be
 }
 
 // Scratch owned by the calling thread, grown and never shrunk: after the first training step the
-// passes allocate nothing. `slot` tells apart the buffers one pass uses at the same time.
+// passes allocate nothing. `slot` tells apart the buffers one pass uses at the same time; slot 3 is
+// reduce_gemm's, in every thread of its team.
 inline std::vector<float>& scratch(int slot) {
-  thread_local std::vector<float> buffers[3];
+  thread_local std::vector<float> buffers[4];
   return buffers[slot];
 }
 
@@ -327,14 +332,13 @@ void tap_gemm(const TapGemm& g, ABase a_base, CRow c_row) {
   }
 }
 
-// One run of pixels of reduce_gemm: A(q, m) = a[q * a_step + m], B_t(q, n) = b[q * b_step + n] for
-// q < count.
+// One run of pixels of reduce_gemm, for one tap and one row of pixels: the pixels w in
+// [first, first + count) of the row, with B_t(q, n) = b[(w - first) * b_step + n].
 struct Segment {
-  const float* a = nullptr;
-  int64_t a_step = 0;
+  int first = 0;
+  int count = 0;
   const float* b = nullptr;
   int64_t b_step = 0;
-  int64_t count = 0;
 };
 
 struct ReduceGemm {
@@ -342,20 +346,47 @@ struct ReduceGemm {
   int taps;
   int columns;            // N of each tap
   int64_t pixel_rows;     // the reduction walks these rows of pixels (one Segment per row and tap)
-  int64_t chunk_rows;     // pixel rows per chunk
+  int row_pixels;         // pixels per row: pixel q = row * row_pixels + w
+  const float* a;         // A(q, m) = a[q * a_step + m], or 0 where mask[q * mask_step + m] > 0 fails
+  int64_t a_step;
+  const float* mask;      // or nullptr
+  int64_t mask_step;
   float beta;
   float* c;               // C(m, t, n) = c[m * ldc + t * columns + n]
   int64_t ldc;
   bool b_padded = false;  // B rows may be read past N, up to the last 16-column tile (no masked loads)
 };
 
-// Pixel rows per chunk of reduce_gemm: about kChunkBytes of the `floats_per_pixel` A and B values.
-inline int64_t chunk_rows(int width, int64_t floats_per_pixel) {
-  return std::max<int64_t>(1, kChunkBytes / (int64_t{width} * floats_per_pixel * 4));
+// Pixel rows per block of reduce_gemm: about kBlockPixels pixels (the blocking above).
+constexpr int kBlockPixels = 512;
+inline int64_t block_rows(int row_pixels) { return std::max(1, kBlockPixels / std::max(row_pixels, 1)); }
+
+// A(q, m) of the block's pixels [q0, q0 + pixels), masked, transposed into 6-row tiles:
+// pack[(m / 6 * pixels + q - q0) * 6 + m % 6], so the micro-kernel's broadcasts walk one contiguous
+// stream, and the ReLU's mask costs no pass of its own. Each 6-value entry is written as 8 values
+// in increasing order, the next entry overwriting the extra two: the pack has 2 floats of slack.
+inline void pack_reduction_rows(const ReduceGemm& g, int64_t q0, int64_t pixels, float* pack) {
+  for (int m0 = 0; m0 < g.rows; m0 += kTileRows) {
+    const int count = std::min(kTileRows, g.rows - m0);
+    const float* a = g.a + q0 * g.a_step + m0;
+    float* out = pack + m0 / kTileRows * pixels * kTileRows;
+    if (g.mask == nullptr) {
+      for (int64_t q = 0; q < pixels; ++q) store(out + q * kTileRows, load_first(a + q * g.a_step, count));
+      continue;
+    }
+    const float* mask = g.mask + q0 * g.mask_step + m0;
+    for (int64_t q = 0; q < pixels; ++q) {
+      const Vec8 value = load_first(a + q * g.a_step, count);
+      store(out + q * kTileRows, where_positive(load_first(mask + q * g.mask_step, count), value));
+    }
+  }
 }
 
+// C rows [m0, m0 + Rows) of tap t and columns [n0, n0 + 16), summed over pixel rows [row0, row1)
+// from the block's packed A.
 template <int Rows, class SegmentOf>
-void reduce_tile(const ReduceGemm& g, int m0, int t, int n0, int64_t row0, int64_t row1, SegmentOf segment_of) {
+void reduce_tile(const ReduceGemm& g, const float* pack, int64_t block_pixels, int m0, int t, int n0, int64_t row0,
+                 int64_t row1, SegmentOf segment_of) {
   const Columns columns(std::min(kTileColumns, g.columns - n0));
   float* c = g.c + int64_t{m0} * g.ldc + int64_t{t} * g.columns + n0;
   Tile<Rows> tile;
@@ -366,42 +397,51 @@ void reduce_tile(const ReduceGemm& g, int m0, int t, int n0, int64_t row0, int64
       load_row(tile, m, c + m * g.ldc, columns);
     }
   }
+  const float* tile_pack = pack + m0 / kTileRows * block_pixels * kTileRows;
   for (int64_t row = row0; row < row1; ++row) {
     const Segment s = segment_of(t, row);
     if (s.count <= 0) continue;
     const float* a[Rows];
-    for (int m = 0; m < Rows; ++m) a[m] = s.a + m0 + m;
+    for (int m = 0; m < Rows; ++m) a[m] = tile_pack + ((row - row0) * g.row_pixels + s.first) * kTileRows + m;
     if (columns.full() || g.b_padded) {
-      multiply_accumulate<Rows, false>(tile, s.count, a, s.a_step, s.b + n0, s.b_step, columns);
+      multiply_accumulate<Rows, false>(tile, s.count, a, kTileRows, s.b + n0, s.b_step, columns);
     } else {
-      multiply_accumulate<Rows, true>(tile, s.count, a, s.a_step, s.b + n0, s.b_step, columns);
+      multiply_accumulate<Rows, true>(tile, s.count, a, kTileRows, s.b + n0, s.b_step, columns);
     }
   }
   for (int m = 0; m < Rows; ++m) store_row(tile, m, c + m * g.ldc, columns);
 }
 
-// segment_of(t, row): the Segment of pixel row `row` for tap t, at m = 0 and n = 0.
+// segment_of(t, row): the Segment of pixel row `row` for tap t, at n = 0. The C tiles (tap, column
+// tile, row tile, in that order) are split into one contiguous range per thread; each thread packs
+// a block's A once for all its tiles.
 template <class SegmentOf>
 void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
   const int row_tiles = (g.rows + kTileRows - 1) / kTileRows;
   const int column_tiles = (g.columns + kTileColumns - 1) / kTileColumns;
-  const int tiles = row_tiles * g.taps * column_tiles;
+  const int64_t tiles = int64_t{row_tiles} * g.taps * column_tiles;
+  const int64_t rows_per_block = block_rows(g.row_pixels);
 #pragma omp parallel if (worth_parallel(macs))
   {
     const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
-    for (int64_t row0 = 0; row0 < g.pixel_rows; row0 += g.chunk_rows) {
-      const int64_t row1 = std::min(g.pixel_rows, row0 + g.chunk_rows);
-      for (int tile = thread; tile < tiles; tile += threads) {
-        const int m0 = tile / (g.taps * column_tiles) * kTileRows;
-        const int t = tile / column_tiles % g.taps;
-        const int n0 = tile % column_tiles * kTileColumns;
+    const int64_t first = tiles * thread / threads, last = tiles * (thread + 1) / threads;
+    std::vector<float>& pack = scratch(3);
+    pack.resize(static_cast<size_t>(row_tiles * kTileRows * rows_per_block * g.row_pixels + 8 - kTileRows));
+    for (int64_t row0 = 0; row0 < g.pixel_rows && first < last; row0 += rows_per_block) {
+      const int64_t row1 = std::min(g.pixel_rows, row0 + rows_per_block);
+      const int64_t block_pixels = (row1 - row0) * g.row_pixels;
+      pack_reduction_rows(g, row0 * g.row_pixels, block_pixels, pack.data());
+      for (int64_t tile = first; tile < last; ++tile) {
+        const int m0 = static_cast<int>(tile % row_tiles) * kTileRows;
+        const int t = static_cast<int>(tile / row_tiles / column_tiles);
+        const int n0 = static_cast<int>(tile / row_tiles % column_tiles) * kTileColumns;
         switch (std::min(kTileRows, g.rows - m0)) {
-          case 6: reduce_tile<6>(g, m0, t, n0, row0, row1, segment_of); break;
-          case 5: reduce_tile<5>(g, m0, t, n0, row0, row1, segment_of); break;
-          case 4: reduce_tile<4>(g, m0, t, n0, row0, row1, segment_of); break;
-          case 3: reduce_tile<3>(g, m0, t, n0, row0, row1, segment_of); break;
-          case 2: reduce_tile<2>(g, m0, t, n0, row0, row1, segment_of); break;
-          default: reduce_tile<1>(g, m0, t, n0, row0, row1, segment_of); break;
+          case 6: reduce_tile<6>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
+          case 5: reduce_tile<5>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
+          case 4: reduce_tile<4>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
+          case 3: reduce_tile<3>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
+          case 2: reduce_tile<2>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
+          default: reduce_tile<1>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
         }
       }
     }

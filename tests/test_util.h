@@ -218,7 +218,8 @@ inline std::vector<double> plus(std::vector<double> a, const std::vector<float>&
 // test_conv_transpose2d_kernels.cpp, on sim and cuda) and the cpu device's fast kernels
 // (test_conv_fast_cpu.cpp) are each checked against the reference on. The comments name the tiles
 // of both: the CUDA kernels' 128-wide tiles and pixel blocks, the cpu GEMMs' 96-pixel tiles,
-// 6 x 16 micro-tiles, 16-column panels and 256-value depth blocks (kernels/gemm_cpu.h).
+// 6 x 16 micro-tiles, 16-column panels, 256-value depth blocks and the weight gradient's
+// 512-pixel blocks (kernels/gemm_cpu.h).
 
 struct ConvCase {
   Conv2dShape shape;
@@ -251,7 +252,7 @@ inline std::vector<ConvCase> conv2d_odd_cases() {
       {conv_shape(1, 1, 1, 64, 64, 3)},
       {conv_shape(2, 3, 1, 17, 5, 3), true},
       {conv_shape(2, 17, 19, 17, 33, 3), true},  // 646 pixels: the weight gradient's pixels in several chunks
-      {conv_shape(2, 40, 41, 8, 7, 3), true},    // 3280 pixels: the same for the cpu's 256 KiB chunks
+      {conv_shape(2, 40, 41, 8, 7, 3), true},    // 3280 pixels: the cpu's 512-pixel blocks, the last partial
       {conv_shape(1, 23, 25, 3, 5, 3)},          // the same for the few-output-channel kernels
       {conv_shape(1, 6, 7, 5, 17, 5), true},     // odd k in general
       {conv_shape(1, 4, 9, 17, 3, 5)},
@@ -326,7 +327,7 @@ inline std::vector<UpCase> conv_transpose2d_odd_cases() {
       {up_shape(2, 11, 13, 5, 64)},  // 286 pixels: a partial third block, and the weight gradient in chunks
       {up_shape(2, 11, 13, 5, 20)},
       {up_shape(1, 3, 4, 129, 3)},   // a partial 128-row tile of input channels
-      {up_shape(1, 20, 30, 64, 32)},  // 600 pixels: the cpu's weight gradient in several chunks
+      {up_shape(1, 20, 30, 64, 32)},  // 600 pixels: the cpu's weight gradient in two blocks
   };
 }
 
