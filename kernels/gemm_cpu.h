@@ -29,9 +29,11 @@
 //     shared by every row tile from L1 and L2. 512 was the fastest of 128, 256, 512 and 1,024
 //     pixels on the build machine (docs/performance.md).
 //
-// Threads: tap_gemm splits the pixel tiles statically, reduce_gemm its C tiles into one contiguous
-// range per thread; each C element is summed by one thread in one fixed order (taps, then channels;
-// rows, then pixels), so the results are the same bits for any thread count. No atomics.
+// Threads: tap_gemm splits the pixel tiles statically; reduce_gemm splits its C tiles into one
+// contiguous range per thread, or, where C is small, its pixel rows into 16 chunks (a number fixed
+// by the shape) whose partial sums are added in chunk order. Each C element is summed in one fixed
+// order (taps, then channels; chunks, then rows, then pixels), so the results are the same bits for
+// any thread count. No atomics.
 //
 // This header is compiled twice (kernels/CMakeLists.txt): with -mavx2 -mfma into namespace
 // fast::avx2, where Vec8 is an __m256, and with the baseline flags into fast::generic, where Vec8
@@ -229,10 +231,10 @@ UNET_ALWAYS_INLINE void start_row(Tile<Rows>& t, int m, const float* c, float be
 }
 
 // Scratch owned by the calling thread, grown and never shrunk: after the first training step the
-// passes allocate nothing. `slot` tells apart the buffers one pass uses at the same time; slot 3 is
-// reduce_gemm's, in every thread of its team.
+// passes allocate nothing. `slot` tells apart the buffers one pass uses at the same time; slots 3
+// (in every thread of its team) and 4 are reduce_gemm's.
 inline std::vector<float>& scratch(int slot) {
-  thread_local std::vector<float> buffers[4];
+  thread_local std::vector<float> buffers[5];
   return buffers[slot];
 }
 
@@ -383,15 +385,15 @@ inline void pack_reduction_rows(const ReduceGemm& g, int64_t q0, int64_t pixels,
 }
 
 // C rows [m0, m0 + Rows) of tap t and columns [n0, n0 + 16), summed over pixel rows [row0, row1)
-// from the block's packed A.
+// from the block's packed A; the first block of a sum starts from beta*C.
 template <int Rows, class SegmentOf>
 void reduce_tile(const ReduceGemm& g, const float* pack, int64_t block_pixels, int m0, int t, int n0, int64_t row0,
-                 int64_t row1, SegmentOf segment_of) {
+                 int64_t row1, bool first_block, SegmentOf segment_of) {
   const Columns columns(std::min(kTileColumns, g.columns - n0));
   float* c = g.c + int64_t{m0} * g.ldc + int64_t{t} * g.columns + n0;
   Tile<Rows> tile;
   for (int m = 0; m < Rows; ++m) {
-    if (row0 == 0) {
+    if (first_block) {
       start_row(tile, m, c + m * g.ldc, g.beta, columns);
     } else {
       load_row(tile, m, c + m * g.ldc, columns);
@@ -412,40 +414,90 @@ void reduce_tile(const ReduceGemm& g, const float* pack, int64_t block_pixels, i
   for (int m = 0; m < Rows; ++m) store_row(tile, m, c + m * g.ldc, columns);
 }
 
-// segment_of(t, row): the Segment of pixel row `row` for tap t, at n = 0. The C tiles (tap, column
-// tile, row tile, in that order) are split into one contiguous range per thread; each thread packs
-// a block's A once for all its tiles.
+// The C tiles [first, last) (tap, column tile, row tile, in that order) summed over pixel rows
+// [row_begin, row_end), block by block, in the calling thread: a block's A is packed once for all
+// of them.
 template <class SegmentOf>
-void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
+void reduce_rows(const ReduceGemm& g, SegmentOf segment_of, int64_t row_begin, int64_t row_end, int64_t first,
+                 int64_t last) {
   const int row_tiles = (g.rows + kTileRows - 1) / kTileRows;
   const int column_tiles = (g.columns + kTileColumns - 1) / kTileColumns;
-  const int64_t tiles = int64_t{row_tiles} * g.taps * column_tiles;
   const int64_t rows_per_block = block_rows(g.row_pixels);
-#pragma omp parallel if (worth_parallel(macs))
-  {
-    const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
-    const int64_t first = tiles * thread / threads, last = tiles * (thread + 1) / threads;
-    std::vector<float>& pack = scratch(3);
-    pack.resize(static_cast<size_t>(row_tiles * kTileRows * rows_per_block * g.row_pixels + 8 - kTileRows));
-    for (int64_t row0 = 0; row0 < g.pixel_rows && first < last; row0 += rows_per_block) {
-      const int64_t row1 = std::min(g.pixel_rows, row0 + rows_per_block);
-      const int64_t block_pixels = (row1 - row0) * g.row_pixels;
-      pack_reduction_rows(g, row0 * g.row_pixels, block_pixels, pack.data());
-      for (int64_t tile = first; tile < last; ++tile) {
-        const int m0 = static_cast<int>(tile % row_tiles) * kTileRows;
-        const int t = static_cast<int>(tile / row_tiles / column_tiles);
-        const int n0 = static_cast<int>(tile / row_tiles % column_tiles) * kTileColumns;
-        switch (std::min(kTileRows, g.rows - m0)) {
-          case 6: reduce_tile<6>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
-          case 5: reduce_tile<5>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
-          case 4: reduce_tile<4>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
-          case 3: reduce_tile<3>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
-          case 2: reduce_tile<2>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
-          default: reduce_tile<1>(g, pack.data(), block_pixels, m0, t, n0, row0, row1, segment_of); break;
-        }
+  std::vector<float>& pack = scratch(3);
+  pack.resize(static_cast<size_t>(row_tiles * kTileRows * rows_per_block * g.row_pixels + 8 - kTileRows));
+  for (int64_t row0 = row_begin; row0 < row_end && first < last; row0 += rows_per_block) {
+    const int64_t row1 = std::min(row_end, row0 + rows_per_block);
+    const int64_t block_pixels = (row1 - row0) * g.row_pixels;
+    const bool first_block = row0 == row_begin;
+    pack_reduction_rows(g, row0 * g.row_pixels, block_pixels, pack.data());
+    for (int64_t tile = first; tile < last; ++tile) {
+      const int m0 = static_cast<int>(tile % row_tiles) * kTileRows;
+      const int t = static_cast<int>(tile / row_tiles / column_tiles);
+      const int n0 = static_cast<int>(tile / row_tiles % column_tiles) * kTileColumns;
+      const float* p = pack.data();
+      switch (std::min(kTileRows, g.rows - m0)) {
+        case 6: reduce_tile<6>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
+        case 5: reduce_tile<5>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
+        case 4: reduce_tile<4>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
+        case 3: reduce_tile<3>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
+        case 2: reduce_tile<2>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
+        default: reduce_tile<1>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
       }
     }
   }
+}
+
+// Where C is small (at most kSmallC values: the 16- and 32-channel layers, the head, the first
+// layer) the threads would otherwise each pack and read every pixel for a few C tiles; there the
+// pixel rows are split into kPixelChunks chunks, a number fixed by the shape, whose partial sums are
+// added in chunk order. Elsewhere the threads split the C tiles and sweep every pixel.
+constexpr int64_t kSmallC = 16384;  // 64 KiB of C: 16 partial sums are 1 MiB at most
+constexpr int kPixelChunks = 16;
+
+// C(m, t*N + n) = beta*C + the chunks' partial sums (M, taps*N), in chunk order.
+inline void add_partial_sums(const ReduceGemm& g, const float* partials, int64_t chunks) {
+  const int64_t width = int64_t{g.taps} * g.columns, size = g.rows * width;
+#pragma omp parallel for schedule(static) if (worth_parallel(size * chunks * 16))
+  for (int m = 0; m < g.rows; ++m) {
+    for (int64_t j = 0; j < width; j += 8) {
+      const int count = static_cast<int>(std::min<int64_t>(8, width - j));
+      Vec8 sum = load_first(partials + m * width + j, count);
+      for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+        sum = add(sum, load_first(partials + chunk * size + m * width + j, count));
+      }
+      float* c = g.c + m * g.ldc + j;
+      if (g.beta != 0.0f) sum = add(mul(broadcast(g.beta), load_first(c, count)), sum);
+      store_first(c, sum, count);
+    }
+  }
+}
+
+// segment_of(t, row): the Segment of pixel row `row` for tap t, at n = 0.
+template <class SegmentOf>
+void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
+  const int64_t tiles = int64_t{(g.rows + kTileRows - 1) / kTileRows} * g.taps *
+                        ((g.columns + kTileColumns - 1) / kTileColumns);
+  const int64_t size = int64_t{g.rows} * g.taps * g.columns;
+  const int64_t chunks = size <= kSmallC ? std::min<int64_t>(kPixelChunks, g.pixel_rows) : 1;
+  if (chunks <= 1) {
+#pragma omp parallel if (worth_parallel(macs))
+    {
+      const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
+      reduce_rows(g, segment_of, 0, g.pixel_rows, tiles * thread / threads, tiles * (thread + 1) / threads);
+    }
+    return;
+  }
+  std::vector<float>& partials = scratch(4);
+  partials.resize(static_cast<size_t>(chunks * size));
+#pragma omp parallel for schedule(static) if (worth_parallel(macs))
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    ReduceGemm part = g;
+    part.c = partials.data() + chunk * size;
+    part.ldc = int64_t{g.taps} * g.columns;
+    part.beta = 0.0f;
+    reduce_rows(part, segment_of, g.pixel_rows * chunk / chunks, g.pixel_rows * (chunk + 1) / chunks, 0, tiles);
+  }
+  add_partial_sums(g, partials.data(), chunks);
 }
 
 // out(n) = beta*out(n) + sum_{q < rows} in(q, n) * (mask(q, n) > 0 if mask) for n < columns, with

@@ -190,9 +190,12 @@ TEST_CASE("fast cpu convolutions: every conv and up-conv layer of the default U-
   for (const UpCase& c : test::unet_up_cases(8)) check_up(c, 800 + c.shape.c_in);
 }
 
-TEST_CASE("fast cpu convolutions: every pass gives the same bits at 1 and 2 threads", "[cpu][conv2d]") {
-  const Conv2dShape s = conv_shape(2, 24, 30, 32, 40, 3);  // several pixel tiles and weight-gradient chunks
-  const ConvTranspose2dShape u = up_shape(2, 12, 30, 48, 32);
+namespace {
+
+// Every pass of a conv and an up-conv at 1 and at 2 threads.
+void check_thread_independence(const Conv2dShape& s, const ConvTranspose2dShape& u) {
+  INFO("conv " << s.n << "x" << s.h << "x" << s.w << ", " << s.c_in << " -> " << s.c_out << "; up-conv " << u.n << "x"
+               << u.h << "x" << u.w << ", " << u.c_in << " -> " << u.c_out);
   const int64_t p = int64_t{s.n} * s.h * s.w, pu = int64_t{u.n} * u.h * u.w;
   const auto x = test::random_uniform(p * s.c_in, 1), weight = test::random_uniform(9 * s.c_in * s.c_out, 2);
   const auto bias = test::random_uniform(s.c_out, 3), dy = test::random_uniform(p * s.c_out, 4);
@@ -225,6 +228,16 @@ TEST_CASE("fast cpu convolutions: every pass gives the same bits at 1 and 2 thre
       CHECK(one[pass] == two[pass]);
     }
   });
+}
+
+}  // namespace
+
+TEST_CASE("fast cpu convolutions: every pass gives the same bits at 1 and 2 threads", "[cpu][conv2d]") {
+  // Several pixel tiles; weight gradients small enough (C of 11,520 and 6,144 values) to be summed
+  // in pixel chunks.
+  check_thread_independence(conv_shape(2, 24, 30, 32, 40, 3), up_shape(2, 12, 30, 48, 32));
+  // Weight gradients (C of 41,472 and 24,576 values) whose C tiles are split between the threads.
+  check_thread_independence(conv_shape(1, 10, 12, 64, 72, 3), up_shape(1, 6, 10, 96, 64));
 }
 
 TEST_CASE("fast cpu kernels: UNET_CPU_KERNELS names an instruction set", "[cpu]") {
