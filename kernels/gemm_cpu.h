@@ -232,7 +232,7 @@ UNET_ALWAYS_INLINE void start_row(Tile<Rows>& t, int m, const float* c, float be
 
 // Scratch owned by the calling thread, grown and never shrunk: after the first training step the
 // passes allocate nothing. `slot` tells apart the buffers one pass uses at the same time; slots 3
-// (in every thread of its team) and 4 are reduce_gemm's.
+// (in every thread of its team) and 4 are reduce_gemm's, and column_sums uses 4 too.
 inline std::vector<float>& scratch(int slot) {
   thread_local std::vector<float> buffers[5];
   return buffers[slot];
@@ -501,25 +501,43 @@ void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
 }
 
 // out(n) = beta*out(n) + sum_{q < rows} in(q, n) * (mask(q, n) > 0 if mask) for n < columns, with
-// in(q, n) = in[q * stride + n] and mask likewise; each column summed by one thread in pixel order.
+// in(q, n) = in[q * stride + n] and mask likewise. The rows are summed in chunks of kSumRows (a
+// number fixed by the shape, one thread's each, so every cache line is read once), 64 columns at a
+// time, and the chunks' sums added in chunk order.
+constexpr int64_t kSumRows = 256;
+constexpr int kSumGroups = 8;  // 8-column groups per sweep of a chunk: 8 accumulators
+
 inline void column_sums(int64_t rows, int columns, const float* in, int64_t stride, const float* mask,
                         int64_t mask_stride, float beta, float* out) {
   const int groups = (columns + 7) / 8;
+  const int64_t chunks = std::max<int64_t>(1, (rows + kSumRows - 1) / kSumRows);
+  const int64_t width = int64_t{groups} * 8;
+  std::vector<float>& partials = scratch(4);
+  partials.resize(static_cast<size_t>(chunks * width));
 #pragma omp parallel for schedule(static) if (worth_parallel(rows * columns * 4))
-  for (int group = 0; group < groups; ++group) {
-    const int n0 = group * 8;
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const int64_t q0 = chunk * kSumRows, q1 = std::min(rows, q0 + kSumRows);
+    for (int g0 = 0; g0 < groups; g0 += kSumGroups) {
+      const int sweep = std::min(kSumGroups, groups - g0);
+      Vec8 sum[kSumGroups];
+      for (int j = 0; j < sweep; ++j) sum[j] = zero();
+      for (int64_t q = q0; q < q1; ++q) {
+        for (int j = 0; j < sweep; ++j) {
+          const int n0 = (g0 + j) * 8;
+          const Vec8 value = load_first(in + q * stride + n0, columns - n0);
+          sum[j] = add(sum[j], mask ? where_positive(load_first(mask + q * mask_stride + n0, columns - n0), value)
+                                    : value);
+        }
+      }
+      for (int j = 0; j < sweep; ++j) store(partials.data() + chunk * width + (g0 + j) * 8, sum[j]);
+    }
+  }
+  for (int n0 = 0; n0 < columns; n0 += 8) {
     const int count = columns - n0;
-    Vec8 sum = zero();
-    for (int64_t q = 0; q < rows; ++q) {
-      const Vec8 value = load_first(in + q * stride + n0, count);
-      sum = add(sum, mask ? where_positive(load_first(mask + q * mask_stride + n0, count), value) : value);
-    }
-    float total[8], prior[8] = {};
-    store(total, sum);
-    if (beta != 0.0f) store_first(prior, load_first(out + n0, count), count);
-    for (int n = 0; n < std::min(8, columns - n0); ++n) {
-      out[n0 + n] = beta == 0.0f ? total[n] : beta * prior[n] + total[n];
-    }
+    Vec8 total = load(partials.data() + n0);
+    for (int64_t chunk = 1; chunk < chunks; ++chunk) total = add(total, load(partials.data() + chunk * width + n0));
+    if (beta != 0.0f) total = add(mul(broadcast(beta), load_first(out + n0, count)), total);
+    store_first(out + n0, total, count);
   }
 }
 
