@@ -29,9 +29,9 @@
 //     shared by every row tile from L1 and L2. 512 was the fastest of 128, 256, 512 and 1,024
 //     pixels on the build machine (docs/performance.md).
 //
-// Threads: tap_gemm splits the pixel tiles statically; reduce_gemm splits its C tiles into one
-// contiguous range per thread, or, where C is small, its pixel rows into 16 chunks (a number fixed
-// by the shape) whose partial sums are added in chunk order. Each C element is summed in one fixed
+// Threads: tap_gemm splits the pixel tiles statically; reduce_gemm splits its pixel rows into up to
+// 16 chunks (a number fixed by the shape) whose partial sums are added in chunk order, or, where C
+// is too large for 2 partial sums, its C tiles into one contiguous range per thread. Each C element is summed in one fixed
 // order (taps, then channels; chunks, then rows, then pixels), so the results are the same bits for
 // any thread count. No atomics.
 //
@@ -447,12 +447,20 @@ void reduce_rows(const ReduceGemm& g, SegmentOf segment_of, int64_t row_begin, i
   }
 }
 
-// Where C is small (at most kSmallC values: the 16- and 32-channel layers, the head, the first
-// layer) the threads would otherwise each pack and read every pixel for a few C tiles; there the
-// pixel rows are split into kPixelChunks chunks, a number fixed by the shape, whose partial sums are
-// added in chunk order. Elsewhere the threads split the C tiles and sweep every pixel.
-constexpr int64_t kSmallC = 16384;  // 64 KiB of C: 16 partial sums are 1 MiB at most
-constexpr int kPixelChunks = 16;
+// The threads split the pixel rows into chunks, each chunk one thread's: every thread then packs
+// and reads only its own pixels. The number of chunks is fixed by the shape (so the bits do not
+// depend on the thread count): 16, or for a large C the largest power of two whose partial sums
+// fit in kPartialValues (4 MiB), the sums added in chunk order. Where not even 2 fit (C over
+// 512 Ki values: 256 channels and more) the threads split the C tiles instead and each sweeps
+// every pixel.
+constexpr int64_t kPartialValues = int64_t{1} << 20;
+constexpr int64_t kMostChunks = 16;
+
+inline int64_t pixel_chunks(int64_t c_values, int64_t pixel_rows) {
+  int64_t chunks = kMostChunks;
+  while (chunks > 1 && chunks * c_values > kPartialValues) chunks /= 2;
+  return std::min(chunks, pixel_rows);
+}
 
 // C(m, t*N + n) = beta*C + the chunks' partial sums (M, taps*N), in chunk order.
 inline void add_partial_sums(const ReduceGemm& g, const float* partials, int64_t chunks) {
@@ -478,7 +486,7 @@ void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
   const int64_t tiles = int64_t{(g.rows + kTileRows - 1) / kTileRows} * g.taps *
                         ((g.columns + kTileColumns - 1) / kTileColumns);
   const int64_t size = int64_t{g.rows} * g.taps * g.columns;
-  const int64_t chunks = size <= kSmallC ? std::min<int64_t>(kPixelChunks, g.pixel_rows) : 1;
+  const int64_t chunks = pixel_chunks(size, g.pixel_rows);
   if (chunks <= 1) {
 #pragma omp parallel if (worth_parallel(macs))
     {

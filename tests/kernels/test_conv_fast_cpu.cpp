@@ -233,11 +233,18 @@ void check_thread_independence(const Conv2dShape& s, const ConvTranspose2dShape&
 }  // namespace
 
 TEST_CASE("fast cpu convolutions: every pass gives the same bits at 1 and 2 threads", "[cpu][conv2d]") {
-  // Several pixel tiles; weight gradients small enough (C of 11,520 and 6,144 values) to be summed
-  // in pixel chunks.
+  // Several pixel tiles; weight gradients (C of 11,520 and 6,144 values) in 16 pixel chunks.
   check_thread_independence(conv_shape(2, 24, 30, 32, 40, 3), up_shape(2, 12, 30, 48, 32));
-  // Weight gradients (C of 41,472 and 24,576 values) whose C tiles are split between the threads.
-  check_thread_independence(conv_shape(1, 10, 12, 64, 72, 3), up_shape(1, 6, 10, 96, 64));
+  // Weight gradients (C of 552,960 and 557,056 values) too large for two partial sums: their C
+  // tiles are split between the threads.
+  check_thread_independence(conv_shape(1, 4, 5, 256, 240, 3), up_shape(1, 3, 4, 512, 272));
+}
+
+TEST_CASE("fast cpu convolutions: weight gradients too large for pixel chunks", "[cpu][conv2d]") {
+  check_conv({conv_shape(1, 4, 5, 256, 240, 3), true}, 900);
+  check_conv({conv_shape(1, 3, 4, 256, 240, 3), true, true, {}, {}, true}, 910);
+  check_up({up_shape(1, 3, 4, 512, 272)}, 920);
+  check_up({up_shape(1, 3, 3, 512, 272), true, {}, {}, true}, 930);
 }
 
 TEST_CASE("fast cpu kernels: UNET_CPU_KERNELS names an instruction set", "[cpu]") {
