@@ -789,21 +789,8 @@ void check_shape([[maybe_unused]] const Conv2dShape& shape) {
   assert(pixel_count(shape) <= INT_MAX && int64_t{shape.c_out} * window(shape) <= INT_MAX);
 }
 
-// Version 3 (both elements): the block tile of every pass, the grid over its GEMM and the launch.
-using Tile3 = mma::LargeTile;
-
-template <class Block>
-dim3 mma_grid(int64_t m, int64_t n, int64_t z = 1) {
-  return dim3(static_cast<unsigned>(ceil_div(m, Block::kM)), static_cast<unsigned>(ceil_div(n, Block::kN)),
-              static_cast<unsigned>(z));
-}
-
-template <class Tiles, class... Params, class... Args>
-void launch_mma(KernelRef<Params...> kernel, dim3 grid, Stream stream, Args&&... args) {
-  constexpr size_t bytes = mma::shared_bytes<Tiles>();
-  allow_dynamic_shared(kernel, bytes);
-  launch(kernel, grid, dim3(mma::kThreads), bytes, stream, std::forward<Args>(args)...);
-}
+// Version 3 (both elements), launched through conv_mma.h's mma::grid, mma::launch and
+// mma::with_block_tile.
 
 // body.template operator()<kVector, kMasked>() for the run-time choice of copies and mask.
 template <class Body>
@@ -823,27 +810,38 @@ template <class Element>
 void forward3(const Conv2dShape& shape, const Element* x, int x_stride, const Element* weight, const float* bias,
               bool relu, Element* y, int y_stride, bool vector, Stream stream) {
   with_copies(vector, false, [&]<bool kVector, bool>() {
-    launch_mma<ForwardTiles3<Element, Tile3, kVector>>(KERNEL(conv2d_forward_kernel3<Element, Tile3, kVector>),
-                                                       mma_grid<Tile3>(pixel_count(shape), shape.c_out), stream,
-                                                       shape, x, x_stride, weight, bias, relu, y, y_stride);
+    const int large = mma::blocks_per_sm<ForwardTiles3<Element, mma::LargeTile, kVector>>();
+    const int small = mma::blocks_per_sm<ForwardTiles3<Element, mma::SmallTile, kVector>>();
+    mma::with_block_tile(pixel_count(shape), shape.c_out, large, small, [&]<class Block>() {
+      mma::launch<ForwardTiles3<Element, Block, kVector>>(KERNEL(conv2d_forward_kernel3<Element, Block, kVector>),
+                                                          mma::grid<Block>(pixel_count(shape), shape.c_out), stream,
+                                                          shape, x, x_stride, weight, bias, relu, y, y_stride);
+    });
   });
 }
 
 template <class Element>
 void backward_data3(const Conv2dShape& shape, const Element* dy, int dy_stride, const Element* relu_output,
-                    int relu_output_stride, const Element* weight, float beta, Element* dx, int dx_stride,
-                    bool vector, Stream stream) {
+                    int relu_output_stride, const Element* weight, float beta, Element* dx, int dx_stride, bool vector,
+                    Stream stream) {
   with_copies(vector, relu_output != nullptr, [&]<bool kVector, bool kMasked>() {
-    launch_mma<DataTiles3<Element, Tile3, kVector, kMasked>>(
-        KERNEL(conv2d_backward_data_kernel3<Element, Tile3, kVector, kMasked>),
-        mma_grid<Tile3>(pixel_count(shape), shape.c_in), stream, shape, dy, dy_stride, relu_output,
-        relu_output_stride, weight, beta, dx, dx_stride);
+    const int large = mma::blocks_per_sm<DataTiles3<Element, mma::LargeTile, kVector, kMasked>>();
+    const int small = mma::blocks_per_sm<DataTiles3<Element, mma::SmallTile, kVector, kMasked>>();
+    mma::with_block_tile(pixel_count(shape), shape.c_in, large, small, [&]<class Block>() {
+      mma::launch<DataTiles3<Element, Block, kVector, kMasked>>(
+          KERNEL(conv2d_backward_data_kernel3<Element, Block, kVector, kMasked>),
+          mma::grid<Block>(pixel_count(shape), shape.c_in), stream, shape, dy, dy_stride, relu_output,
+          relu_output_stride, weight, beta, dx, dx_stride);
+    });
   });
 }
 
-// How version 3 splits a weight gradient's pixels: enough chunks to fill the GPU (as version 2).
+// backward_weight's one block tile; it splits the pixels into enough chunks to fill the GPU (as
+// version 2 does).
+using WeightTile3 = mma::LargeTile;
+
 gemm::PixelSplit weight_split3(const Conv2dShape& shape) {
-  const int64_t tiles = ceil_div(window(shape), Tile3::kM) * ceil_div(shape.c_out, Tile3::kN);
+  const int64_t tiles = ceil_div(window(shape), WeightTile3::kM) * ceil_div(shape.c_out, WeightTile3::kN);
   return gemm::split_pixels(pixel_count(shape), tiles);
 }
 
@@ -854,15 +852,15 @@ size_t weight_workspace3(const Conv2dShape& shape) {
 // The partial dW of each pixel chunk, then their ordered sum (column_sum.h).
 template <DeviceKind D, class Element>
 void backward_weight3(const Conv2dShape& shape, const Element* x, int x_stride, const Element* dy, int dy_stride,
-                      const Element* relu_output, int relu_output_stride, float beta, float* dweight,
-                      void* workspace, bool vector, Stream stream) {
+                      const Element* relu_output, int relu_output_stride, float beta, float* dweight, void* workspace,
+                      bool vector, Stream stream) {
   const gemm::PixelSplit split = weight_split3(shape);
   auto* partial = static_cast<float*>(workspace);
   if (split.splits > 0) {
     with_copies(vector, relu_output != nullptr, [&]<bool kVector, bool kMasked>() {
-      launch_mma<WeightTiles3<Element, Tile3, kVector, kMasked>>(
-          KERNEL(conv2d_backward_weight_kernel3<Element, Tile3, kVector, kMasked>),
-          mma_grid<Tile3>(window(shape), shape.c_out, split.splits), stream, shape, x, x_stride, dy, dy_stride,
+      mma::launch<WeightTiles3<Element, WeightTile3, kVector, kMasked>>(
+          KERNEL(conv2d_backward_weight_kernel3<Element, WeightTile3, kVector, kMasked>),
+          mma::grid<WeightTile3>(window(shape), shape.c_out, split.splits), stream, shape, x, x_stride, dy, dy_stride,
           relu_output, relu_output_stride, static_cast<int>(split.chunk), partial);
     });
   }

@@ -8,7 +8,8 @@
 //
 //   - the block tile (BlockTile): 128 threads (4 warps, 2 x 2) compute a kM x kN tile of C, warp
 //     w owning rows (w / 2) kM / 2 .. and columns (w % 2) kN / 2 ..: a grid of 16 x 8 mma tiles
-//     of fp32 accumulators per warp (BlockTile::Accumulator; 64 a thread at 128 x 64).
+//     of fp32 accumulators per warp (BlockTile::Accumulator). Two tiles, 128 x 64 (LargeTile) and
+//     64 x 64 (SmallTile), chosen per GEMM by kernels/tile_choice.h.
 //   - a stage of shared memory holds K = Format::kTileK of each operand as a Slice, in one of two
 //     layouts: K-contiguous [kWidth][K] (a pixel's channels, a weight row) or K-major [K][kWidth]
 //     (K rows of M or N contiguous values), kWidth the block tile's M or N.
@@ -72,11 +73,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/backend.h"
-#include "kernels/conv_gemm.h"  // UNET_UNROLL
+#include "kernels/conv_gemm.h"  // UNET_UNROLL, UNET_NO_UNROLL
 #include "kernels/rounding.h"
 #include "kernels/tensor_core.h"
+#include "kernels/tile_choice.h"
 
 namespace unet::KERNEL_BACKEND::mma {
 
@@ -106,7 +109,10 @@ struct BlockTile {
   }
 };
 
-using LargeTile = BlockTile<128, 64>;
+// The two block tiles (kernels/tile_choice.h picks one per GEMM): warp tiles of 64 x 32 (64
+// accumulators a thread) and 32 x 32 (32).
+using LargeTile = BlockTile<kLargeMmaTile.m, kLargeMmaTile.n>;
+using SmallTile = BlockTile<kSmallMmaTile.m, kSmallMmaTile.n>;
 
 // The epilogue's walk over this thread's accumulators: store(row, col, value) for each, (row, col)
 // within the block tile; the pass's store checks the edges and writes the output.
@@ -279,7 +285,7 @@ __device__ __forceinline__ void copy_slice(Element* slice, const Source& source,
     } else {
       // Not unrolled: one element's address live at a time keeps the fallback within the
       // registers of the 16-byte path (scripts/check_sass.py: no spills).
-#pragma unroll 1
+      UNET_NO_UNROLL
       for (int e = 0; e < kChunk; ++e) Format<Element>::copy_element(destination + e, source(row, col + e), fallback);
     }
   }
@@ -369,6 +375,47 @@ __device__ __forceinline__ void multiply(Tiles& tiles, typename Tiles::Element* 
 template <class Tiles>
 constexpr size_t shared_bytes() {
   return size_t{Tiles::kStages} * Tiles::kStageElements * sizeof(typename Tiles::Element);
+}
+
+// The blocks per SM a version-3 kernel is designed for: kMaxBlocksPerSm (the register file's
+// limit, __launch_bounds__), or fewer where its stages do not fit that many times in an H100/H200
+// SM's 228 KiB of shared memory, 1 KiB of it reserved per block. scripts/check_sass.py checks
+// the same numbers against the compiled kernels.
+template <class Tiles>
+constexpr int blocks_per_sm() {
+  constexpr size_t shared_per_sm = 228 * 1024, reserved_per_block = 1024;
+  constexpr size_t fit = shared_per_sm / (shared_bytes<Tiles>() + reserved_per_block);
+  return fit < kMaxBlocksPerSm ? static_cast<int>(fit) : kMaxBlocksPerSm;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The launch side (host code of the .cu files that include this header).
+
+// The grid over an m x n GEMM (z chunks of K) in Block's tiles.
+template <class Block>
+dim3 grid(int64_t m, int64_t n, int64_t z = 1) {
+  return dim3(static_cast<unsigned>(ceil_div(m, Block::kM)), static_cast<unsigned>(ceil_div(n, Block::kN)),
+              static_cast<unsigned>(z));
+}
+
+// Launches a kernel built on Tiles with its pipeline's dynamic shared memory.
+template <class Tiles, class... Params, class... Args>
+void launch(KernelRef<Params...> kernel, dim3 grid, Stream stream, Args&&... args) {
+  constexpr size_t bytes = shared_bytes<Tiles>();
+  allow_dynamic_shared(kernel, bytes);
+  KERNEL_BACKEND::launch(kernel, grid, dim3(kThreads), bytes, stream, std::forward<Args>(args)...);
+}
+
+// body.template operator()<Block>() on the block tile kernels/tile_choice.h picks (or a test
+// pins) for an m x n GEMM whose kernels are designed for `large` and `small` blocks per SM on the
+// two tiles: forward and backward_data (backward_weight splits K instead).
+template <class Body>
+void with_block_tile(int64_t m, int64_t n, int large, int small, Body&& body) {
+  if (PinnedMmaTile::choose(m, n, large, small) == MmaTile::small) {
+    body.template operator()<SmallTile>();
+  } else {
+    body.template operator()<LargeTile>();
+  }
 }
 
 }  // namespace unet::KERNEL_BACKEND::mma

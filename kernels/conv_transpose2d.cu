@@ -636,21 +636,8 @@ gemm::PixelSplit weight_split(const ConvTranspose2dShape& shape) {
   return gemm::split_pixels(pixel_count(shape), tiles);
 }
 
-// Version 3 (both elements): the block tile of every pass, the grid over its GEMM and the launch.
-using Tile3 = mma::LargeTile;
-
-template <class Block>
-dim3 mma_grid(int64_t m, int64_t n, int64_t z = 1) {
-  return dim3(static_cast<unsigned>(ceil_div(m, Block::kM)), static_cast<unsigned>(ceil_div(n, Block::kN)),
-              static_cast<unsigned>(z));
-}
-
-template <class Tiles, class... Params, class... Args>
-void launch_mma(KernelRef<Params...> kernel, dim3 grid, Stream stream, Args&&... args) {
-  constexpr size_t bytes = mma::shared_bytes<Tiles>();
-  allow_dynamic_shared(kernel, bytes);
-  launch(kernel, grid, dim3(mma::kThreads), bytes, stream, std::forward<Args>(args)...);
-}
+// Version 3 (both elements), launched through conv_mma.h's mma::grid, mma::launch and
+// mma::with_block_tile.
 
 // body.template operator()<kVector>() for the run-time choice of copies.
 template <class Body>
@@ -678,9 +665,14 @@ template <class Element>
 void forward3(const ConvTranspose2dShape& shape, const Element* x, int x_stride, const Element* weight,
               const float* bias, Element* y, int y_stride, bool vector, Stream stream) {
   with_copies(vector, [&]<bool kVector>() {
-    launch_mma<UpForwardTiles3<Element, Tile3, kVector>>(
-        KERNEL(conv_transpose2d_forward_kernel3<Element, Tile3, kVector>),
-        mma_grid<Tile3>(pixel_count(shape), 4 * shape.c_out), stream, shape, x, x_stride, weight, bias, y, y_stride);
+    const int large = mma::blocks_per_sm<UpForwardTiles3<Element, mma::LargeTile, kVector>>();
+    const int small = mma::blocks_per_sm<UpForwardTiles3<Element, mma::SmallTile, kVector>>();
+    mma::with_block_tile(pixel_count(shape), 4 * shape.c_out, large, small, [&]<class Block>() {
+      mma::launch<UpForwardTiles3<Element, Block, kVector>>(
+          KERNEL(conv_transpose2d_forward_kernel3<Element, Block, kVector>),
+          mma::grid<Block>(pixel_count(shape), 4 * shape.c_out), stream, shape, x, x_stride, weight, bias, y,
+          y_stride);
+    });
   });
 }
 
@@ -688,11 +680,19 @@ template <class Element>
 void backward_data3(const ConvTranspose2dShape& shape, const Element* dy, int dy_stride, const Element* weight,
                     float beta, Element* dx, int dx_stride, bool vector, Stream stream) {
   with_copies(vector, [&]<bool kVector>() {
-    launch_mma<UpDataTiles3<Element, Tile3, kVector>>(
-        KERNEL(conv_transpose2d_backward_data_kernel3<Element, Tile3, kVector>),
-        mma_grid<Tile3>(pixel_count(shape), shape.c_in), stream, shape, dy, dy_stride, weight, beta, dx, dx_stride);
+    const int large = mma::blocks_per_sm<UpDataTiles3<Element, mma::LargeTile, kVector>>();
+    const int small = mma::blocks_per_sm<UpDataTiles3<Element, mma::SmallTile, kVector>>();
+    mma::with_block_tile(pixel_count(shape), shape.c_in, large, small, [&]<class Block>() {
+      mma::launch<UpDataTiles3<Element, Block, kVector>>(
+          KERNEL(conv_transpose2d_backward_data_kernel3<Element, Block, kVector>),
+          mma::grid<Block>(pixel_count(shape), shape.c_in), stream, shape, dy, dy_stride, weight, beta, dx,
+          dx_stride);
+    });
   });
 }
+
+// backward_weight's one block tile (it splits the pixels instead: kernels/tile_choice.h).
+using WeightTile3 = mma::LargeTile;
 
 // Version 3 splits the pixels as version 2 does (weight_split), so that backward_weight_workspace
 // is one size for every version but the first; the partials are summed in order (column_sum.h).
@@ -703,9 +703,9 @@ void backward_weight3(const ConvTranspose2dShape& shape, const Element* x, int x
   auto* partial = static_cast<float*>(workspace);
   if (split.splits > 0) {
     with_copies(vector, [&]<bool kVector>() {
-      launch_mma<UpWeightTiles3<Element, Tile3, kVector>>(
-          KERNEL(conv_transpose2d_backward_weight_kernel3<Element, Tile3, kVector>),
-          mma_grid<Tile3>(shape.c_in, 4 * shape.c_out, split.splits), stream, shape, x, x_stride, dy, dy_stride,
+      mma::launch<UpWeightTiles3<Element, WeightTile3, kVector>>(
+          KERNEL(conv_transpose2d_backward_weight_kernel3<Element, WeightTile3, kVector>),
+          mma::grid<WeightTile3>(shape.c_in, 4 * shape.c_out, split.splits), stream, shape, x, x_stride, dy, dy_stride,
           static_cast<int>(split.chunk), partial);
     });
   }

@@ -31,7 +31,8 @@ import sys
 # `<op>_<pass>_kernel3<Element, BlockTile<M, N>, kVector[, kMasked]>`: threads per block
 # (kernels/conv_mma.h's kThreads), blocks per SM (its kMaxBlocksPerSm, or fewer where a ReLU mask's
 # third slice makes the stage too big), and the dynamic shared memory its launcher requests
-# (mma::shared_bytes: stages x the Tiles' kStageElements). Per stage, at the 128 x 64 tile:
+# (mma::shared_bytes: stages x the Tiles' kStageElements; mma::blocks_per_sm derives the same
+# blocks per SM). Per stage, at the 128 x 64 tile (LARGE):
 # TF32 (float, 3 stages; K-contiguous rows of 16 + 4 floats, K-major rows of width + 8):
 #   conv2d forward          A 128 x 20 + B 64 x 20: 46,080 bytes, 4 blocks per SM
 #   conv2d backward_data    A 128 x 20 + B 16 x 72: 44,544 bytes, 4 blocks per SM; with the ReLU
@@ -45,7 +46,15 @@ import sys
 #   every pass of both ops  A 128 x 32 + B 64 x 32 (either layout): 49,152 bytes, 4 blocks per SM
 #   conv2d backward_data    with the mask (+ 128 x 32), 3 stages: 61,440 bytes, 3 blocks per SM
 #   conv2d backward_weight  with the mask (+ 32 x 64), 3 stages: 49,152 bytes, 4 blocks per SM
+# and at the 64 x 64 tile (SMALL: forward and backward_data only), all at 4 blocks per SM:
+#   TF32 forward (both ops' A and B K-contiguous: conv2d forward, conv_transpose2d backward_data)
+#                           A 64 x 20 + B 64 x 20: 30,720 bytes
+#   TF32 A 64 x 20 + B 16 x 72 (conv2d backward_data, conv_transpose2d forward): 29,184 bytes;
+#                           conv2d backward_data with the mask (+ 64 x 20): 44,544 bytes
+#   bf16                    A 64 x 32 + B 64 x 32: 32,768 bytes; conv2d backward_data with the
+#                           mask (+ 64 x 32), 3 stages: 36,864 bytes
 LARGE = r"unet::cuda::mma::BlockTile<128, 64>"
+SMALL = r"unet::cuda::mma::BlockTile<64, 64>"
 ANY = "(true|false)"
 BUDGETS = [
     (rf"conv2d_forward_kernel3<float, {LARGE}, {ANY}>", (128, 4, 46080)),
@@ -62,6 +71,15 @@ BUDGETS = [
     (rf"conv2d_backward_weight_kernel3<unet::bf16, {LARGE}, {ANY}, {ANY}>", (128, 4, 49152)),
     (rf"conv_transpose2d_(forward|backward_data|backward_weight)_kernel3<unet::bf16, {LARGE}, {ANY}>",
      (128, 4, 49152)),
+    (rf"conv2d_forward_kernel3<float, {SMALL}, {ANY}>", (128, 4, 30720)),
+    (rf"conv2d_backward_data_kernel3<float, {SMALL}, {ANY}, false>", (128, 4, 29184)),
+    (rf"conv2d_backward_data_kernel3<float, {SMALL}, {ANY}, true>", (128, 4, 44544)),
+    (rf"conv_transpose2d_forward_kernel3<float, {SMALL}, {ANY}>", (128, 4, 29184)),
+    (rf"conv_transpose2d_backward_data_kernel3<float, {SMALL}, {ANY}>", (128, 4, 30720)),
+    (rf"conv2d_forward_kernel3<unet::bf16, {SMALL}, {ANY}>", (128, 4, 32768)),
+    (rf"conv2d_backward_data_kernel3<unet::bf16, {SMALL}, {ANY}, false>", (128, 4, 32768)),
+    (rf"conv2d_backward_data_kernel3<unet::bf16, {SMALL}, {ANY}, true>", (128, 4, 36864)),
+    (rf"conv_transpose2d_(forward|backward_data)_kernel3<unet::bf16, {SMALL}, {ANY}>", (128, 4, 32768)),
 ]
 # Demangled names of the version-3 kernels that gather their tiles with plain loads (no cp.async):
 # bf16 with kVector false.

@@ -19,6 +19,7 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/rounding.h"
+#include "kernels/tile_choice.h"
 #include "models/unet_shapes.h"
 #include "tests/test_util.h"
 
@@ -191,6 +192,16 @@ void check(const Case& c, uint64_t seed) {
   check_backward_weight(c, seed, x, test::to_float(y_ref));
 }
 
+// check() on each block tile of version 3 (kernels/tile_choice.h), pinned: the awkward shapes on
+// both, where the model would pick the small tile for nearly all of them.
+void check_each_tile(const Case& c, uint64_t seed) {
+  for (MmaTile tile : {MmaTile::large, MmaTile::small}) {
+    INFO((tile == MmaTile::large ? "128 x 64" : "64 x 64") << " block tile");
+    const PinnedMmaTile pinned(tile);
+    check(c, seed);
+  }
+}
+
 Conv2dShape shape(int n, int h, int w, int c_in, int c_out, int k) {
   return {.n = n, .h = h, .w = w, .c_in = c_in, .c_out = c_out, .k = k};
 }
@@ -212,13 +223,13 @@ TEST_CASE("conv2d v3 (tf32): odd sizes, channels not a multiple of the tile, N =
       {shape(2, 17, 19, 16, 24, 3), true},      // 646 pixels: six blocks of pixels
   };
   uint64_t seed = 100;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : cases) check_each_tile(c, seed += 10);
 }
 
 TEST_CASE("conv2d v3 (tf32): inputs and outputs as channel slices of wider buffers", "[conv2d][tensor-core]") {
-  check({shape(2, 5, 7, 64, 64, 3), true, true, Slice{128, 64}, Slice{128, 0}}, 200);  // aligned: 16-byte copies
-  check({shape(1, 6, 5, 64, 68, 3), true, true, Slice{71, 3}, Slice{69, 1}}, 210);     // unaligned: 4-byte copies
-  check({shape(2, 3, 5, 17, 33, 3), false, true, Slice{20, 2}, Slice{40, 7}}, 220);
+  check_each_tile({shape(2, 5, 7, 64, 64, 3), true, true, Slice{128, 64}, Slice{128, 0}}, 200);  // 16-byte copies
+  check_each_tile({shape(1, 6, 5, 64, 68, 3), true, true, Slice{71, 3}, Slice{69, 1}}, 210);     // 4-byte copies
+  check_each_tile({shape(2, 3, 5, 17, 33, 3), false, true, Slice{20, 2}, Slice{40, 7}}, 220);
 }
 
 TEST_CASE("conv2d v3 (tf32): small integers and tf32 ties give exactly the reference", "[conv2d][tensor-core]") {
@@ -231,7 +242,7 @@ TEST_CASE("conv2d v3 (tf32): small integers and tf32 ties give exactly the refer
       {shape(1, 4, 7, 5, 9, 3), true, true, {}, {}, Values::tf32_ties},
   };
   uint64_t seed = 300;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : cases) check_each_tile(c, seed += 10);
 }
 
 TEST_CASE("conv2d v3 (tf32): the operands really are rounded to tf32", "[conv2d][tensor-core]") {
