@@ -155,7 +155,7 @@ struct Format<float> {
   __device__ static void copy_element(float* destination, const float* source, const float* fallback) {
     cp_async<4>(destination, source != nullptr ? source : fallback, source != nullptr ? 4 : 0);
   }
-  // An A fragment register: the operand rounded to TF32, or with kOperand false the stored bits
+  // A fragment register: the operand rounded to TF32, or with kOperand false the stored bits
   // (a ReLU mask's, which a rounding could turn from a tiny positive value into 0).
   template <bool kOperand>
   __device__ static uint32_t fragment(float value) {
