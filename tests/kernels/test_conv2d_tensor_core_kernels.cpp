@@ -293,19 +293,20 @@ TEST_CASE("conv2d v3: both block tiles give the same bits, in tf32 and bf16", "[
   const Conv2dShape s = shape(2, 9, 11, 24, 40, 3);  // 198 pixels: partial tiles of both heights
   const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_out} * 9 * s.c_in;
   const auto x = test::random_uniform(p * s.c_in, 1), weight = test::random_uniform(weights, 2);
-  const auto dy = test::random_uniform(p * s.c_out, 3), relu_output = test::random_uniform(p * s.c_in, 4);
+  const auto dy = test::random_uniform(p * s.c_out, 3), relu_output = test::random_uniform(p * s.c_out, 4);
   DeviceBuffer<float> d_x(dev(), x), d_w(dev(), weight), d_dy(dev(), dy), d_mask(dev(), relu_output);
   DeviceBuffer<bf16> h_x(dev(), test::rounded(x)), h_w(dev(), test::rounded(weight)), h_dy(dev(), test::rounded(dy));
   DeviceBuffer<bf16> h_mask(dev(), test::rounded(relu_output));
-  // forward and the masked backward_data on one tile, in tf32 then bf16 (as floats).
+  // forward and backward_data masked by a ReLU output (the shape of dy) on one tile, in tf32 then
+  // bf16 (as floats).
   const auto run = [&]() {
     DeviceBuffer<float> y(dev(), p * s.c_out), dx(dev(), p * s.c_in);
     DeviceBuffer<bf16> y_bf16(dev(), p * s.c_out), dx_bf16(dev(), p * s.c_in);
     Conv::forward(s, d_x.data(), s.c_in, d_w.data(), nullptr, true, y.data(), s.c_out, {}, Conv::tensor_core_version);
-    Conv::backward_data(s, d_dy.data(), s.c_out, d_mask.data(), s.c_in, d_w.data(), 0.0f, dx.data(), s.c_in, {},
+    Conv::backward_data(s, d_dy.data(), s.c_out, d_mask.data(), s.c_out, d_w.data(), 0.0f, dx.data(), s.c_in, {},
                         Conv::tensor_core_version);
     Conv::forward(s, h_x.data(), s.c_in, h_w.data(), nullptr, true, y_bf16.data(), s.c_out, {}, 3);
-    Conv::backward_data(s, h_dy.data(), s.c_out, h_mask.data(), s.c_in, h_w.data(), 0.0f, dx_bf16.data(), s.c_in, {},
+    Conv::backward_data(s, h_dy.data(), s.c_out, h_mask.data(), s.c_out, h_w.data(), 0.0f, dx_bf16.data(), s.c_in, {},
                         3);
     std::vector<float> all = y.download();
     for (const auto& more : {dx.download(), test::widened(y_bf16.download()), test::widened(dx_bf16.download())}) {
