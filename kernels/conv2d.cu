@@ -16,23 +16,24 @@
 //      most 8, such as the 1x1 output head) has its own forward and backward_weight, one thread per
 //      pixel or per weight column reading contiguous channels, since a GEMM tile would be mostly
 //      empty.
-//   3  implicit GEMM on tensor cores in TF32 (kernels/conv_mma.h): the same GEMMs as version 2, a
-//      128 x 64 block tile of 4 warps on mma.sync m16n8k8, K-steps of 16 through a 3-stage
-//      cp.async pipeline, operands rounded with cvt.rna as they leave shared memory (fp32
-//      storage); forward fuses bias and ReLU, the gradients the ReLU mask (copied beside g,
-//      applied as it leaves shared memory); backward_weight splits the pixels into fixed chunks
-//      and sums their partials in order, like version 2. Compared with cpu::conv2d_*_tf32, not
-//      with the fp32 reference. Not the default: version 0 stays version 2.
-//      In bf16 (the bf16 overloads, where version 0 is version 3): the same GEMMs and block tile on
-//      bf16 tensors, K-steps of 32 through a 4-stage cp.async pipeline (3 with the ReLU mask) of
-//      XOR-swizzled stages, fragments loaded with ldmatrix.x4 (.trans where K runs down a slice's
-//      rows: backward_data's weights, both backward_weight operands), mma.sync m16n8k16 with fp32
-//      accumulators; forward fuses bias, ReLU and the one rounding to bf16, backward_data the
-//      ReLU mask (applied to the g fragments) and beta on a bf16 dx, backward_weight writes fp32
-//      partials per pixel chunk summed in order. Channel counts, strides or offsets that are not
-//      multiples of 8 bf16 (the 3-channel first layer, the 1-channel head's gradient, odd channel
-//      slices) take the kVector = false instantiation: the same tiles gathered through registers
-//      (kernels/conv_mma.h says why). Compared with cpu::conv2d_*_bf16.
+//   3  implicit GEMM on tensor cores (kernels/conv_mma.h): the same GEMMs as version 2, one set of
+//      tiles per pass for both elements (conv2d_<pass>_kernel3<float | bf16, BlockTile, ...>): a
+//      128 x 64 block tile of 4 warps, a multistage cp.async pipeline, forward fusing bias and
+//      ReLU, the gradients the ReLU mask (copied beside g, applied to its fragments),
+//      backward_weight splitting the pixels into fixed chunks whose partials are summed in order,
+//      like version 2. What differs by element is conv_mma.h's Format:
+//      float: TF32 mma.sync m16n8k8, K-steps of 16 through 3 stages of padded slices, operands
+//        rounded with cvt.rna as they leave shared memory (fp32 storage). Compared with
+//        cpu::conv2d_*_tf32, not with the fp32 reference. Not the default: version 0 stays 2.
+//      bf16 (the bf16 overloads, where version 0 is version 3): mma.sync m16n8k16 with fp32
+//        accumulators, K-steps of 32 through 4 stages (3 with the ReLU mask) of XOR-swizzled
+//        slices, fragments loaded with ldmatrix.x4 (.trans where K runs down a slice's rows:
+//        backward_data's weights, both backward_weight operands); forward rounds once to bf16,
+//        backward_data applies beta on a bf16 dx, backward_weight writes fp32 partials.
+//        Compared with cpu::conv2d_*_bf16.
+//      Channel counts, strides or offsets that rule out 16-byte copies (the 3-channel first layer,
+//      the 1-channel head's gradient, odd channel slices) take the kVector = false instantiation:
+//      the same tiles copied element by element (kernels/conv_mma.h says how and why).
 // bf16 also has version 1 (the loops above on widened bf16 values, fp32 sums, one rounding).
 // backward_bias has one version: the deterministic two-pass column sum shared with
 // conv_transpose2d (column_sum.h), masked by the ReLU's output; in bf16 its first pass is
@@ -43,6 +44,7 @@
 #include <cassert>
 #include <climits>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/column_sum.h"
 #include "kernels/dialect.h"
@@ -61,10 +63,8 @@ __device__ __forceinline__ bool inside_image(const Conv2dShape& shape, int h, in
 
 // Version 1 runs on fp32 or bf16 tensors (T): values are widened as they are read and a bf16
 // output rounded once, as it is written; every sum is fp32.
-__device__ __forceinline__ float widen(float value) { return value; }
-__device__ __forceinline__ float widen(bf16 value) { return to_float(value); }
-__device__ __forceinline__ void store(float& out, float value) { out = value; }
-__device__ __forceinline__ void store(bf16& out, float value) { out = to_bf16(value); }
+using mma::store;  // (kernels/conv_mma.h)
+using mma::widen;
 
 // g = dy, or dy where the fused ReLU's output is positive.
 template <class T>
@@ -534,100 +534,106 @@ __global__ void conv2d_backward_weight_thin_kernel2(Conv2dShape shape, const flo
 }
 
 // ---------------------------------------------------------------------------------------------
-// kernels: version 3, implicit GEMM on tensor cores in TF32 (kernels/conv_mma.h)
+// kernels: version 3, implicit GEMM on tensor cores (kernels/conv_mma.h), one set of tiles for
+// both elements: Element float (fp32 tensors, TF32 mma, cvt.rna as operands leave shared memory)
+// or bf16 (bf16 tensors, ldmatrix, bf16 mma). The first template argument names the element, so
+// that the TF32 and bf16 kernels stand apart in the SASS; Block is the block tile; kVector picks
+// 16-byte cp.async copies or element-by-element ones (conv_mma.h, "Copies").
 
-// forward: A row = the pixel's channels k0 .. k0 + 15 at the tap's shifted pixel (null outside the
-// image), B row = the output channel's weights of the tap, the same channels.
-template <bool kVector>
+// forward: A row = the pixel's channels k0 .. k0 + K - 1 at the tap's shifted pixel (null outside
+// the image), B row = the output channel's weights of the tap, the same channels. Both
+// K-contiguous.
+template <class T, class TileShape, bool kVector>
 struct ForwardTiles3 {
-  using Element = float;
-  static constexpr int kStages = mma::kStages;
-  static constexpr int kStageElements = (mma::kTileM + mma::kTileN) * mma::kRowFloats;  // A, then B
+  using Element = T;
+  using Block = TileShape;
+  using SliceA = mma::Slice<Element, mma::Layout::k_contiguous, Block::kM>;
+  using SliceB = mma::Slice<Element, mma::Layout::k_contiguous, Block::kN>;
+  static constexpr int kTileK = mma::Format<Element>::kTileK;
+  static constexpr int kStages = mma::Format<Element>::stages(false);
+  static constexpr int kStageElements = SliceA::kElements + SliceB::kElements;  // A, then B
   Conv2dShape shape;
-  const float* x;
+  const Element* x;
   int x_stride;
-  const float* weight;
+  const Element* weight;
   int block_pixel, block_channel;
-  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), channels k0 .. k0 + 15
+  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), channels k0 .. k0 + kTileK - 1
 
-  __device__ int steps() const {
-    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_in, mma::kTileK));
-  }
-  __device__ void copy(float* stage) const {
-    float* a = stage;
-    float* b = stage + mma::kTileM * mma::kRowFloats;
+  __device__ int steps() const { return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_in, kTileK)); }
+  __device__ void copy(Element* stage) const {
     const int dr = r - shape.k / 2, ds = s - shape.k / 2;
     const int pixels = shape.n * shape.h * shape.w;
-    const auto a_row = [&](int row) -> const float* {
+    const auto a = [&](int row, int col) -> const Element* {
       const int pixel = block_pixel + row;
-      if (pixel >= pixels || !inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
-      return x + int64_t{pixel + dr * shape.w + ds} * x_stride;
+      if (pixel >= pixels || k0 + col >= shape.c_in) return nullptr;
+      if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
+      return x + int64_t{pixel + dr * shape.w + ds} * x_stride + k0 + col;
     };
-    mma::copy_slice<mma::kTileM, mma::kTileK, mma::kRowFloats, kVector>(a, a_row, x, k0, shape.c_in);
+    mma::copy_slice<SliceA, kVector>(stage, a, x);
     const int window = shape.k * shape.k * shape.c_in, tap = (r * shape.k + s) * shape.c_in;
-    const auto b_row = [&](int row) -> const float* {
+    const auto b = [&](int row, int col) -> const Element* {
       const int o = block_channel + row;
-      return o < shape.c_out ? weight + int64_t{o} * window + tap : nullptr;
+      return o < shape.c_out && k0 + col < shape.c_in ? weight + int64_t{o} * window + tap + k0 + col : nullptr;
     };
-    mma::copy_slice<mma::kTileN, mma::kTileK, mma::kRowFloats, kVector>(b, b_row, weight, k0, shape.c_in);
-  }
-  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
-    const float* b = stage + mma::kTileM * mma::kRowFloats;
-    mma::multiply_stage([&](int m, int k) { return mma::k_contiguous(stage, m, k); },
-                        [&](int n, int k) { return mma::k_contiguous(b, n, k); }, acc);
+    mma::copy_slice<SliceB, kVector>(stage + SliceA::kElements, b, weight);
   }
   __device__ void advance() {
-    k0 += mma::kTileK;
+    k0 += kTileK;
     if (k0 < shape.c_in) return;
     k0 = 0;
     if (++s < shape.k) return;
     s = 0;
     ++r;
   }
+  __device__ void multiply(const Element* stage, typename Block::Accumulator& acc) const {
+    mma::multiply_stage<Block, SliceA, SliceB, mma::Mask::none>(stage, stage + SliceA::kElements, stage, acc);
+  }
 };
 
-template <bool kVector>
+// Fused epilogue: bias, ReLU, one rounding to the element.
+template <class Element, class Block, bool kVector>
 __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_forward_kernel3(
-    Conv2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ weight,
-    const float* __restrict__ bias, bool relu, float* __restrict__ y, int y_stride) {
-  DYNAMIC_SHARED(float, shared);
-  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
-  ForwardTiles3<kVector> tiles{shape, x, x_stride, weight, block_pixel, block_channel};
-  mma::Accumulator acc;
+    Conv2dShape shape, const Element* __restrict__ x, int x_stride, const Element* __restrict__ weight,
+    const float* __restrict__ bias, bool relu, Element* __restrict__ y, int y_stride) {
+  DYNAMIC_SHARED(Element, shared);
+  const int block_pixel = blockIdx.x * Block::kM, block_channel = blockIdx.y * Block::kN;
+  ForwardTiles3<Element, Block, kVector> tiles{shape, x, x_stride, weight, block_pixel, block_channel};
+  typename Block::Accumulator acc;
   mma::multiply(tiles, shared, acc);
 
   const int pixels = shape.n * shape.h * shape.w;
-  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+  mma::for_each_accumulator<Block>(acc, [&](int row, int col, float sum) {
     const int pixel = block_pixel + row, o = block_channel + col;
     if (pixel >= pixels || o >= shape.c_out) return;
     const float value = sum + (bias != nullptr ? bias[o] : 0.0f);
-    y[int64_t{pixel} * y_stride + o] = relu ? fmaxf(value, 0.0f) : value;
+    mma::store(y[int64_t{pixel} * y_stride + o], relu ? fmaxf(value, 0.0f) : value);
   });
 }
 
 // backward_data: A row = g at the output pixel that saw this pixel through the tap, (pad - r,
-// pad - s) away, output channels k0 .. k0 + 15 (K-contiguous); with kMasked the ReLU's output at
-// the same place, applied as A leaves shared memory; B = W(o, t, .), one K-major row per output
-// channel o, the block's 64 input channels contiguous.
-template <bool kVector, bool kMasked>
+// pad - s) away, output channels k0 .. k0 + K - 1 (K-contiguous); with kMasked the ReLU's output
+// at the same place beside it, applied to the A fragments; B = W(o, tap, .), K-major: one row per
+// output channel o, the block's input channels contiguous.
+template <class T, class TileShape, bool kVector, bool kMasked>
 struct DataTiles3 {
-  static constexpr int kSliceA = mma::kTileM * mma::kRowFloats;
-  static constexpr int kSliceB = mma::kTileK * mma::kColumnFloats;
-  using Element = float;
-  static constexpr int kStages = mma::kStages;
-  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceA : 0);  // A, B, then the mask
+  using Element = T;
+  using Block = TileShape;
+  using SliceA = mma::Slice<Element, mma::Layout::k_contiguous, Block::kM>;
+  using SliceB = mma::Slice<Element, mma::Layout::k_major, Block::kN>;
+  static constexpr int kTileK = mma::Format<Element>::kTileK;
+  static constexpr int kStages = mma::Format<Element>::stages(kMasked);
+  static constexpr int kMaskOffset = SliceA::kElements + SliceB::kElements;
+  static constexpr int kStageElements = kMaskOffset + (kMasked ? SliceA::kElements : 0);  // A, B, then the mask
   Conv2dShape shape;
-  const float* dy;
+  const Element* dy;
   int dy_stride;
-  const float* relu_output;
+  const Element* relu_output;
   int relu_output_stride;
-  const float* weight;
+  const Element* weight;
   int block_pixel, block_channel;
-  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), output channels k0 .. k0 + 15
+  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), output channels k0 .. k0 + kTileK - 1
 
-  __device__ int steps() const {
-    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_out, mma::kTileK));
-  }
+  __device__ int steps() const { return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_out, kTileK)); }
   // The flat index of the output pixel whose gradient row `row` of A reads, or -1 (padding).
   __device__ int64_t source_pixel(int row) const {
     const int pixel = block_pixel + row, dr = shape.k / 2 - r, ds = shape.k / 2 - s;
@@ -635,413 +641,129 @@ struct DataTiles3 {
     if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return -1;
     return pixel + dr * shape.w + ds;
   }
-  __device__ void copy(float* stage) const {
-    const auto a_row = [&](int row) -> const float* {
-      const int64_t source = source_pixel(row);
-      return source < 0 ? nullptr : dy + source * dy_stride;
-    };
-    mma::copy_slice<mma::kTileM, mma::kTileK, mma::kRowFloats, kVector>(stage, a_row, dy, k0, shape.c_out);
-    if constexpr (kMasked) {
-      const auto mask_row = [&](int row) -> const float* {
-        const int64_t source = source_pixel(row);
-        return source < 0 ? nullptr : relu_output + source * relu_output_stride;
-      };
-      mma::copy_slice<mma::kTileM, mma::kTileK, mma::kRowFloats, kVector>(stage + kSliceA + kSliceB, mask_row,
-                                                                          relu_output, k0, shape.c_out);
-    }
-    const auto b_row = [&](int k) -> const float* {
-      const int o = k0 + k;
-      return o < shape.c_out ? weight + (int64_t{o} * shape.k * shape.k + r * shape.k + s) * shape.c_in : nullptr;
-    };
-    mma::copy_slice<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA, b_row, weight,
-                                                                            block_channel, shape.c_in);
-  }
-  __device__ void advance() {
-    k0 += mma::kTileK;
-    if (k0 < shape.c_out) return;
-    k0 = 0;
-    if (++s < shape.k) return;
-    s = 0;
-    ++r;
-  }
-  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
-    const float* b = stage + kSliceA;
-    const float* mask = stage + kSliceA + kSliceB;
-    const auto a = [&](int m, int k) {
-      const float g = mma::k_contiguous(stage, m, k);
-      return !kMasked || mma::k_contiguous(mask, m, k) > 0.0f ? g : 0.0f;
-    };
-    mma::multiply_stage(a, [&](int n, int k) { return mma::k_major<mma::kColumnFloats>(b, n, k); }, acc);
-  }
-};
-
-template <bool kVector, bool kMasked>
-__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_data_kernel3(
-    Conv2dShape shape, const float* __restrict__ dy, int dy_stride, const float* __restrict__ relu_output,
-    int relu_output_stride, const float* __restrict__ weight, float beta, float* __restrict__ dx, int dx_stride) {
-  DYNAMIC_SHARED(float, shared);
-  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
-  DataTiles3<kVector, kMasked> tiles{shape, dy, dy_stride, relu_output, relu_output_stride, weight, block_pixel,
-                                     block_channel};
-  mma::Accumulator acc;
-  mma::multiply(tiles, shared, acc);
-
-  const int pixels = shape.n * shape.h * shape.w;
-  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
-    const int pixel = block_pixel + row, c = block_channel + col;
-    if (pixel >= pixels || c >= shape.c_in) return;
-    float& out = dx[int64_t{pixel} * dx_stride + c];
-    out = beta == 0.0f ? sum : beta * out + sum;  // beta = 0 overwrites, even NaN
-  });
-}
-
-// backward_weight, one chunk of pixels (blockIdx.z): A ((tap, Cin) x pixels) is x at each pixel
-// shifted by the row's tap, stored K-major (a pixel's 128 (tap, i) values in a row; with kVector
-// Cin is a multiple of 4, so a 4-float chunk never straddles two taps); B (pixels x Cout) is g,
-// K-major, with the ReLU's output beside it when kMasked.
-template <bool kVector, bool kMasked>
-struct WeightTiles3 {
-  static constexpr int kSliceA = mma::kTileK * mma::kWideColumnFloats;
-  static constexpr int kSliceB = mma::kTileK * mma::kColumnFloats;
-  using Element = float;
-  static constexpr int kStages = mma::kStages;
-  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
-  Conv2dShape shape;
-  const float* x;
-  int x_stride;
-  const float* dy;
-  int dy_stride;
-  const float* relu_output;
-  int relu_output_stride;
-  int block_row, block_channel;  // the tile's first (tap, i) row of dW and first output channel
-  int begin, end;                // this chunk's pixels
-  int p0 = 0;                    // the K-step: pixels begin + p0 .. + 15
-
-  __device__ int steps() const { return static_cast<int>(ceil_div(end - begin, mma::kTileK)); }
-  __device__ void copy(float* stage) const {
-    const int window = shape.k * shape.k * shape.c_in;
-    const auto a_chunk = [&](int k, int col) -> const float* {
-      const int pixel = begin + p0 + k, m = block_row + col;
-      if (pixel >= end || m >= window) return nullptr;
-      const int tap = m / shape.c_in, dr = tap / shape.k - shape.k / 2, ds = tap % shape.k - shape.k / 2;
-      if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
-      return x + int64_t{pixel + dr * shape.w + ds} * x_stride + m % shape.c_in;
-    };
-    mma::copy_chunks<mma::kTileK, mma::kTileM, mma::kWideColumnFloats, kVector>(stage, a_chunk, x);
-    const auto g_row = [&](int k) -> const float* {
-      return begin + p0 + k < end ? dy + int64_t{begin + p0 + k} * dy_stride : nullptr;
-    };
-    mma::copy_slice<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA, g_row, dy,
-                                                                            block_channel, shape.c_out);
-    if constexpr (kMasked) {
-      const auto mask_row = [&](int k) -> const float* {
-        return begin + p0 + k < end ? relu_output + int64_t{begin + p0 + k} * relu_output_stride : nullptr;
-      };
-      mma::copy_slice<mma::kTileK, mma::kTileN, mma::kColumnFloats, kVector>(stage + kSliceA + kSliceB, mask_row,
-                                                                              relu_output, block_channel, shape.c_out);
-    }
-  }
-  __device__ void advance() { p0 += mma::kTileK; }
-  __device__ void multiply(const float* stage, mma::Accumulator& acc) const {
-    const float* b = stage + kSliceA;
-    const float* mask = stage + kSliceA + kSliceB;
-    const auto g = [&](int n, int k) {
-      const float value = mma::k_major<mma::kColumnFloats>(b, n, k);
-      return !kMasked || mma::k_major<mma::kColumnFloats>(mask, n, k) > 0.0f ? value : 0.0f;
-    };
-    mma::multiply_stage([&](int m, int k) { return mma::k_major<mma::kWideColumnFloats>(stage, m, k); }, g, acc);
-  }
-};
-
-// Writes this chunk's partial dW, laid out as dW: partial[chunk][o][(tap, i)].
-template <bool kVector, bool kMasked>
-__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_weight_kernel3(
-    Conv2dShape shape, const float* __restrict__ x, int x_stride, const float* __restrict__ dy, int dy_stride,
-    const float* __restrict__ relu_output, int relu_output_stride, int chunk, float* __restrict__ partial) {
-  DYNAMIC_SHARED(float, shared);
-  const int pixels = shape.n * shape.h * shape.w, window = shape.k * shape.k * shape.c_in;
-  const int begin = blockIdx.z * chunk, end = pixels < begin + chunk ? pixels : begin + chunk;
-  const int block_row = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
-  WeightTiles3<kVector, kMasked> tiles{shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride,
-                                       block_row, block_channel, begin, end};
-  mma::Accumulator acc;
-  mma::multiply(tiles, shared, acc);
-
-  float* out = partial + int64_t{blockIdx.z} * shape.c_out * window;
-  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
-    const int m = block_row + row, o = block_channel + col;
-    if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = sum;
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// kernels: version 3 in bf16 (kernels/conv_mma.h, "bf16"): the GEMMs of the TF32 version 3, on
-// bf16 tensors through swizzled stages, ldmatrix and mma.sync m16n8k16. The first template
-// argument (always bf16) names the element type, so that the bf16 kernels stand apart from the
-// TF32 ones in the SASS; kVector picks 16-byte cp.async copies or gathers through registers.
-
-// The pipeline's depth: 4 stages where the slices are small, 3 where the ReLU mask doubles the
-// gradient's slice (so that each kernel keeps its blocks per SM: scripts/check_sass.py).
-constexpr int bf16_stages(bool masked) { return masked ? 3 : 4; }
-
-// forward: A = x at the tap's shifted pixel, K-contiguous [128 pixels][32 channels]; B = the
-// weights of the tap, K-contiguous [64 output channels][32 channels]. No .trans.
-template <bool kVector>
-struct ForwardTilesBf16 {
-  using Element = bf16;
-  static constexpr int kStages = bf16_stages(false);
-  static constexpr int kSliceA = mma::kTileM * mma::kBf16TileK;
-  static constexpr int kStageElements = kSliceA + mma::kTileN * mma::kBf16TileK;  // A, then B
-  Conv2dShape shape;
-  const bf16* x;
-  int x_stride;
-  const bf16* weight;
-  int block_pixel, block_channel;
-  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), channels k0 .. k0 + 31
-
-  __device__ int steps() const {
-    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_in, mma::kBf16TileK));
-  }
-  __device__ void copy(bf16* stage) const {
-    const int dr = r - shape.k / 2, ds = s - shape.k / 2;
-    const int pixels = shape.n * shape.h * shape.w;
-    const auto a = [&](int row, int col) -> const bf16* {
-      const int pixel = block_pixel + row;
-      if (pixel >= pixels || k0 + col >= shape.c_in) return nullptr;
-      if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
-      return x + int64_t{pixel + dr * shape.w + ds} * x_stride + k0 + col;
-    };
-    mma::copy_bf16_slice<mma::kTileM, mma::kBf16TileK, kVector>(stage, mma::k_contiguous_offset, a, x);
-    const int window = shape.k * shape.k * shape.c_in, tap = (r * shape.k + s) * shape.c_in;
-    const auto b = [&](int row, int col) -> const bf16* {
-      const int o = block_channel + row;
-      return o < shape.c_out && k0 + col < shape.c_in ? weight + int64_t{o} * window + tap + k0 + col : nullptr;
-    };
-    mma::copy_bf16_slice<mma::kTileN, mma::kBf16TileK, kVector>(stage + kSliceA, mma::k_contiguous_offset, b, weight);
-  }
-  __device__ void advance() {
-    k0 += mma::kBf16TileK;
-    if (k0 < shape.c_in) return;
-    k0 = 0;
-    if (++s < shape.k) return;
-    s = 0;
-    ++r;
-  }
-  __device__ void multiply(const bf16* stage, mma::Accumulator& acc) const {
-    UNET_UNROLL
-    for (int kk = 0; kk < mma::kBf16TileK; kk += 16) {
-      mma::Bf16Fragments f;
-      mma::load_a_k_contiguous(stage, kk, f.a);
-      mma::load_b_k_contiguous(stage + kSliceA, kk, f.b);
-      mma::multiply_fragments(f, acc);
-    }
-  }
-};
-
-// Fused epilogue: bias, ReLU, one rounding to bf16.
-template <class Element, bool kVector>
-__global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_forward_kernel3(
-    Conv2dShape shape, const Element* __restrict__ x, int x_stride, const Element* __restrict__ weight,
-    const float* __restrict__ bias, bool relu, Element* __restrict__ y, int y_stride) {
-  static_assert(sizeof(Element) == 2, "the bf16 version 3");
-  DYNAMIC_SHARED(bf16, shared);
-  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
-  ForwardTilesBf16<kVector> tiles{shape, x, x_stride, weight, block_pixel, block_channel};
-  mma::Accumulator acc;
-  mma::multiply(tiles, shared, acc);
-
-  const int pixels = shape.n * shape.h * shape.w;
-  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
-    const int pixel = block_pixel + row, o = block_channel + col;
-    if (pixel >= pixels || o >= shape.c_out) return;
-    const float value = sum + (bias != nullptr ? bias[o] : 0.0f);
-    y[int64_t{pixel} * y_stride + o] = to_bf16(relu ? fmaxf(value, 0.0f) : value);
-  });
-}
-
-// backward_data: A = g at the output pixel that saw this pixel through the tap, K-contiguous
-// [128 pixels][32 output channels], the ReLU's output beside it with kMasked (applied to the A
-// fragments); B = W(o, tap, .), K-major [32 output channels][64 input channels]: .trans.
-template <bool kVector, bool kMasked>
-struct DataTilesBf16 {
-  using Element = bf16;
-  static constexpr int kStages = bf16_stages(kMasked);
-  static constexpr int kSliceA = mma::kTileM * mma::kBf16TileK;
-  static constexpr int kSliceB = mma::kBf16TileK * mma::kTileN;
-  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceA : 0);  // A, B, then the mask
-  Conv2dShape shape;
-  const bf16* dy;
-  int dy_stride;
-  const bf16* relu_output;
-  int relu_output_stride;
-  const bf16* weight;
-  int block_pixel, block_channel;
-  int r = 0, s = 0, k0 = 0;  // the K-step: tap (r, s), output channels k0 .. k0 + 31
-
-  __device__ int steps() const {
-    return shape.k * shape.k * static_cast<int>(ceil_div(shape.c_out, mma::kBf16TileK));
-  }
-  // The output pixel whose gradient row `row` of A reads, or -1 (padding).
-  __device__ int64_t source_pixel(int row) const {
-    const int pixel = block_pixel + row, dr = shape.k / 2 - r, ds = shape.k / 2 - s;
-    if (pixel >= shape.n * shape.h * shape.w) return -1;
-    if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return -1;
-    return pixel + dr * shape.w + ds;
-  }
-  __device__ void copy(bf16* stage) const {
-    const auto a = [&](const bf16* tensor, int stride) {
-      return [=, this](int row, int col) -> const bf16* {
+  __device__ void copy(Element* stage) const {
+    const auto a = [&](const Element* tensor, int stride) {
+      return [=, this](int row, int col) -> const Element* {
         const int64_t source = source_pixel(row);
         return source < 0 || k0 + col >= shape.c_out ? nullptr : tensor + source * stride + k0 + col;
       };
     };
-    mma::copy_bf16_slice<mma::kTileM, mma::kBf16TileK, kVector>(stage, mma::k_contiguous_offset, a(dy, dy_stride), dy);
+    mma::copy_slice<SliceA, kVector>(stage, a(dy, dy_stride), dy);
     if constexpr (kMasked) {
-      mma::copy_bf16_slice<mma::kTileM, mma::kBf16TileK, kVector>(stage + kSliceA + kSliceB, mma::k_contiguous_offset,
-                                                                  a(relu_output, relu_output_stride), relu_output);
+      mma::copy_slice<SliceA, kVector>(stage + kMaskOffset, a(relu_output, relu_output_stride), relu_output);
     }
-    const auto b = [&](int k, int col) -> const bf16* {
+    const auto b = [&](int k, int col) -> const Element* {
       const int o = k0 + k, i = block_channel + col;
       if (o >= shape.c_out || i >= shape.c_in) return nullptr;
       return weight + (int64_t{o} * shape.k * shape.k + r * shape.k + s) * shape.c_in + i;
     };
-    mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileN, kVector>(stage + kSliceA, mma::k_major_offset<mma::kTileN>, b,
-                                                                weight);
+    mma::copy_slice<SliceB, kVector>(stage + SliceA::kElements, b, weight);
   }
   __device__ void advance() {
-    k0 += mma::kBf16TileK;
+    k0 += kTileK;
     if (k0 < shape.c_out) return;
     k0 = 0;
     if (++s < shape.k) return;
     s = 0;
     ++r;
   }
-  __device__ void multiply(const bf16* stage, mma::Accumulator& acc) const {
-    UNET_UNROLL
-    for (int kk = 0; kk < mma::kBf16TileK; kk += 16) {
-      mma::Bf16Fragments f;
-      mma::load_a_k_contiguous(stage, kk, f.a);
-      if constexpr (kMasked) {
-        uint32_t mask[mma::kWarpM / 16][4];
-        mma::load_a_k_contiguous(stage + kSliceA + kSliceB, kk, mask);
-        UNET_UNROLL
-        for (int mi = 0; mi < mma::kWarpM / 16; ++mi) {
-          UNET_UNROLL
-          for (int i = 0; i < 4; ++i) f.a[mi][i] = mma::mask_pair(f.a[mi][i], mask[mi][i]);
-        }
-      }
-      mma::load_b_k_major(stage + kSliceA, kk, f.b);
-      mma::multiply_fragments(f, acc);
-    }
+  __device__ void multiply(const Element* stage, typename Block::Accumulator& acc) const {
+    mma::multiply_stage<Block, SliceA, SliceB, kMasked ? mma::Mask::a : mma::Mask::none>(
+        stage, stage + SliceA::kElements, stage + kMaskOffset, acc);
   }
 };
 
-// Fused epilogue: dx = bf16(beta dx + sum), the prior read as bf16 and the sum added in fp32.
-template <class Element, bool kVector, bool kMasked>
+// Fused epilogue: dx = beta dx + sum, the prior widened and the sum added in fp32, one rounding.
+template <class Element, class Block, bool kVector, bool kMasked>
 __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_data_kernel3(
     Conv2dShape shape, const Element* __restrict__ dy, int dy_stride, const Element* __restrict__ relu_output,
     int relu_output_stride, const Element* __restrict__ weight, float beta, Element* __restrict__ dx, int dx_stride) {
-  static_assert(sizeof(Element) == 2, "the bf16 version 3");
-  DYNAMIC_SHARED(bf16, shared);
-  const int block_pixel = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
-  DataTilesBf16<kVector, kMasked> tiles{shape, dy, dy_stride, relu_output, relu_output_stride, weight, block_pixel,
-                                        block_channel};
-  mma::Accumulator acc;
+  DYNAMIC_SHARED(Element, shared);
+  const int block_pixel = blockIdx.x * Block::kM, block_channel = blockIdx.y * Block::kN;
+  DataTiles3<Element, Block, kVector, kMasked> tiles{shape, dy, dy_stride, relu_output, relu_output_stride, weight,
+                                                     block_pixel, block_channel};
+  typename Block::Accumulator acc;
   mma::multiply(tiles, shared, acc);
 
   const int pixels = shape.n * shape.h * shape.w;
-  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+  mma::for_each_accumulator<Block>(acc, [&](int row, int col, float sum) {
     const int pixel = block_pixel + row, c = block_channel + col;
     if (pixel >= pixels || c >= shape.c_in) return;
-    bf16& out = dx[int64_t{pixel} * dx_stride + c];
-    out = to_bf16(beta == 0.0f ? sum : beta * to_float(out) + sum);  // beta = 0 overwrites, even NaN
+    Element& out = dx[int64_t{pixel} * dx_stride + c];
+    mma::store(out, beta == 0.0f ? sum : beta * mma::widen(out) + sum);  // beta = 0 overwrites, even NaN
   });
 }
 
-// backward_weight, one chunk of pixels (blockIdx.z): A ((tap, Cin) x pixels) = x at each pixel
-// shifted by the row's tap, K-major [32 pixels][128 (tap, i)] (with kVector, Cin a multiple of 8,
-// so a chunk of 8 never straddles two taps); B = g, K-major [32 pixels][64 output channels], the
-// ReLU's output beside it with kMasked (applied to the B fragments). Both .trans.
-template <bool kVector, bool kMasked>
-struct WeightTilesBf16 {
-  using Element = bf16;
-  static constexpr int kStages = bf16_stages(kMasked);
-  static constexpr int kSliceA = mma::kBf16TileK * mma::kTileM;
-  static constexpr int kSliceB = mma::kBf16TileK * mma::kTileN;
-  static constexpr int kStageElements = kSliceA + kSliceB + (kMasked ? kSliceB : 0);  // A, B, then the mask
+// backward_weight, one chunk of pixels (blockIdx.z): A ((tap, Cin) x pixels) is x at each pixel
+// shifted by the row's tap, K-major (a pixel's (tap, i) values of the block in a row; with kVector
+// Cin is a multiple of a 16-byte chunk, so a chunk never straddles two taps); B (pixels x Cout)
+// is g, K-major, with the ReLU's output beside it when kMasked (applied to the B fragments).
+template <class T, class TileShape, bool kVector, bool kMasked>
+struct WeightTiles3 {
+  using Element = T;
+  using Block = TileShape;
+  using SliceA = mma::Slice<Element, mma::Layout::k_major, Block::kM>;
+  using SliceB = mma::Slice<Element, mma::Layout::k_major, Block::kN>;
+  static constexpr int kTileK = mma::Format<Element>::kTileK;
+  static constexpr int kStages = mma::Format<Element>::stages(kMasked);
+  static constexpr int kMaskOffset = SliceA::kElements + SliceB::kElements;
+  static constexpr int kStageElements = kMaskOffset + (kMasked ? SliceB::kElements : 0);  // A, B, then the mask
   Conv2dShape shape;
-  const bf16* x;
+  const Element* x;
   int x_stride;
-  const bf16* dy;
+  const Element* dy;
   int dy_stride;
-  const bf16* relu_output;
+  const Element* relu_output;
   int relu_output_stride;
   int block_row, block_channel;  // the tile's first (tap, i) row of dW and first output channel
   int begin, end;                // this chunk's pixels
-  int p0 = 0;                    // the K-step: pixels begin + p0 .. + 31
+  int p0 = 0;                    // the K-step: pixels begin + p0 .. + kTileK - 1
 
-  __device__ int steps() const { return static_cast<int>(ceil_div(end - begin, mma::kBf16TileK)); }
-  __device__ void copy(bf16* stage) const {
+  __device__ int steps() const { return static_cast<int>(ceil_div(end - begin, kTileK)); }
+  __device__ void copy(Element* stage) const {
     const int window = shape.k * shape.k * shape.c_in;
-    const auto a = [&](int k, int col) -> const bf16* {
+    const auto a = [&](int k, int col) -> const Element* {
       const int pixel = begin + p0 + k, m = block_row + col;
       if (pixel >= end || m >= window) return nullptr;
       const int tap = m / shape.c_in, dr = tap / shape.k - shape.k / 2, ds = tap % shape.k - shape.k / 2;
       if (!inside_image(shape, pixel / shape.w % shape.h + dr, pixel % shape.w + ds)) return nullptr;
       return x + int64_t{pixel + dr * shape.w + ds} * x_stride + m % shape.c_in;
     };
-    mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileM, kVector>(stage, mma::k_major_offset<mma::kTileM>, a, x);
-    const auto b = [&](const bf16* tensor, int stride) {
-      return [=, this](int k, int col) -> const bf16* {
+    mma::copy_slice<SliceA, kVector>(stage, a, x);
+    const auto b = [&](const Element* tensor, int stride) {
+      return [=, this](int k, int col) -> const Element* {
         const int pixel = begin + p0 + k, o = block_channel + col;
         return pixel < end && o < shape.c_out ? tensor + int64_t{pixel} * stride + o : nullptr;
       };
     };
-    mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileN, kVector>(stage + kSliceA, mma::k_major_offset<mma::kTileN>,
-                                                                b(dy, dy_stride), dy);
+    mma::copy_slice<SliceB, kVector>(stage + SliceA::kElements, b(dy, dy_stride), dy);
     if constexpr (kMasked) {
-      mma::copy_bf16_slice<mma::kBf16TileK, mma::kTileN, kVector>(
-          stage + kSliceA + kSliceB, mma::k_major_offset<mma::kTileN>, b(relu_output, relu_output_stride), relu_output);
+      mma::copy_slice<SliceB, kVector>(stage + kMaskOffset, b(relu_output, relu_output_stride), relu_output);
     }
   }
-  __device__ void advance() { p0 += mma::kBf16TileK; }
-  __device__ void multiply(const bf16* stage, mma::Accumulator& acc) const {
-    UNET_UNROLL
-    for (int kk = 0; kk < mma::kBf16TileK; kk += 16) {
-      mma::Bf16Fragments f;
-      mma::load_a_k_major(stage, kk, f.a);
-      mma::load_b_k_major(stage + kSliceA, kk, f.b);
-      if constexpr (kMasked) {
-        uint32_t mask[mma::kWarpN / 8][2];
-        mma::load_b_k_major(stage + kSliceA + kSliceB, kk, mask);
-        UNET_UNROLL
-        for (int ni = 0; ni < mma::kWarpN / 8; ++ni) {
-          UNET_UNROLL
-          for (int i = 0; i < 2; ++i) f.b[ni][i] = mma::mask_pair(f.b[ni][i], mask[ni][i]);
-        }
-      }
-      mma::multiply_fragments(f, acc);
-    }
+  __device__ void advance() { p0 += kTileK; }
+  __device__ void multiply(const Element* stage, typename Block::Accumulator& acc) const {
+    mma::multiply_stage<Block, SliceA, SliceB, kMasked ? mma::Mask::b : mma::Mask::none>(
+        stage, stage + SliceA::kElements, stage + kMaskOffset, acc);
   }
 };
 
 // Writes this chunk's partial dW (fp32), laid out as dW: partial[chunk][o][(tap, i)].
-template <class Element, bool kVector, bool kMasked>
+template <class Element, class Block, bool kVector, bool kMasked>
 __global__ __launch_bounds__(mma::kThreads, mma::kMaxBlocksPerSm) void conv2d_backward_weight_kernel3(
     Conv2dShape shape, const Element* __restrict__ x, int x_stride, const Element* __restrict__ dy, int dy_stride,
     const Element* __restrict__ relu_output, int relu_output_stride, int chunk, float* __restrict__ partial) {
-  static_assert(sizeof(Element) == 2, "the bf16 version 3");
-  DYNAMIC_SHARED(bf16, shared);
+  DYNAMIC_SHARED(Element, shared);
   const int pixels = shape.n * shape.h * shape.w, window = shape.k * shape.k * shape.c_in;
   const int begin = blockIdx.z * chunk, end = pixels < begin + chunk ? pixels : begin + chunk;
-  const int block_row = blockIdx.x * mma::kTileM, block_channel = blockIdx.y * mma::kTileN;
-  WeightTilesBf16<kVector, kMasked> tiles{shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride,
-                                          block_row, block_channel, begin, end};
-  mma::Accumulator acc;
+  const int block_row = blockIdx.x * Block::kM, block_channel = blockIdx.y * Block::kN;
+  WeightTiles3<Element, Block, kVector, kMasked> tiles{shape, x, x_stride, dy, dy_stride, relu_output,
+                                                       relu_output_stride, block_row, block_channel, begin, end};
+  typename Block::Accumulator acc;
   mma::multiply(tiles, shared, acc);
 
   float* out = partial + int64_t{blockIdx.z} * shape.c_out * window;
-  mma::for_each_accumulator(acc, [&](int row, int col, float sum) {
+  mma::for_each_accumulator<Block>(acc, [&](int row, int col, float sum) {
     const int m = block_row + row, o = block_channel + col;
     if (m < window && o < shape.c_out) out[int64_t{o} * window + m] = sum;
   });
@@ -1067,45 +789,82 @@ void check_shape([[maybe_unused]] const Conv2dShape& shape) {
   assert(pixel_count(shape) <= INT_MAX && int64_t{shape.c_out} * window(shape) <= INT_MAX);
 }
 
-// Version 3's dynamic shared memory: its pipeline's stages.
-template <class Tiles>
-constexpr size_t shared_bytes() {
-  return size_t{Tiles::kStages} * Tiles::kStageElements * sizeof(typename Tiles::Element);
+// Version 3 (both elements), launched through conv_mma.h's mma::grid, mma::launch and
+// mma::with_block_tile.
+
+// body.template operator()<kVector, kMasked>() for the run-time choice of copies and mask.
+template <class Body>
+void with_copies(bool vector, bool masked, Body&& body) {
+  if (vector && masked) {
+    body.template operator()<true, true>();
+  } else if (vector) {
+    body.template operator()<true, false>();
+  } else if (masked) {
+    body.template operator()<false, true>();
+  } else {
+    body.template operator()<false, false>();
+  }
 }
 
-dim3 mma_grid(int64_t m, int64_t n) {
-  return dim3(static_cast<unsigned>(ceil_div(m, mma::kTileM)), static_cast<unsigned>(ceil_div(n, mma::kTileN)));
+template <class Element>
+void forward3(const Conv2dShape& shape, const Element* x, int x_stride, const Element* weight, const float* bias,
+              bool relu, Element* y, int y_stride, bool vector, Stream stream) {
+  with_copies(vector, false, [&]<bool kVector, bool>() {
+    const int large = mma::blocks_per_sm<ForwardTiles3<Element, mma::LargeTile, kVector>>();
+    const int small = mma::blocks_per_sm<ForwardTiles3<Element, mma::SmallTile, kVector>>();
+    mma::with_block_tile(pixel_count(shape), shape.c_out, large, small, [&]<class Block>() {
+      mma::launch<ForwardTiles3<Element, Block, kVector>>(KERNEL(conv2d_forward_kernel3<Element, Block, kVector>),
+                                                          mma::grid<Block>(pixel_count(shape), shape.c_out), stream,
+                                                          shape, x, x_stride, weight, bias, relu, y, y_stride);
+    });
+  });
 }
 
-template <bool kVector, bool kMasked>
-void launch_backward_data3(const Conv2dShape& shape, const float* dy, int dy_stride, const float* relu_output,
-                           int relu_output_stride, const float* weight, float beta, float* dx, int dx_stride,
-                           Stream stream) {
-  const auto kernel = KERNEL(conv2d_backward_data_kernel3<kVector, kMasked>);
-  constexpr size_t bytes = shared_bytes<DataTiles3<kVector, kMasked>>();
-  allow_dynamic_shared(kernel, bytes);
-  launch(kernel, mma_grid(pixel_count(shape), shape.c_in), dim3(mma::kThreads), bytes, stream, shape, dy, dy_stride,
-         relu_output, relu_output_stride, weight, beta, dx, dx_stride);
+template <class Element>
+void backward_data3(const Conv2dShape& shape, const Element* dy, int dy_stride, const Element* relu_output,
+                    int relu_output_stride, const Element* weight, float beta, Element* dx, int dx_stride, bool vector,
+                    Stream stream) {
+  with_copies(vector, relu_output != nullptr, [&]<bool kVector, bool kMasked>() {
+    const int large = mma::blocks_per_sm<DataTiles3<Element, mma::LargeTile, kVector, kMasked>>();
+    const int small = mma::blocks_per_sm<DataTiles3<Element, mma::SmallTile, kVector, kMasked>>();
+    mma::with_block_tile(pixel_count(shape), shape.c_in, large, small, [&]<class Block>() {
+      mma::launch<DataTiles3<Element, Block, kVector, kMasked>>(
+          KERNEL(conv2d_backward_data_kernel3<Element, Block, kVector, kMasked>),
+          mma::grid<Block>(pixel_count(shape), shape.c_in), stream, shape, dy, dy_stride, relu_output,
+          relu_output_stride, weight, beta, dx, dx_stride);
+    });
+  });
 }
 
-// How version 3 splits a weight gradient's pixels: enough chunks to fill the GPU (as version 2).
+// backward_weight's one block tile; it splits the pixels into enough chunks to fill the GPU (as
+// version 2 does).
+using WeightTile3 = mma::LargeTile;
+
 gemm::PixelSplit weight_split3(const Conv2dShape& shape) {
-  const int64_t tiles = ceil_div(window(shape), mma::kTileM) * ceil_div(shape.c_out, mma::kTileN);
+  const int64_t tiles = ceil_div(window(shape), WeightTile3::kM) * ceil_div(shape.c_out, WeightTile3::kN);
   return gemm::split_pixels(pixel_count(shape), tiles);
 }
 
-template <bool kVector, bool kMasked>
-void launch_backward_weight3(const Conv2dShape& shape, const float* x, int x_stride, const float* dy,
-                             int dy_stride, const float* relu_output, int relu_output_stride, float* partial,
-                             Stream stream) {
-  const auto kernel = KERNEL(conv2d_backward_weight_kernel3<kVector, kMasked>);
-  constexpr size_t bytes = shared_bytes<WeightTiles3<kVector, kMasked>>();
-  allow_dynamic_shared(kernel, bytes);
+size_t weight_workspace3(const Conv2dShape& shape) {
+  return static_cast<size_t>(weight_split3(shape).splits * shape.c_out * window(shape)) * sizeof(float);
+}
+
+// The partial dW of each pixel chunk, then their ordered sum (column_sum.h).
+template <DeviceKind D, class Element>
+void backward_weight3(const Conv2dShape& shape, const Element* x, int x_stride, const Element* dy, int dy_stride,
+                      const Element* relu_output, int relu_output_stride, float beta, float* dweight, void* workspace,
+                      bool vector, Stream stream) {
   const gemm::PixelSplit split = weight_split3(shape);
-  const dim3 grid(static_cast<unsigned>(ceil_div(window(shape), mma::kTileM)),
-                  static_cast<unsigned>(ceil_div(shape.c_out, mma::kTileN)), static_cast<unsigned>(split.splits));
-  launch(kernel, grid, dim3(mma::kThreads), bytes, stream, shape, x, x_stride, dy, dy_stride, relu_output,
-         relu_output_stride, static_cast<int>(split.chunk), partial);
+  auto* partial = static_cast<float*>(workspace);
+  if (split.splits > 0) {
+    with_copies(vector, relu_output != nullptr, [&]<bool kVector, bool kMasked>() {
+      mma::launch<WeightTiles3<Element, WeightTile3, kVector, kMasked>>(
+          KERNEL(conv2d_backward_weight_kernel3<Element, WeightTile3, kVector, kMasked>),
+          mma::grid<WeightTile3>(window(shape), shape.c_out, split.splits), stream, shape, x, x_stride, dy, dy_stride,
+          relu_output, relu_output_stride, static_cast<int>(split.chunk), partial);
+    });
+  }
+  ColumnSum<D>::sum_partials(split.splits, shape.c_out * window(shape), partial, beta, dweight, stream);
 }
 
 dim3 gemm_grid(int64_t m, int64_t n, int bn, int64_t z = 1) {
@@ -1143,14 +902,8 @@ void Conv2d<D>::forward(const Conv2dShape& shape, const float* x, int x_stride, 
     return;
   }
   if (version == tensor_core_version) {
-    const dim3 grid = mma_grid(pixel_count(shape), shape.c_out);
-    if (quads_fit({x, weight}, {shape.c_in, x_stride})) {
-      launch(KERNEL(conv2d_forward_kernel3<true>), grid, dim3(mma::kThreads), shared_bytes<ForwardTiles3<true>>(),
-             stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
-    } else {
-      launch(KERNEL(conv2d_forward_kernel3<false>), grid, dim3(mma::kThreads), shared_bytes<ForwardTiles3<false>>(),
-             stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
-    }
+    forward3(shape, x, x_stride, weight, bias, relu, y, y_stride, quads_fit({x, weight}, {shape.c_in, x_stride}),
+             stream);
     return;
   }
   const bool vector_in = quads_fit({x, weight}, {shape.c_in, x_stride});
@@ -1192,10 +945,8 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
   const bool vector_in = quads_fit({dy, weight}, {shape.c_out, shape.c_in, dy_stride}) &&
                          (relu_output == nullptr || quads_fit({relu_output}, {relu_output_stride}));
   if (version == tensor_core_version) {
-    const bool masked = relu_output != nullptr;
-    auto* run = vector_in ? (masked ? &launch_backward_data3<true, true> : &launch_backward_data3<true, false>)
-                          : (masked ? &launch_backward_data3<false, true> : &launch_backward_data3<false, false>);
-    run(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride, stream);
+    backward_data3(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride, vector_in,
+                   stream);
     return;
   }
   const bool vector_out = quads_fit({dx}, {shape.c_in, dx_stride});
@@ -1209,9 +960,7 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const float* dy, int dy_
 template <DeviceKind D>
 size_t Conv2d<D>::backward_weight_workspace(const Conv2dShape& shape, int version) {
   if (version == 1) return 0;
-  if (version == tensor_core_version) {
-    return static_cast<size_t>(weight_split3(shape).splits * shape.c_out * window(shape)) * sizeof(float);
-  }
+  if (version == tensor_core_version) return weight_workspace3(shape);
   return static_cast<size_t>(weight_plan(shape).split.splits * shape.c_out * window(shape)) * sizeof(float);
 }
 
@@ -1227,18 +976,14 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const float* x, int x_
                 relu_output, relu_output_stride, beta, dweight);
     return;
   }
-  auto* partial = static_cast<float*>(workspace);
   if (version == tensor_core_version) {
     const bool vector_in = quads_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride}) &&
                            (relu_output == nullptr || quads_fit({relu_output}, {relu_output_stride}));
-    const bool masked = relu_output != nullptr;
-    auto* run = vector_in ? (masked ? &launch_backward_weight3<true, true> : &launch_backward_weight3<true, false>)
-                          : (masked ? &launch_backward_weight3<false, true> : &launch_backward_weight3<false, false>);
-    const int64_t splits = weight_split3(shape).splits;
-    if (splits > 0) run(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, partial, stream);
-    ColumnSum<D>::sum_partials(splits, weights, partial, beta, dweight, stream);
+    backward_weight3<D>(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, beta, dweight, workspace,
+                        vector_in, stream);
     return;
   }
+  auto* partial = static_cast<float*>(workspace);
   const WeightPlan plan = weight_plan(shape);
   if (plan.split.splits > 0) {
     const int chunk = static_cast<int>(plan.split.chunk);
@@ -1297,31 +1042,6 @@ bool mask_octets_fit(const bf16* relu_output, int relu_output_stride) {
   return relu_output == nullptr || octets_fit({relu_output}, {relu_output_stride});
 }
 
-template <bool kVector, bool kMasked>
-void launch_backward_data_bf16(const Conv2dShape& shape, const bf16* dy, int dy_stride, const bf16* relu_output,
-                               int relu_output_stride, const bf16* weight, float beta, bf16* dx, int dx_stride,
-                               Stream stream) {
-  const auto kernel = KERNEL(conv2d_backward_data_kernel3<bf16, kVector, kMasked>);
-  constexpr size_t bytes = shared_bytes<DataTilesBf16<kVector, kMasked>>();
-  allow_dynamic_shared(kernel, bytes);
-  launch(kernel, mma_grid(pixel_count(shape), shape.c_in), dim3(mma::kThreads), bytes, stream, shape, dy, dy_stride,
-         relu_output, relu_output_stride, weight, beta, dx, dx_stride);
-}
-
-template <bool kVector, bool kMasked>
-void launch_backward_weight_bf16(const Conv2dShape& shape, const bf16* x, int x_stride, const bf16* dy,
-                                 int dy_stride, const bf16* relu_output, int relu_output_stride, float* partial,
-                                 Stream stream) {
-  const auto kernel = KERNEL(conv2d_backward_weight_kernel3<bf16, kVector, kMasked>);
-  constexpr size_t bytes = shared_bytes<WeightTilesBf16<kVector, kMasked>>();
-  allow_dynamic_shared(kernel, bytes);
-  const gemm::PixelSplit split = weight_split3(shape);
-  const dim3 grid(static_cast<unsigned>(ceil_div(window(shape), mma::kTileM)),
-                  static_cast<unsigned>(ceil_div(shape.c_out, mma::kTileN)), static_cast<unsigned>(split.splits));
-  launch(kernel, grid, dim3(mma::kThreads), bytes, stream, shape, x, x_stride, dy, dy_stride, relu_output,
-         relu_output_stride, static_cast<int>(split.chunk), partial);
-}
-
 }  // namespace
 
 template <DeviceKind D>
@@ -1334,14 +1054,8 @@ void Conv2d<D>::forward(const Conv2dShape& shape, const bf16* x, int x_stride, c
                 weight, bias, relu, y, y_stride);
     return;
   }
-  const dim3 grid = mma_grid(pixel_count(shape), shape.c_out);
-  if (octets_fit({x, weight}, {shape.c_in, x_stride})) {
-    launch(KERNEL(conv2d_forward_kernel3<bf16, true>), grid, dim3(mma::kThreads),
-           shared_bytes<ForwardTilesBf16<true>>(), stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
-  } else {
-    launch(KERNEL(conv2d_forward_kernel3<bf16, false>), grid, dim3(mma::kThreads),
-           shared_bytes<ForwardTilesBf16<false>>(), stream, shape, x, x_stride, weight, bias, relu, y, y_stride);
-  }
+  forward3(shape, x, x_stride, weight, bias, relu, y, y_stride, octets_fit({x, weight}, {shape.c_in, x_stride}),
+           stream);
 }
 
 template <DeviceKind D>
@@ -1357,16 +1071,13 @@ void Conv2d<D>::backward_data(const Conv2dShape& shape, const bf16* dy, int dy_s
   }
   const bool vector_in = octets_fit({dy, weight}, {shape.c_out, shape.c_in, dy_stride}) &&
                          mask_octets_fit(relu_output, relu_output_stride);
-  const bool masked = relu_output != nullptr;
-  auto* run = vector_in ? (masked ? &launch_backward_data_bf16<true, true> : &launch_backward_data_bf16<true, false>)
-                        : (masked ? &launch_backward_data_bf16<false, true> : &launch_backward_data_bf16<false, false>);
-  run(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride, stream);
+  backward_data3(shape, dy, dy_stride, relu_output, relu_output_stride, weight, beta, dx, dx_stride, vector_in, stream);
 }
 
 template <DeviceKind D>
 size_t Conv2d<D>::backward_weight_workspace(const Conv2dShape& shape, bf16, int version) {
   if (version == 1) return 0;
-  return static_cast<size_t>(weight_split3(shape).splits * shape.c_out * window(shape)) * sizeof(float);
+  return weight_workspace3(shape);
 }
 
 template <DeviceKind D>
@@ -1383,14 +1094,8 @@ void Conv2d<D>::backward_weight(const Conv2dShape& shape, const bf16* x, int x_s
   }
   const bool vector_in = octets_fit({x, dy}, {shape.c_in, shape.c_out, x_stride, dy_stride}) &&
                          mask_octets_fit(relu_output, relu_output_stride);
-  const bool masked = relu_output != nullptr;
-  auto* run = vector_in
-                  ? (masked ? &launch_backward_weight_bf16<true, true> : &launch_backward_weight_bf16<true, false>)
-                  : (masked ? &launch_backward_weight_bf16<false, true> : &launch_backward_weight_bf16<false, false>);
-  auto* partial = static_cast<float*>(workspace);
-  const int64_t splits = weight_split3(shape).splits;
-  if (splits > 0) run(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, partial, stream);
-  ColumnSum<D>::sum_partials(splits, weights, partial, beta, dweight, stream);
+  backward_weight3<D>(shape, x, x_stride, dy, dy_stride, relu_output, relu_output_stride, beta, dweight, workspace,
+                      vector_in, stream);
 }
 
 namespace {

@@ -33,12 +33,15 @@
 
 #include "kernels/backend.h"
 
-// Full unrolling keeps the micro-tile's accumulators in registers. Spelt for each compiler; it
-// changes nothing that is computed.
+// Full unrolling keeps the micro-tile's accumulators in registers; UNET_NO_UNROLL keeps a loop
+// rolled where unrolling would cost registers for nothing. Spelt for each compiler; they change
+// nothing that is computed.
 #if defined(__CUDACC__)
 #define UNET_UNROLL _Pragma("unroll")
+#define UNET_NO_UNROLL _Pragma("unroll 1")
 #else
 #define UNET_UNROLL _Pragma("GCC unroll 16")
+#define UNET_NO_UNROLL _Pragma("GCC unroll 1")
 #endif
 
 namespace unet::KERNEL_BACKEND::gemm {

@@ -21,9 +21,9 @@
 // bf16 output once (dx = beta dx + sum is read, added in fp32 and rounded once); the bias, dW and
 // db stay fp32. cpu::conv_transpose2d_*_tf32 and *_bf16 are the references at those rounding
 // points. The bf16 kernels accept any pixel stride >= C and any 2-byte-aligned pointer; version 3
-// takes its 16-byte copies only where pointers are 16-byte aligned, pixel strides multiples of 8
-// and 4 Cout (forward) or Cout (backward_data, backward_weight) a multiple of 8, and falls back to
-// version 1 (one thread per output, CUDA cores) otherwise. backward_bias has one bf16 version.
+// takes its 16-byte copies only where pointers are 16-byte aligned and the pixel strides, Cin and
+// Cout multiples of 8, and copies element by element otherwise (the same tiles and tensor cores,
+// slower copies). backward_bias has one bf16 version.
 #pragma once
 
 #include <cstddef>

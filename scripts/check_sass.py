@@ -6,9 +6,9 @@ wheel nvidia-cuda-cuobjdump that scripts/setup.sh installs) and fails unless eve
 matches --pattern (default: the version-3 kernels, `<op>_<pass>_kernel3`)
 
   - contains HMMA (mma.sync) and LDGSTS (cp.async), and LDSM (ldmatrix) if its name says bf16;
-    the bf16 kernels whose tiles are gathered through registers (the `<unet::bf16, false, ...>`
-    instantiations, for channel counts, strides or offsets that rule out 16-byte copies: see
-    kernels/conv_mma.h) need HMMA and LDSM but not LDGSTS (REGISTER_GATHERS below);
+    the bf16 kernels whose tiles are gathered through registers (the `<unet::bf16, BlockTile<M, N>,
+    false, ...>` instantiations, for channel counts, strides or offsets that rule out 16-byte
+    copies: see kernels/conv_mma.h) need HMMA and LDSM but not LDGSTS (REGISTER_GATHERS below);
   - does not spill: no LDL/STL instructions, STACK 0 and LOCAL 0;
   - fits, at the blocks per SM it is designed for (BUDGETS below, the same numbers as its launcher
     and docs/kernels/convolution.md), in an H100/H200 multiprocessor: 64K registers, allocated per
@@ -27,44 +27,63 @@ import shutil
 import subprocess
 import sys
 
-# The design point of every version-3 kernel, by a regular expression on its demangled name:
-# threads per block (kernels/conv_mma.h's kThreads), blocks per SM, and the dynamic shared memory
-# its launcher requests (3 stages of its Tiles' kStageFloats, kernels/conv2d.cu):
-#   forward         A 128 x 20 + B 64 x 20 floats a stage: 46,080 bytes, 4 blocks per SM
-#   backward_data   A 128 x 20 + B 16 x 72 (+ the ReLU mask 128 x 20) floats a stage:
-#                   44,544 bytes, 4 blocks per SM (75,264 bytes, 3 blocks per SM, with the mask)
-#   backward_weight A 16 x 136 + B 16 x 72 (+ the mask 16 x 72) floats a stage:
-#                   39,936 bytes (53,760 with the mask), 4 blocks per SM
-# and conv_transpose2d's (kernels/conv_transpose2d.cu), all at 4 blocks per SM:
-#   forward         A 128 x 20 + B 16 x 72 floats a stage: 44,544 bytes
-#   backward_data   A 128 x 20 + B 64 x 20 floats a stage: 46,080 bytes
-#   backward_weight A 16 x 136 + B 16 x 72 floats a stage: 39,936 bytes
-#   *_bf16_kernel3  A 128 x 32 + B 64 x 32 bf16 a stage (swizzled, unpadded): 36,864 bytes
-# and conv2d's bf16 kernels (template argument unet::bf16), K = 32 bf16 of each slice a stage:
-#   forward         A 128 x 32 + B 64 x 32 bf16 a stage, 4 stages: 49,152 bytes, 4 blocks per SM
-#   backward_data   A 128 x 32 + B 32 x 64, 4 stages: 49,152 bytes, 4 blocks per SM; with the
-#                   mask (+ 128 x 32) 3 stages: 61,440 bytes, 3 blocks per SM
-#   backward_weight A 32 x 128 + B 32 x 64, 4 stages: 49,152 bytes; with the mask (+ 32 x 64)
-#                   3 stages: 49,152 bytes; 4 blocks per SM
+# The design point of every version-3 kernel, by a regular expression on its demangled name
+# `<op>_<pass>_kernel3<Element, BlockTile<M, N>, kVector[, kMasked]>`: threads per block
+# (kernels/conv_mma.h's kThreads), blocks per SM (its kMaxBlocksPerSm, or fewer where a ReLU mask's
+# third slice makes the stage too big), and the dynamic shared memory its launcher requests
+# (mma::shared_bytes: stages x the Tiles' kStageElements; mma::blocks_per_sm derives the same
+# blocks per SM). Per stage, at the 128 x 64 tile (LARGE):
+# TF32 (float, 3 stages; K-contiguous rows of 16 + 4 floats, K-major rows of width + 8):
+#   conv2d forward          A 128 x 20 + B 64 x 20: 46,080 bytes, 4 blocks per SM
+#   conv2d backward_data    A 128 x 20 + B 16 x 72: 44,544 bytes, 4 blocks per SM; with the ReLU
+#                           mask (+ 128 x 20) 75,264 bytes, 3 blocks per SM
+#   conv2d backward_weight  A 16 x 136 + B 16 x 72: 39,936 bytes (53,760 with the mask + 16 x 72),
+#                           4 blocks per SM
+#   conv_transpose2d        forward A 128 x 20 + B 16 x 72: 44,544 bytes; backward_data
+#                           A 128 x 20 + B 64 x 20: 46,080; backward_weight A 16 x 136 + B 16 x 72:
+#                           39,936; 4 blocks per SM
+# bf16 (4 stages, 3 with the mask; K = 32 bf16 of each slice, swizzled, unpadded):
+#   every pass of both ops  A 128 x 32 + B 64 x 32 (either layout): 49,152 bytes, 4 blocks per SM
+#   conv2d backward_data    with the mask (+ 128 x 32), 3 stages: 61,440 bytes, 3 blocks per SM
+#   conv2d backward_weight  with the mask (+ 32 x 64), 3 stages: 49,152 bytes, 4 blocks per SM
+# and at the 64 x 64 tile (SMALL: forward and backward_data only), all at 4 blocks per SM:
+#   TF32 forward (both ops' A and B K-contiguous: conv2d forward, conv_transpose2d backward_data)
+#                           A 64 x 20 + B 64 x 20: 30,720 bytes
+#   TF32 A 64 x 20 + B 16 x 72 (conv2d backward_data, conv_transpose2d forward): 29,184 bytes;
+#                           conv2d backward_data with the mask (+ 64 x 20): 44,544 bytes
+#   bf16                    A 64 x 32 + B 64 x 32: 32,768 bytes; conv2d backward_data with the
+#                           mask (+ 64 x 32), 3 stages: 36,864 bytes
+LARGE = r"unet::cuda::mma::BlockTile<128, 64>"
+SMALL = r"unet::cuda::mma::BlockTile<64, 64>"
+ANY = "(true|false)"
 BUDGETS = [
-    (r"conv_transpose2d_(forward|backward_data|backward_weight)_bf16_kernel3\(", (128, 4, 36864)),
-    (r"conv_transpose2d_forward_kernel3<", (128, 4, 44544)),
-    (r"conv_transpose2d_backward_data_kernel3<", (128, 4, 46080)),
-    (r"conv_transpose2d_backward_weight_kernel3<", (128, 4, 39936)),
-    (r"conv2d_forward_kernel3<(true|false)>", (128, 4, 46080)),
-    (r"conv2d_backward_data_kernel3<(true|false), false>", (128, 4, 44544)),
-    (r"conv2d_backward_data_kernel3<(true|false), true>", (128, 3, 75264)),
-    (r"conv2d_backward_weight_kernel3<(true|false), false>", (128, 4, 39936)),
-    (r"conv2d_backward_weight_kernel3<(true|false), true>", (128, 4, 53760)),
-    (r"conv2d_forward_kernel3<unet::bf16, (true|false)>", (128, 4, 49152)),
-    (r"conv2d_backward_data_kernel3<unet::bf16, (true|false), false>", (128, 4, 49152)),
-    (r"conv2d_backward_data_kernel3<unet::bf16, (true|false), true>", (128, 3, 61440)),
-    (r"conv2d_backward_weight_kernel3<unet::bf16, (true|false), (true|false)>", (128, 4, 49152)),
+    (rf"conv2d_forward_kernel3<float, {LARGE}, {ANY}>", (128, 4, 46080)),
+    (rf"conv2d_backward_data_kernel3<float, {LARGE}, {ANY}, false>", (128, 4, 44544)),
+    (rf"conv2d_backward_data_kernel3<float, {LARGE}, {ANY}, true>", (128, 3, 75264)),
+    (rf"conv2d_backward_weight_kernel3<float, {LARGE}, {ANY}, false>", (128, 4, 39936)),
+    (rf"conv2d_backward_weight_kernel3<float, {LARGE}, {ANY}, true>", (128, 4, 53760)),
+    (rf"conv_transpose2d_forward_kernel3<float, {LARGE}, {ANY}>", (128, 4, 44544)),
+    (rf"conv_transpose2d_backward_data_kernel3<float, {LARGE}, {ANY}>", (128, 4, 46080)),
+    (rf"conv_transpose2d_backward_weight_kernel3<float, {LARGE}, {ANY}>", (128, 4, 39936)),
+    (rf"conv2d_forward_kernel3<unet::bf16, {LARGE}, {ANY}>", (128, 4, 49152)),
+    (rf"conv2d_backward_data_kernel3<unet::bf16, {LARGE}, {ANY}, false>", (128, 4, 49152)),
+    (rf"conv2d_backward_data_kernel3<unet::bf16, {LARGE}, {ANY}, true>", (128, 3, 61440)),
+    (rf"conv2d_backward_weight_kernel3<unet::bf16, {LARGE}, {ANY}, {ANY}>", (128, 4, 49152)),
+    (rf"conv_transpose2d_(forward|backward_data|backward_weight)_kernel3<unet::bf16, {LARGE}, {ANY}>",
+     (128, 4, 49152)),
+    (rf"conv2d_forward_kernel3<float, {SMALL}, {ANY}>", (128, 4, 30720)),
+    (rf"conv2d_backward_data_kernel3<float, {SMALL}, {ANY}, false>", (128, 4, 29184)),
+    (rf"conv2d_backward_data_kernel3<float, {SMALL}, {ANY}, true>", (128, 4, 44544)),
+    (rf"conv_transpose2d_forward_kernel3<float, {SMALL}, {ANY}>", (128, 4, 29184)),
+    (rf"conv_transpose2d_backward_data_kernel3<float, {SMALL}, {ANY}>", (128, 4, 30720)),
+    (rf"conv2d_forward_kernel3<unet::bf16, {SMALL}, {ANY}>", (128, 4, 32768)),
+    (rf"conv2d_backward_data_kernel3<unet::bf16, {SMALL}, {ANY}, false>", (128, 4, 32768)),
+    (rf"conv2d_backward_data_kernel3<unet::bf16, {SMALL}, {ANY}, true>", (128, 4, 36864)),
+    (rf"conv_transpose2d_(forward|backward_data)_kernel3<unet::bf16, {SMALL}, {ANY}>", (128, 4, 32768)),
 ]
-
-# Demangled names of the version-3 kernels that gather their tiles with plain loads (no cp.async).
-REGISTER_GATHERS = r"_kernel3<unet::bf16, false"
-
+# Demangled names of the version-3 kernels that gather their tiles with plain loads (no cp.async):
+# bf16 with kVector false.
+REGISTER_GATHERS = r"_kernel3<unet::bf16, unet::cuda::mma::BlockTile<\d+, \d+>, false"
 REGISTERS_PER_SM = 65536
 REGISTER_UNIT_PER_WARP = 256
 SHARED_PER_SM = 228 * 1024

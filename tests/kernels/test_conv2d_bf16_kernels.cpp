@@ -23,6 +23,7 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/rounding.h"
+#include "kernels/tile_choice.h"
 #include "models/unet_shapes.h"
 #include "tests/test_util.h"
 
@@ -292,15 +293,28 @@ class Checker {
 
 constexpr DeviceKind kDevice = DeviceKind::UNET_TEST_DEVICE;
 
-// Every bf16 version of the device under test, and the cpu device's reference-backed launchers.
-void check(const Case& c, uint64_t seed) {
+// Every bf16 version of the device under test, and the cpu device's reference-backed launchers;
+// version 3 on each of its block tiles (kernels/tile_choice.h), pinned, with `each_tile` (the
+// awkward shapes, where the model would pick the small tile for nearly all), else the model's.
+void check(const Case& c, uint64_t seed, bool each_tile = false) {
   const Conv2dShape& s = c.shape;
   INFO("k " << s.k << ", " << s.n << "x" << s.h << "x" << s.w << ", " << s.c_in << " -> " << s.c_out
             << (c.relu ? ", relu" : "") << (c.bias ? "" : ", no bias") << ", in " << c.in.offset << "/" << c.in.stride
             << ", out " << c.out.offset << "/" << c.out.stride << (c.integers ? ", integers" : ""));
-  for (int version : {1, 3}) {
-    INFO(device_name(kDevice) << " version " << version);
-    Checker<kDevice>(c, seed, version).run();
+  {
+    INFO(device_name(kDevice) << " version 1");
+    Checker<kDevice>(c, seed, 1).run();
+  }
+  if (each_tile) {
+    for (MmaTile tile : {MmaTile::large, MmaTile::small}) {
+      INFO(device_name(kDevice) << " version 3, " << (tile == MmaTile::large ? "128 x 64" : "64 x 64")
+                                << " block tile");
+      const PinnedMmaTile pinned(tile);
+      Checker<kDevice>(c, seed, 3).run();
+    }
+  } else {
+    INFO(device_name(kDevice) << " version 3");
+    Checker<kDevice>(c, seed, 3).run();
   }
   INFO("cpu");
   Checker<DeviceKind::cpu>(c, seed, 0).run();
@@ -327,14 +341,14 @@ TEST_CASE("conv2d bf16: odd sizes, channels not a multiple of the tile, N = 1 an
       {shape(2, 17, 19, 16, 24, 3), true},      // 646 pixels: six blocks of pixels, three bias chunks
   };
   uint64_t seed = 100;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : cases) check(c, seed += 10, true);
 }
 
 TEST_CASE("conv2d bf16: inputs and outputs as channel slices of wider buffers", "[conv2d][bf16]") {
-  check({shape(2, 5, 7, 64, 64, 3), true, true, Slice{128, 64}, Slice{128, 0}}, 200);  // aligned: 16-byte copies
-  check({shape(1, 6, 5, 64, 64, 3), true, true, Slice{72, 3}, Slice{72, 1}}, 210);     // odd offsets
-  check({shape(1, 6, 5, 3, 16, 3), true, true, Slice{8, 0}, Slice{24, 8}}, 215);       // the arena's 3-in-8 image
-  check({shape(2, 3, 5, 17, 33, 3), false, true, Slice{20, 2}, Slice{40, 7}}, 220);
+  check({shape(2, 5, 7, 64, 64, 3), true, true, Slice{128, 64}, Slice{128, 0}}, 200, true);  // aligned: 16-byte copies
+  check({shape(1, 6, 5, 64, 64, 3), true, true, Slice{72, 3}, Slice{72, 1}}, 210, true);  // odd offsets
+  check({shape(1, 6, 5, 3, 16, 3), true, true, Slice{8, 0}, Slice{24, 8}}, 215, true);  // the arena's 3-in-8 image
+  check({shape(2, 3, 5, 17, 33, 3), false, true, Slice{20, 2}, Slice{40, 7}}, 220, true);
 }
 
 TEST_CASE("conv2d bf16: small integers give exactly the reference's bits", "[conv2d][bf16]") {
@@ -346,7 +360,7 @@ TEST_CASE("conv2d bf16: small integers give exactly the reference's bits", "[con
       {shape(2, 4, 4, 32, 1, 1), false, true, {}, {}, true},
   };
   uint64_t seed = 300;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : cases) check(c, seed += 10, true);
 }
 
 TEST_CASE("conv2d bf16: every conv layer of the default U-Net at 16x16", "[conv2d][bf16]") {

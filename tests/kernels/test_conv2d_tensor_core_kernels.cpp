@@ -16,10 +16,13 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 
 #include "kernels/conv2d.h"
 #include "kernels/rounding.h"
+#include "kernels/tile_choice.h"
 #include "models/unet_shapes.h"
+#include "tests/kernels/bf16_test_util.h"
 #include "tests/test_util.h"
 
 using namespace unet;
@@ -191,6 +194,16 @@ void check(const Case& c, uint64_t seed) {
   check_backward_weight(c, seed, x, test::to_float(y_ref));
 }
 
+// check() on each block tile of version 3 (kernels/tile_choice.h), pinned: the awkward shapes on
+// both, where the model would pick the small tile for nearly all of them.
+void check_each_tile(const Case& c, uint64_t seed) {
+  for (MmaTile tile : {MmaTile::large, MmaTile::small}) {
+    INFO((tile == MmaTile::large ? "128 x 64" : "64 x 64") << " block tile");
+    const PinnedMmaTile pinned(tile);
+    check(c, seed);
+  }
+}
+
 Conv2dShape shape(int n, int h, int w, int c_in, int c_out, int k) {
   return {.n = n, .h = h, .w = w, .c_in = c_in, .c_out = c_out, .k = k};
 }
@@ -212,13 +225,13 @@ TEST_CASE("conv2d v3 (tf32): odd sizes, channels not a multiple of the tile, N =
       {shape(2, 17, 19, 16, 24, 3), true},      // 646 pixels: six blocks of pixels
   };
   uint64_t seed = 100;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : cases) check_each_tile(c, seed += 10);
 }
 
 TEST_CASE("conv2d v3 (tf32): inputs and outputs as channel slices of wider buffers", "[conv2d][tensor-core]") {
-  check({shape(2, 5, 7, 64, 64, 3), true, true, Slice{128, 64}, Slice{128, 0}}, 200);  // aligned: 16-byte copies
-  check({shape(1, 6, 5, 64, 68, 3), true, true, Slice{71, 3}, Slice{69, 1}}, 210);     // unaligned: 4-byte copies
-  check({shape(2, 3, 5, 17, 33, 3), false, true, Slice{20, 2}, Slice{40, 7}}, 220);
+  check_each_tile({shape(2, 5, 7, 64, 64, 3), true, true, Slice{128, 64}, Slice{128, 0}}, 200);  // 16-byte copies
+  check_each_tile({shape(1, 6, 5, 64, 68, 3), true, true, Slice{71, 3}, Slice{69, 1}}, 210);     // 4-byte copies
+  check_each_tile({shape(2, 3, 5, 17, 33, 3), false, true, Slice{20, 2}, Slice{40, 7}}, 220);
 }
 
 TEST_CASE("conv2d v3 (tf32): small integers and tf32 ties give exactly the reference", "[conv2d][tensor-core]") {
@@ -231,7 +244,7 @@ TEST_CASE("conv2d v3 (tf32): small integers and tf32 ties give exactly the refer
       {shape(1, 4, 7, 5, 9, 3), true, true, {}, {}, Values::tf32_ties},
   };
   uint64_t seed = 300;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : cases) check_each_tile(c, seed += 10);
 }
 
 TEST_CASE("conv2d v3 (tf32): the operands really are rounded to tf32", "[conv2d][tensor-core]") {
@@ -272,4 +285,43 @@ TEST_CASE("conv2d v3 (tf32): the weight gradient is the same bits on every run",
     if (run == 0) first = dweight.download();
     else CHECK(dweight.download() == first);
   }
+}
+
+TEST_CASE("conv2d v3: both block tiles give the same bits, in tf32 and bf16", "[conv2d][tensor-core]") {
+  // Each output's K-loop is the same on either tile, so the tile may change no bit (what lets
+  // kernels/tile_choice.h pick per shape without changing results).
+  const Conv2dShape s = shape(2, 9, 11, 24, 40, 3);  // 198 pixels: partial tiles of both heights
+  const int64_t p = int64_t{s.n} * s.h * s.w, weights = int64_t{s.c_out} * 9 * s.c_in;
+  const auto x = test::random_uniform(p * s.c_in, 1), weight = test::random_uniform(weights, 2);
+  const auto dy = test::random_uniform(p * s.c_out, 3), relu_output = test::random_uniform(p * s.c_out, 4);
+  DeviceBuffer<float> d_x(dev(), x), d_w(dev(), weight), d_dy(dev(), dy), d_mask(dev(), relu_output);
+  DeviceBuffer<bf16> h_x(dev(), test::rounded(x)), h_w(dev(), test::rounded(weight)), h_dy(dev(), test::rounded(dy));
+  DeviceBuffer<bf16> h_mask(dev(), test::rounded(relu_output));
+  // forward and backward_data masked by a ReLU output (the shape of dy) on one tile, in tf32 then
+  // bf16 (as floats).
+  const auto run = [&]() {
+    DeviceBuffer<float> y(dev(), p * s.c_out), dx(dev(), p * s.c_in);
+    DeviceBuffer<bf16> y_bf16(dev(), p * s.c_out), dx_bf16(dev(), p * s.c_in);
+    Conv::forward(s, d_x.data(), s.c_in, d_w.data(), nullptr, true, y.data(), s.c_out, {}, Conv::tensor_core_version);
+    Conv::backward_data(s, d_dy.data(), s.c_out, d_mask.data(), s.c_out, d_w.data(), 0.0f, dx.data(), s.c_in, {},
+                        Conv::tensor_core_version);
+    Conv::forward(s, h_x.data(), s.c_in, h_w.data(), nullptr, true, y_bf16.data(), s.c_out, {}, 3);
+    Conv::backward_data(s, h_dy.data(), s.c_out, h_mask.data(), s.c_out, h_w.data(), 0.0f, dx_bf16.data(), s.c_in, {},
+                        3);
+    std::vector<float> all = y.download();
+    for (const auto& more : {dx.download(), test::widened(y_bf16.download()), test::widened(dx_bf16.download())}) {
+      all.insert(all.end(), more.begin(), more.end());
+    }
+    return all;
+  };
+  std::vector<float> large, small;
+  {
+    const PinnedMmaTile pinned(MmaTile::large);
+    large = run();
+  }
+  {
+    const PinnedMmaTile pinned(MmaTile::small);
+    small = run();
+  }
+  CHECK(std::memcmp(large.data(), small.data(), large.size() * sizeof(float)) == 0);
 }

@@ -22,6 +22,7 @@
 
 #include "kernels/conv_transpose2d.h"
 #include "kernels/rounding.h"
+#include "kernels/tile_choice.h"
 #include "models/unet_shapes.h"
 #include "tests/test_util.h"
 
@@ -288,6 +289,19 @@ void check(const Case& c, uint64_t seed) {
   check_bf16<DeviceKind::cpu>(c, seed, 0);
 }
 
+// check() with version 3 on each of its block tiles (kernels/tile_choice.h), pinned: the awkward
+// shapes on both, where the model would pick the small tile for nearly all of them.
+void check_each_tile(const Case& c, uint64_t seed) {
+  for (MmaTile tile : {MmaTile::large, MmaTile::small}) {
+    INFO((tile == MmaTile::large ? "128 x 64" : "64 x 64") << " block tile");
+    const PinnedMmaTile pinned(tile);
+    check_tf32(c, seed);
+    check_bf16<kDevice>(c, seed, Up::tensor_core_version);
+  }
+  check_bf16<kDevice>(c, seed, 1);
+  check_bf16<DeviceKind::cpu>(c, seed, 0);
+}
+
 ConvTranspose2dShape shape(int n, int h, int w, int c_in, int c_out) {
   return {.n = n, .h = h, .w = w, .c_in = c_in, .c_out = c_out};
 }
@@ -308,18 +322,18 @@ TEST_CASE("conv_transpose2d tf32 and bf16: odd sizes, channels not a multiple of
       {shape(1, 3, 4, 136, 8)},          // Cin 136: a partial second M tile of backward_weight
   };
   uint64_t seed = 6100;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : cases) check_each_tile(c, seed += 10);
 }
 
 TEST_CASE("conv_transpose2d tf32 and bf16: inputs and outputs as channel slices of wider buffers",
           "[conv_transpose2d][tensor-core]") {
   // The U-Net writes the up-convolution's output into channels [0, C) of the concat buffer.
-  check({shape(2, 3, 5, 128, 64), true, Slice{256, 128}, Slice{128, 0}}, 7100);  // aligned
-  check({shape(1, 4, 3, 64, 68), true, Slice{70, 5}, Slice{75, 3}}, 7110);       // odd offsets and strides
-  check({shape(2, 3, 3, 16, 32), true, Slice{24, 8}, Slice{40, 8}}, 7120);        // aligned for bf16 only
+  check_each_tile({shape(2, 3, 5, 128, 64), true, Slice{256, 128}, Slice{128, 0}}, 7100);  // aligned
+  check_each_tile({shape(1, 4, 3, 64, 68), true, Slice{70, 5}, Slice{75, 3}}, 7110);       // odd offsets and strides
+  check_each_tile({shape(2, 3, 3, 16, 32), true, Slice{24, 8}, Slice{40, 8}}, 7120);        // aligned for bf16 only
   // bf16's padded pixel strides (multiples of 8) around channel counts that are not: partial chunks.
-  check({shape(2, 3, 5, 17, 40), true, Slice{24, 0}, Slice{48, 0}}, 7130);
-  check({shape(1, 5, 3, 3, 20), false, Slice{8, 0}, Slice{24, 0}}, 7140);
+  check_each_tile({shape(2, 3, 5, 17, 40), true, Slice{24, 0}, Slice{48, 0}}, 7130);
+  check_each_tile({shape(1, 5, 3, 3, 20), false, Slice{8, 0}, Slice{24, 0}}, 7140);
 }
 
 TEST_CASE("conv_transpose2d tf32 and bf16: small integers and tf32 ties give exactly the reference",
@@ -333,7 +347,7 @@ TEST_CASE("conv_transpose2d tf32 and bf16: small integers and tf32 ties give exa
       {shape(1, 4, 7, 5, 9), false, {}, {}, Values::ties},
   };
   uint64_t seed = 8100;
-  for (const Case& c : cases) check(c, seed += 10);
+  for (const Case& c : cases) check_each_tile(c, seed += 10);
 }
 
 TEST_CASE("conv_transpose2d tf32: the operands really are rounded to tf32", "[conv_transpose2d][tensor-core]") {
