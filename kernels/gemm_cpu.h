@@ -26,7 +26,7 @@
 //     pixels. Each thread packs a block's A (M x 512 x 4 B: 128 KiB at 64 channels, in L2) into
 //     6-row tiles, so each micro-tile's broadcasts read one contiguous stream, then sweeps its C
 //     tiles over the block, tap by tap, so a tap's 16 columns of B (512 x 64 B = 32 KiB) are
-//     shared by every row tile from L1 and L2. 512 was the fastest of 128, 256, 512 and 1,024
+//     shared by every row tile from L1 and L2. 512 was the fastest of 256, 512 and 1,024
 //     pixels on the build machine (docs/performance.md).
 //
 // Threads: tap_gemm splits the pixel tiles statically; reduce_gemm splits its pixel rows into up to
