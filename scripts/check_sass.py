@@ -166,6 +166,13 @@ def readable(mangled):
     return subprocess.run([tool, mangled], capture_output=True, text=True).stdout.strip() or mangled
 
 
+def spill_errors(kernel, has_op, use):
+    """What every SASS gate requires of a kernel: no LDL or STL (has_op(op) says whether its SASS
+    has one) and STACK 0 and LOCAL 0 in its resource usage."""
+    errors = [f"{kernel}: {op} in its SASS (register spills)" for op in ("LDL", "STL") if has_op(op)]
+    return errors + [f"{kernel}: {key} {use[key]} (must be 0)" for key in ("STACK", "LOCAL") if use.get(key, 0) != 0]
+
+
 def check(name, ops, use, budget):
     errors = []
     kernel = family(name)
@@ -174,12 +181,7 @@ def check(name, ops, use, budget):
     for op in required:
         if op not in ops:
             errors.append(f"{kernel}: no {op} in its SASS")
-    for op in ("LDL", "STL"):
-        if op in ops:
-            errors.append(f"{kernel}: {op} in its SASS (register spills)")
-    for key in ("STACK", "LOCAL"):
-        if use.get(key, 0) != 0:
-            errors.append(f"{kernel}: {key} {use[key]} (must be 0)")
+    errors += spill_errors(kernel, lambda op: op in ops, use)
     if budget is None:
         errors.append(f"{readable(name)}: no design point (threads, blocks per SM, dynamic shared) in BUDGETS")
         return errors, ""

@@ -50,13 +50,7 @@ def check(kernel, counts, use, min_hmma):
     for op in MEMORY_READS:
         if counts[op]:
             errors.append(f"{kernel}: {op} in its SASS (the peak kernel must not read memory)")
-    for op in ("LDL", "STL"):
-        if counts[op]:
-            errors.append(f"{kernel}: {op} in its SASS (register spills)")
-    for key in ("STACK", "LOCAL"):
-        if use.get(key, 0) != 0:
-            errors.append(f"{kernel}: {key} {use[key]} (must be 0)")
-    return errors
+    return errors + check_sass.spill_errors(kernel, lambda op: counts[op] > 0, use)
 
 
 def main():

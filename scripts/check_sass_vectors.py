@@ -55,13 +55,7 @@ def check(kernel, ops, use):
         # LDG.E.128 also covers LDG.E.128.CONSTANT (the read-only path __restrict__ const allows).
         if not any(op == required or op.startswith(required + ".") for op in ops):
             errors.append(f"{kernel}: no {required} in its SASS")
-    for op in ("LDL", "STL"):
-        if any(o == op or o.startswith(op + ".") for o in ops):
-            errors.append(f"{kernel}: {op} in its SASS (register spills)")
-    for key in ("STACK", "LOCAL"):
-        if use.get(key, 0) != 0:
-            errors.append(f"{kernel}: {key} {use[key]} (must be 0)")
-    return errors
+    return errors + check_sass.spill_errors(kernel, lambda op: any(o == op or o.startswith(op + ".") for o in ops), use)
 
 
 def main():
