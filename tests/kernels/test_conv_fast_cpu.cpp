@@ -200,7 +200,7 @@ void check_thread_independence(const Conv2dShape& s, const ConvTranspose2dShape&
   const auto x = test::random_uniform(p * s.c_in, 1), weight = test::random_uniform(9 * s.c_in * s.c_out, 2);
   const auto bias = test::random_uniform(s.c_out, 3), dy = test::random_uniform(p * s.c_out, 4);
   const auto ux = test::random_uniform(pu * u.c_in, 5), uweight = test::random_uniform(4 * u.c_in * u.c_out, 6);
-  const auto udy = test::random_uniform(4 * pu * u.c_out, 7);
+  const auto udy = test::random_uniform(4 * pu * u.c_out, 7), ubias = test::random_uniform(u.c_out, 8);
   // Every pass's output at `threads` threads, one after the other.
   auto run = [&](int threads) {
     const int saved = omp_get_max_threads();
@@ -214,7 +214,8 @@ void check_thread_independence(const Conv2dShape& s, const ConvTranspose2dShape&
     cpu::fast::conv2d_backward_data(s, dy.data(), s.c_out, y, s.c_out, weight.data(), 0.0f, results[1].data(), s.c_in);
     cpu::fast::conv2d_backward_weight(s, x.data(), s.c_in, dy.data(), s.c_out, y, s.c_out, 0.0f, results[2].data());
     cpu::fast::conv2d_backward_bias(s, dy.data(), s.c_out, y, s.c_out, 0.0f, results[3].data());
-    cpu::fast::conv_transpose2d_forward(u, ux.data(), u.c_in, uweight.data(), bias.data(), results[4].data(), u.c_out);
+    cpu::fast::conv_transpose2d_forward(u, ux.data(), u.c_in, uweight.data(), ubias.data(), results[4].data(),
+                                        u.c_out);
     cpu::fast::conv_transpose2d_backward_data(u, udy.data(), u.c_out, uweight.data(), 0.0f, results[5].data(), u.c_in);
     cpu::fast::conv_transpose2d_backward_weight(u, ux.data(), u.c_in, udy.data(), u.c_out, 0.0f, results[6].data());
     cpu::fast::conv_transpose2d_backward_bias(u, udy.data(), u.c_out, 0.0f, results[7].data());
