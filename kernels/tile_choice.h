@@ -71,10 +71,9 @@ class PinnedMmaTile {
   }
 
  private:
-  static std::optional<MmaTile>& pinned() {
-    static std::optional<MmaTile> tile;
-    return tile;
-  }
+  // Defined once, in tile_choice.cpp (unet_base): an inline function's static would be one
+  // symbol in both the sim and the cuda kernel libraries (scripts/check_symbols.sh).
+  static std::optional<MmaTile>& pinned();
   std::optional<MmaTile> previous_;
 };
 
