@@ -24,10 +24,13 @@
 //     rows the taps reach, x K channels) stay in L2 across the N panels.
 //   - reduce_gemm walks the pixels in blocks of whole image rows of about kBlockPixels = 512
 //     pixels. Each thread packs a block's A (M x 512 x 4 B: 128 KiB at 64 channels, in L2) into
-//     6-row tiles, so each micro-tile's broadcasts read one contiguous stream, then sweeps its C
-//     tiles over the block, tap by tap, so a tap's 16 columns of B (512 x 64 B = 32 KiB) are
-//     shared by every row tile from L1 and L2. 512 was the fastest of 256, 512 and 1,024
-//     pixels on the build machine (docs/performance.md).
+//     row tiles, so each micro-tile's broadcasts read one contiguous stream, then sweeps its C
+//     tiles over the block, tap by tap and 16 columns at a time, the row tiles innermost, so they
+//     share one tap's 16 columns of B (512 x 64 B = 32 KiB, from L1 and L2). Where there are many
+//     row tiles (kPackedRowTiles) that B is first packed into one contiguous 32 KiB stream (zeros
+//     where a tap's neighbour is outside the image); with few, B is read in place, one run per
+//     image row. 512 was the fastest of 256, 512 and 1,024 pixels on the build machine
+//     (docs/performance.md).
 //
 // Threads: tap_gemm splits the pixel tiles statically; reduce_gemm splits its pixel rows into up to
 // 16 chunks (a number fixed by the shape) whose partial sums are added in chunk order, or, where C
@@ -231,8 +234,8 @@ UNET_ALWAYS_INLINE void start_row(Tile<Rows>& t, int m, const float* c, float be
 }
 
 // Scratch owned by the calling thread, grown and never shrunk: after the first training step the
-// passes allocate nothing. `slot` tells apart the buffers one pass uses at the same time; slots 3
-// (in every thread of its team) and 4 are reduce_gemm's, and column_sums uses 4 too.
+// passes allocate nothing. `slot` tells apart the buffers one pass uses at the same time; slots 2
+// and 3 (in every thread of its team) and 4 are reduce_gemm's, and column_sums uses 4 too.
 inline std::vector<float>& scratch(int slot) {
   thread_local std::vector<float> buffers[5];
   return buffers[slot];
@@ -363,15 +366,35 @@ struct ReduceGemm {
 constexpr int kBlockPixels = 512;
 inline int64_t block_rows(int row_pixels) { return std::max(1, kBlockPixels / std::max(row_pixels, 1)); }
 
-// A(q, m) of the block's pixels [q0, q0 + pixels), masked, transposed into 6-row tiles:
-// pack[(m / 6 * pixels + q - q0) * 6 + m % 6], so the micro-kernel's broadcasts walk one contiguous
-// stream, and the ReLU's mask costs no pass of its own. Each 6-value entry is written as 8 values
-// in increasing order, the next entry overwriting the extra two: the pack has 2 floats of slack.
+// reduce_gemm's row tiles: 6 rows each, except that where the last would have 2 (M = 6j + 2, as
+// at 32, 128 and 512 channels) the last 8 rows are two tiles of 4. A tile of 2 rows keeps 4
+// accumulators in flight, fewer than the FMA latency times the pipes (4 x 2), and takes as long
+// as a tile of 4.
+struct RowTiles {
+  int rows;
+  int count() const { return (rows + kTileRows - 1) / kTileRows; }
+  bool split() const { return rows % kTileRows == 2 && rows > kTileRows; }
+  int first(int i) const { return split() && i == count() - 1 ? rows - 4 : i * kTileRows; }
+  int size(int i) const { return split() && i >= count() - 2 ? 4 : std::min(kTileRows, rows - i * kTileRows); }
+};
+
+// From this many row tiles on, reduce_gemm packs each tap's B for the block (pack_reduction_columns)
+// and the row tiles share the copy; below, the copy would cost more than its contiguous reads save,
+// and B is read in place. Measured on the build machine (docs/performance.md): packing gains 5-25%
+// on the 128- and 256-channel weight gradients and loses up to 10% at 32 and 64.
+constexpr int kPackedRowTiles = 16;
+
+// A(q, m) of the block's pixels [q0, q0 + pixels), masked, transposed into the row tiles:
+// pack[(i * pixels + q - q0) * 6 + m - first(i)] for the tile i that holds m, so the micro-kernel's
+// broadcasts walk one contiguous stream, and the ReLU's mask costs no pass of its own. Each entry
+// is written as 8 values in increasing order, the next entry overwriting the extra ones: the pack
+// has 2 floats of slack.
 inline void pack_reduction_rows(const ReduceGemm& g, int64_t q0, int64_t pixels, float* pack) {
-  for (int m0 = 0; m0 < g.rows; m0 += kTileRows) {
-    const int count = std::min(kTileRows, g.rows - m0);
+  const RowTiles tiles{g.rows};
+  for (int i = 0; i < tiles.count(); ++i) {
+    const int m0 = tiles.first(i), count = tiles.size(i);
     const float* a = g.a + q0 * g.a_step + m0;
-    float* out = pack + m0 / kTileRows * pixels * kTileRows;
+    float* out = pack + i * pixels * kTileRows;
     if (g.mask == nullptr) {
       for (int64_t q = 0; q < pixels; ++q) store(out + q * kTileRows, load_first(a + q * g.a_step, count));
       continue;
@@ -384,11 +407,43 @@ inline void pack_reduction_rows(const ReduceGemm& g, int64_t q0, int64_t pixels,
   }
 }
 
-// C rows [m0, m0 + Rows) of tap t and columns [n0, n0 + 16), summed over pixel rows [row0, row1)
-// from the block's packed A; the first block of a sum starts from beta*C.
-template <int Rows, class SegmentOf>
-void reduce_tile(const ReduceGemm& g, const float* pack, int64_t block_pixels, int m0, int t, int n0, int64_t row0,
-                 int64_t row1, bool first_block, SegmentOf segment_of) {
+// The block's B_t(q, n0 .. n0 + 16), packed from its rows' segments: pack[(q - q0) * 16 + n], zero
+// where a row's segment has no pixel q and past N. One contiguous stream, whatever the segments'
+// lengths and strides.
+inline void pack_reduction_columns(const ReduceGemm& g, const Segment* segments, int64_t rows, int n0, float* pack) {
+  const int columns = std::min(kTileColumns, g.columns - n0);
+  const bool whole = columns == kTileColumns || g.b_padded;
+  for (int64_t row = 0; row < rows; ++row) {
+    const Segment& s = segments[row];
+    const int first = s.count > 0 ? s.first : 0, last = s.count > 0 ? s.first + s.count : 0;
+    float* out = pack + row * g.row_pixels * kTileColumns;
+    std::fill(out, out + first * kTileColumns, 0.0f);
+    for (int w = first; w < last; ++w) {
+      const float* b = s.b + int64_t{w - first} * s.b_step + n0;
+      store(out + w * kTileColumns, whole ? load(b) : load_first(b, columns));
+      store(out + w * kTileColumns + 8, whole ? load(b + 8) : load_first(b + 8, std::max(columns - 8, 0)));
+    }
+    std::fill(out + last * kTileColumns, out + g.row_pixels * kTileColumns, 0.0f);
+  }
+}
+
+// The segments of pixel rows [row0, row1) for tap t, in a buffer of the calling thread: looked up
+// once per block and tap, not once per row tile.
+template <class SegmentOf>
+const Segment* block_segments(SegmentOf segment_of, int t, int64_t row0, int64_t row1) {
+  thread_local std::vector<Segment> segments;
+  segments.resize(static_cast<size_t>(row1 - row0));
+  for (int64_t row = row0; row < row1; ++row) segments[row - row0] = segment_of(t, row);
+  return segments.data();
+}
+
+// C rows [m0, m0 + Rows) of tap t and columns [n0, n0 + 16), plus the block's packed A rows
+// (tile_pack) times B over the segments of its `rows` rows, B's columns at b_column (n0 where B is
+// read in place, 0 where it was packed: then one segment spans the block); the first block of a
+// sum starts from beta*C. MaskB reads only B's real columns.
+template <int Rows, bool MaskB>
+void reduce_tile(const ReduceGemm& g, const float* tile_pack, const Segment* segments, int64_t rows, int b_column,
+                 int m0, int t, int n0, bool first_block) {
   const Columns columns(std::min(kTileColumns, g.columns - n0));
   float* c = g.c + int64_t{m0} * g.ldc + int64_t{t} * g.columns + n0;
   Tile<Rows> tile;
@@ -399,50 +454,74 @@ void reduce_tile(const ReduceGemm& g, const float* pack, int64_t block_pixels, i
       load_row(tile, m, c + m * g.ldc, columns);
     }
   }
-  const float* tile_pack = pack + m0 / kTileRows * block_pixels * kTileRows;
-  for (int64_t row = row0; row < row1; ++row) {
-    const Segment s = segment_of(t, row);
+  for (int64_t row = 0; row < rows; ++row) {
+    const Segment& s = segments[row];
     if (s.count <= 0) continue;
     const float* a[Rows];
-    for (int m = 0; m < Rows; ++m) a[m] = tile_pack + ((row - row0) * g.row_pixels + s.first) * kTileRows + m;
-    if (columns.full() || g.b_padded) {
-      multiply_accumulate<Rows, false>(tile, s.count, a, kTileRows, s.b + n0, s.b_step, columns);
-    } else {
-      multiply_accumulate<Rows, true>(tile, s.count, a, kTileRows, s.b + n0, s.b_step, columns);
-    }
+    for (int m = 0; m < Rows; ++m) a[m] = tile_pack + (row * g.row_pixels + s.first) * kTileRows + m;
+    multiply_accumulate<Rows, MaskB>(tile, s.count, a, kTileRows, s.b + b_column, s.b_step, columns);
   }
   for (int m = 0; m < Rows; ++m) store_row(tile, m, c + m * g.ldc, columns);
 }
 
+// reduce_tile at the tile's row count. MaskB is a parameter of the whole tile, not a branch in
+// it, so the unmasked loops keep their 12 accumulators in registers.
+template <bool MaskB>
+void reduce_tile_rows(int tile_rows, const ReduceGemm& g, const float* tile_pack, const Segment* segments,
+                      int64_t rows, int b_column, int m0, int t, int n0, bool first_block) {
+  switch (tile_rows) {
+    case 6: return reduce_tile<6, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    case 5: return reduce_tile<5, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    case 4: return reduce_tile<4, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    case 3: return reduce_tile<3, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    case 2: return reduce_tile<2, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    default: return reduce_tile<1, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+  }
+}
+
 // The C tiles [first, last) (tap, column tile, row tile, in that order) summed over pixel rows
 // [row_begin, row_end), block by block, in the calling thread: a block's A is packed once for all
-// of them.
+// of them, and its B, where packed, once per tap and column tile for all the row tiles.
 template <class SegmentOf>
 void reduce_rows(const ReduceGemm& g, SegmentOf segment_of, int64_t row_begin, int64_t row_end, int64_t first,
                  int64_t last) {
-  const int row_tiles = (g.rows + kTileRows - 1) / kTileRows;
+  const RowTiles row_tiles{g.rows};
   const int column_tiles = (g.columns + kTileColumns - 1) / kTileColumns;
   const int64_t rows_per_block = block_rows(g.row_pixels);
-  std::vector<float>& pack = scratch(3);
-  pack.resize(static_cast<size_t>(row_tiles * kTileRows * rows_per_block * g.row_pixels + 8 - kTileRows));
+  const bool pack_b = row_tiles.count() >= kPackedRowTiles;
+  std::vector<float>& a_pack = scratch(3);
+  a_pack.resize(static_cast<size_t>(row_tiles.count() * kTileRows * rows_per_block * g.row_pixels + 8 - kTileRows));
+  std::vector<float>& b_pack = scratch(2);
+  if (pack_b) b_pack.resize(static_cast<size_t>(rows_per_block * g.row_pixels * kTileColumns));
   for (int64_t row0 = row_begin; row0 < row_end && first < last; row0 += rows_per_block) {
     const int64_t row1 = std::min(row_end, row0 + rows_per_block);
-    const int64_t block_pixels = (row1 - row0) * g.row_pixels;
+    const int64_t pixels = (row1 - row0) * g.row_pixels;
     const bool first_block = row0 == row_begin;
-    pack_reduction_rows(g, row0 * g.row_pixels, block_pixels, pack.data());
+    pack_reduction_rows(g, row0 * g.row_pixels, pixels, a_pack.data());
+    const Segment packed{0, static_cast<int>(pixels), b_pack.data(), kTileColumns};
+    int64_t looked_up = -1;  // the tap (in place) or tap and column tile (packed) of `segments`
+    const Segment* segments = nullptr;
     for (int64_t tile = first; tile < last; ++tile) {
-      const int m0 = static_cast<int>(tile % row_tiles) * kTileRows;
-      const int t = static_cast<int>(tile / row_tiles / column_tiles);
-      const int n0 = static_cast<int>(tile / row_tiles % column_tiles) * kTileColumns;
-      const float* p = pack.data();
-      switch (std::min(kTileRows, g.rows - m0)) {
-        case 6: reduce_tile<6>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
-        case 5: reduce_tile<5>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
-        case 4: reduce_tile<4>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
-        case 3: reduce_tile<3>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
-        case 2: reduce_tile<2>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
-        default: reduce_tile<1>(g, p, block_pixels, m0, t, n0, row0, row1, first_block, segment_of); break;
+      const int i = static_cast<int>(tile % row_tiles.count());
+      const int64_t tap_column = tile / row_tiles.count();
+      const int t = static_cast<int>(tap_column / column_tiles);
+      const int n0 = static_cast<int>(tap_column % column_tiles) * kTileColumns;
+      const float* tile_pack = a_pack.data() + i * pixels * kTileRows;
+      if (pack_b) {
+        if (tap_column != looked_up) {
+          pack_reduction_columns(g, block_segments(segment_of, t, row0, row1), row1 - row0, n0, b_pack.data());
+          looked_up = tap_column;
+        }
+        reduce_tile_rows<false>(row_tiles.size(i), g, tile_pack, &packed, 1, 0, row_tiles.first(i), t, n0,
+                                first_block);
+        continue;
       }
+      if (t != looked_up) segments = block_segments(segment_of, t, row0, row1);
+      looked_up = t;
+      const bool mask_b = g.columns - n0 < kTileColumns && !g.b_padded;
+      (mask_b ? reduce_tile_rows<true> : reduce_tile_rows<false>)(row_tiles.size(i), g, tile_pack, segments,
+                                                                  row1 - row0, n0, row_tiles.first(i), t, n0,
+                                                                  first_block);
     }
   }
 }
@@ -483,7 +562,7 @@ inline void add_partial_sums(const ReduceGemm& g, const float* partials, int64_t
 // segment_of(t, row): the Segment of pixel row `row` for tap t, at n = 0.
 template <class SegmentOf>
 void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
-  const int64_t tiles = int64_t{(g.rows + kTileRows - 1) / kTileRows} * g.taps *
+  const int64_t tiles = int64_t{RowTiles{g.rows}.count()} * g.taps *
                         ((g.columns + kTileColumns - 1) / kTileColumns);
   const int64_t size = int64_t{g.rows} * g.taps * g.columns;
   const int64_t chunks = pixel_chunks(size, g.pixel_rows);

@@ -174,6 +174,16 @@ TEST_CASE("fast cpu conv2d: small-integer inputs give exactly the reference", "[
   for (const ConvCase& c : test::conv2d_integer_cases()) check_conv(c, seed += 10);
 }
 
+TEST_CASE("fast cpu conv2d: the weight gradient's row tiles, B read in place and packed", "[cpu][conv2d]") {
+  // 32 output channels (6 row tiles): B in place, the last 8 rows two tiles of 4.
+  check_conv({conv_shape(2, 16, 16, 24, 32, 3), true}, 1000);
+  // 128 (22 row tiles): B packed per block, the last 8 rows two tiles of 4; 40 input channels end
+  // in a partial column tile; ragged 13-pixel rows.
+  check_conv({conv_shape(1, 16, 13, 40, 128, 3), true}, 1010);
+  // 96 (16 row tiles, the fewest that pack B), in a channel slice, on small integers.
+  check_conv({conv_shape(2, 7, 9, 16, 96, 3), true, true, Slice{20, 2}, Slice{100, 3}, true}, 1020);
+}
+
 TEST_CASE("fast cpu conv_transpose2d: odd sizes and channel counts, N = 1 and 2", "[cpu][conv_transpose2d]") {
   uint64_t seed = 500;
   for (const UpCase& c : test::conv_transpose2d_odd_cases()) check_up(c, seed += 10);
@@ -236,6 +246,8 @@ void check_thread_independence(const Conv2dShape& s, const ConvTranspose2dShape&
 TEST_CASE("fast cpu convolutions: every pass gives the same bits at 1 and 2 threads", "[cpu][conv2d]") {
   // Several pixel tiles; weight gradients (C of 11,520 and 6,144 values) in 16 pixel chunks.
   check_thread_independence(conv_shape(2, 24, 30, 32, 40, 3), up_shape(2, 12, 30, 48, 32));
+  // Weight gradients with B packed per block (128 and 96 rows: 16 row tiles or more).
+  check_thread_independence(conv_shape(2, 16, 16, 32, 128, 3), up_shape(2, 8, 8, 96, 32));
   // Weight gradients (C of 552,960 and 557,056 values) too large for two partial sums: their C
   // tiles are split between the threads.
   check_thread_independence(conv_shape(1, 4, 5, 256, 240, 3), up_shape(1, 3, 4, 512, 272));
