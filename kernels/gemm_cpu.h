@@ -184,15 +184,15 @@ struct Tile {
   Vec8 acc[Rows][2];
 };
 
-// The micro-kernel: acc(m, 0..15) += sum_{k < depth} a[m][k * a_step] * b[k * b_step + 0..15].
-// MaskB reads only the real columns of B (the last slice of an unpacked B may end the buffer).
-template <int Rows, bool MaskB>
+// The micro-kernel: acc(m, 0..15) += sum_{k < depth} a[m][k * a_step] * b[k * b_step + 0..15], B's
+// 16 values all real memory (packed, padded, or followed by more of the buffer).
+template <int Rows>
 UNET_ALWAYS_INLINE void multiply_accumulate(Tile<Rows>& t, int64_t depth, const float* const* a, int64_t a_step,
-                                            const float* b, int64_t b_step, const Columns& columns) {
+                                            const float* b, int64_t b_step) {
   int64_t offset = 0;
   for (int64_t k = 0; k < depth; ++k, offset += a_step, b += b_step) {
-    const Vec8 b0 = MaskB ? load(b, columns.low) : load(b);
-    const Vec8 b1 = MaskB ? load(b + 8, columns.high) : load(b + 8);
+    const Vec8 b0 = load(b);
+    const Vec8 b1 = load(b + 8);
 #pragma GCC unroll 6
     for (int m = 0; m < Rows; ++m) {
       const Vec8 am = broadcast(a[m][offset]);
@@ -319,9 +319,8 @@ void tap_gemm(const TapGemm& g, ABase a_base, CRow c_row) {
             for (int t = t0; t < t1; ++t) {
               const float* a[kTileRows];
               for (int m = 0; m < kTileRows; ++m) a[m] = base[m] + g.tap_offsets[t];
-              multiply_accumulate<kTileRows, false>(tile_acc, g.depth, a, 1,
-                                                    block + int64_t{t - t0} * g.depth * kTileColumns, kTileColumns,
-                                                    columns);
+              multiply_accumulate<kTileRows>(tile_acc, g.depth, a, 1,
+                                             block + int64_t{t - t0} * g.depth * kTileColumns, kTileColumns);
             }
             for (int m = 0; m < rows; ++m) {
               if (g.relu && t1 == g.taps) {
@@ -359,7 +358,7 @@ struct ReduceGemm {
   float beta;
   float* c;               // C(m, t, n) = c[m * ldc + t * columns + n]
   int64_t ldc;
-  bool b_padded = false;  // B rows may be read past N, up to the last 16-column tile (no masked loads)
+  bool b_padded = false;  // B rows may be read past N, up to the last 16-column tile (read in place there)
 };
 
 // Pixel rows per block of reduce_gemm: about kBlockPixels pixels (the blocking above).
@@ -440,10 +439,11 @@ const Segment* block_segments(SegmentOf segment_of, int t, int64_t row0, int64_t
 // C rows [m0, m0 + Rows) of tap t and columns [n0, n0 + 16), plus the block's packed A rows
 // (tile_pack) times B over the segments of its `rows` rows, B's columns at b_column (n0 where B is
 // read in place, 0 where it was packed: then one segment spans the block); the first block of a
-// sum starts from beta*C. MaskB reads only B's real columns.
-template <int Rows, bool MaskB>
-void reduce_tile(const ReduceGemm& g, const float* tile_pack, const Segment* segments, int64_t rows, int b_column,
-                 int m0, int t, int n0, bool first_block) {
+// sum starts from beta*C. Not inlined: each tile function allocates its own registers, and the
+// 12 accumulators stay in them (inlined into reduce_rows, GCC kept them on the stack).
+template <int Rows>
+__attribute__((noinline)) void reduce_tile(const ReduceGemm& g, const float* tile_pack, const Segment* segments,
+                                           int64_t rows, int b_column, int m0, int t, int n0, bool first_block) {
   const Columns columns(std::min(kTileColumns, g.columns - n0));
   float* c = g.c + int64_t{m0} * g.ldc + int64_t{t} * g.columns + n0;
   Tile<Rows> tile;
@@ -459,23 +459,20 @@ void reduce_tile(const ReduceGemm& g, const float* tile_pack, const Segment* seg
     if (s.count <= 0) continue;
     const float* a[Rows];
     for (int m = 0; m < Rows; ++m) a[m] = tile_pack + (row * g.row_pixels + s.first) * kTileRows + m;
-    multiply_accumulate<Rows, MaskB>(tile, s.count, a, kTileRows, s.b + b_column, s.b_step, columns);
+    multiply_accumulate<Rows>(tile, s.count, a, kTileRows, s.b + b_column, s.b_step);
   }
   for (int m = 0; m < Rows; ++m) store_row(tile, m, c + m * g.ldc, columns);
 }
 
-// reduce_tile at the tile's row count. MaskB is a parameter of the whole tile, not a branch in
-// it, so the unmasked loops keep their 12 accumulators in registers.
-template <bool MaskB>
-void reduce_tile_rows(int tile_rows, const ReduceGemm& g, const float* tile_pack, const Segment* segments,
-                      int64_t rows, int b_column, int m0, int t, int n0, bool first_block) {
+inline void reduce_tile_rows(int tile_rows, const ReduceGemm& g, const float* tile_pack, const Segment* segments,
+                             int64_t rows, int b_column, int m0, int t, int n0, bool first_block) {
   switch (tile_rows) {
-    case 6: return reduce_tile<6, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
-    case 5: return reduce_tile<5, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
-    case 4: return reduce_tile<4, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
-    case 3: return reduce_tile<3, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
-    case 2: return reduce_tile<2, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
-    default: return reduce_tile<1, MaskB>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    case 6: return reduce_tile<6>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    case 5: return reduce_tile<5>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    case 4: return reduce_tile<4>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    case 3: return reduce_tile<3>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    case 2: return reduce_tile<2>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
+    default: return reduce_tile<1>(g, tile_pack, segments, rows, b_column, m0, t, n0, first_block);
   }
 }
 
@@ -488,18 +485,19 @@ void reduce_rows(const ReduceGemm& g, SegmentOf segment_of, int64_t row_begin, i
   const RowTiles row_tiles{g.rows};
   const int column_tiles = (g.columns + kTileColumns - 1) / kTileColumns;
   const int64_t rows_per_block = block_rows(g.row_pixels);
-  const bool pack_b = row_tiles.count() >= kPackedRowTiles;
+  const bool pack_all = row_tiles.count() >= kPackedRowTiles;
   std::vector<float>& a_pack = scratch(3);
   a_pack.resize(static_cast<size_t>(row_tiles.count() * kTileRows * rows_per_block * g.row_pixels + 8 - kTileRows));
   std::vector<float>& b_pack = scratch(2);
-  if (pack_b) b_pack.resize(static_cast<size_t>(rows_per_block * g.row_pixels * kTileColumns));
+  b_pack.resize(static_cast<size_t>(rows_per_block * g.row_pixels * kTileColumns));
   for (int64_t row0 = row_begin; row0 < row_end && first < last; row0 += rows_per_block) {
     const int64_t row1 = std::min(row_end, row0 + rows_per_block);
     const int64_t pixels = (row1 - row0) * g.row_pixels;
     const bool first_block = row0 == row_begin;
     pack_reduction_rows(g, row0 * g.row_pixels, pixels, a_pack.data());
     const Segment packed{0, static_cast<int>(pixels), b_pack.data(), kTileColumns};
-    int64_t looked_up = -1;  // the tap (in place) or tap and column tile (packed) of `segments`
+    int64_t packed_tap_column = -1;  // the tap and column tile b_pack holds
+    int segments_tap = -1;
     const Segment* segments = nullptr;
     for (int64_t tile = first; tile < last; ++tile) {
       const int i = static_cast<int>(tile % row_tiles.count());
@@ -507,21 +505,17 @@ void reduce_rows(const ReduceGemm& g, SegmentOf segment_of, int64_t row_begin, i
       const int t = static_cast<int>(tap_column / column_tiles);
       const int n0 = static_cast<int>(tap_column % column_tiles) * kTileColumns;
       const float* tile_pack = a_pack.data() + i * pixels * kTileRows;
-      if (pack_b) {
-        if (tap_column != looked_up) {
-          pack_reduction_columns(g, block_segments(segment_of, t, row0, row1), row1 - row0, n0, b_pack.data());
-          looked_up = tap_column;
-        }
-        reduce_tile_rows<false>(row_tiles.size(i), g, tile_pack, &packed, 1, 0, row_tiles.first(i), t, n0,
-                                first_block);
-        continue;
+      if (t != segments_tap) segments = block_segments(segment_of, t, row0, row1);
+      segments_tap = t;
+      // A partial last column tile is packed too: the micro-kernel then reads 16 real columns.
+      if (pack_all || (g.columns - n0 < kTileColumns && !g.b_padded)) {
+        if (tap_column != packed_tap_column) pack_reduction_columns(g, segments, row1 - row0, n0, b_pack.data());
+        packed_tap_column = tap_column;
+        reduce_tile_rows(row_tiles.size(i), g, tile_pack, &packed, 1, 0, row_tiles.first(i), t, n0, first_block);
+      } else {
+        reduce_tile_rows(row_tiles.size(i), g, tile_pack, segments, row1 - row0, n0, row_tiles.first(i), t, n0,
+                         first_block);
       }
-      if (t != looked_up) segments = block_segments(segment_of, t, row0, row1);
-      looked_up = t;
-      const bool mask_b = g.columns - n0 < kTileColumns && !g.b_padded;
-      (mask_b ? reduce_tile_rows<true> : reduce_tile_rows<false>)(row_tiles.size(i), g, tile_pack, segments,
-                                                                  row1 - row0, n0, row_tiles.first(i), t, n0,
-                                                                  first_block);
     }
   }
 }
