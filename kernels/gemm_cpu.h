@@ -32,11 +32,12 @@
 //     image row. 512 was the fastest of 256, 512 and 1,024 pixels on the build machine
 //     (docs/performance.md).
 //
-// Threads: tap_gemm splits the pixel tiles statically; reduce_gemm splits its pixel rows into up to
-// 16 chunks (a number fixed by the shape) whose partial sums are added in chunk order, or, where C
-// is too large for 2 partial sums, its C tiles into one contiguous range per thread. Each C element is summed in one fixed
-// order (taps, then channels; chunks, then rows, then pixels), so the results are the same bits for
-// any thread count. No atomics.
+// Threads: tap_gemm hands out the pixel tiles dynamically; reduce_gemm splits its pixel rows into
+// up to 16 chunks (a number fixed by the shape, handed out dynamically too) whose partial sums are
+// added in chunk order, or, where C is too large for 2 partial sums, its C tiles into one
+// contiguous range per thread. Each C element is summed by one thread in one fixed order (taps,
+// then channels; chunks, then rows, then pixels), so the results are the same bits for any thread
+// count and schedule. No atomic sums.
 //
 // This header is compiled twice (kernels/CMakeLists.txt): with -mavx2 -mfma into namespace
 // fast::avx2, where Vec8 is an __m256, and with the baseline flags into fast::generic, where Vec8
@@ -283,7 +284,9 @@ void tap_gemm(const TapGemm& g, ABase a_base, CRow c_row) {
   {
     const float* a_rows[kRowBlock];  // the tile's A and C rows, looked up once for every block and panel
     float* c_rows[kRowBlock];
-#pragma omp for schedule(static)
+    // Dynamic: under a hypervisor one core may run slower than the other, and the first to finish
+    // takes more tiles. The bits do not change: each tile is one thread's, summed in one order.
+#pragma omp for schedule(dynamic)
     for (int64_t tile = 0; tile < tiles; ++tile) {
       const int64_t p0 = tile * kRowBlock;
       const int tile_rows = static_cast<int>(std::min<int64_t>(kRowBlock, g.rows - p0));
@@ -570,7 +573,8 @@ void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
   }
   std::vector<float>& partials = scratch(4);
   partials.resize(static_cast<size_t>(chunks * size));
-#pragma omp parallel for schedule(static) if (worth_parallel(macs))
+  // Dynamic, as tap_gemm's tiles: each chunk's partial sum is one thread's whatever the schedule.
+#pragma omp parallel for schedule(dynamic) if (worth_parallel(macs))
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     ReduceGemm part = g;
     part.c = partials.data() + chunk * size;
