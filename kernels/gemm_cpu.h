@@ -33,9 +33,9 @@
 //     (docs/performance.md).
 //
 // Threads: tap_gemm hands out the pixel tiles dynamically; reduce_gemm splits its pixel rows into
-// up to 16 chunks (a number fixed by the shape, handed out dynamically too) whose partial sums are
-// added in chunk order, or, where C is too large for 2 partial sums, its C tiles into one
-// contiguous range per thread. Each C element is summed by one thread in one fixed order (taps,
+// up to 16 chunks (a number fixed by the shape, split statically) whose partial sums are added in
+// chunk order, or, where C is too large for 2 partial sums, its C tiles into one contiguous range
+// per thread. Each C element is summed by one thread in one fixed order (taps,
 // then channels; chunks, then rows, then pixels), so the results are the same bits for any thread
 // count and schedule. No atomic sums.
 //
@@ -573,8 +573,9 @@ void reduce_gemm(const ReduceGemm& g, SegmentOf segment_of, int64_t macs) {
   }
   std::vector<float>& partials = scratch(4);
   partials.resize(static_cast<size_t>(chunks * size));
-  // Dynamic, as tap_gemm's tiles: each chunk's partial sum is one thread's whatever the schedule.
-#pragma omp parallel for schedule(dynamic) if (worth_parallel(macs))
+  // Static, unlike tap_gemm's tiles: each thread sizes its packing buffers on first use, and with
+  // a dynamic schedule a thread that took no chunk in one call would allocate in the next.
+#pragma omp parallel for schedule(static) if (worth_parallel(macs))
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     ReduceGemm part = g;
     part.c = partials.data() + chunk * size;
