@@ -200,6 +200,31 @@ def check(name, ops, use, budget):
     return errors, summary
 
 
+def select(names, pattern, label, library):
+    """The kernels whose label matches the gate's pattern, sorted; None, with the error printed,
+    where none does (a gate that checks nothing must not pass)."""
+    chosen = sorted(n for n in names if re.search(pattern, label(n)))
+    if not chosen:
+        print(f"error: no kernel in {library} matches {pattern}", file=sys.stderr)
+        return None
+    return chosen
+
+
+def finish(errors):
+    """A gate's exit status, its errors printed."""
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def run_gate(main):
+    """Exits with main()'s status, or 2 where there is no cuobjdump to read the SASS with."""
+    if CUOBJDUMP is None:
+        print("error: cuobjdump not found (scripts/setup.sh installs the nvidia-cuda-cuobjdump wheel)", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("library")
@@ -211,9 +236,8 @@ def main():
         name, _, numbers = text.partition("=")
         budgets.append((name, tuple(int(n) for n in numbers.split(","))))
     all_ops, usage = opcodes(args.library), resource_usage(args.library)
-    chosen = sorted(n for n in all_ops if re.search(args.pattern, family(n)))
-    if not chosen:
-        print(f"error: no kernel in {args.library} matches {args.pattern}", file=sys.stderr)
+    chosen = select(all_ops, args.pattern, family, args.library)
+    if chosen is None:
         return 1
     errors, used = [], set()
     for name in chosen:
@@ -225,14 +249,9 @@ def main():
     # A design point nothing matched: its kernel vanished (or was renamed) without the gate noticing.
     errors += [f"{key}: in BUDGETS but no kernel of the library matches it" for key, _ in BUDGETS
                if key not in used and re.search(args.pattern, re.sub(r"<.*", "", key.replace("\\", "")))]
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    return finish(errors)
 
 
 CUOBJDUMP = find_cuobjdump()
 if __name__ == "__main__":
-    if CUOBJDUMP is None:
-        print("error: cuobjdump not found (scripts/setup.sh installs the nvidia-cuda-cuobjdump wheel)", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(main())
+    run_gate(main)

@@ -60,9 +60,8 @@ def main():
     parser.add_argument("--min-hmma", type=int, default=8)
     args = parser.parse_args()
     all_counts, usage = opcode_counts(args.library), check_sass.resource_usage(args.library)
-    chosen = sorted(n for n in all_counts if re.search(args.pattern, check_sass.family(n)))
-    if not chosen:
-        print(f"error: no kernel in {args.library} matches {args.pattern}", file=sys.stderr)
+    chosen = check_sass.select(all_counts, args.pattern, check_sass.family, args.library)
+    if chosen is None:
         return 1
     errors = []
     for name in chosen:
@@ -71,13 +70,8 @@ def main():
         errors += found
         print(("FAIL " if found else "ok   ") + f"{kernel}: REG {usage.get(name, {}).get('REG', '?')}, "
               f"{all_counts[name]['HMMA']} HMMA, {sum(all_counts[name].values())} instructions")
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    return check_sass.finish(errors)
 
 
 if __name__ == "__main__":
-    if check_sass.CUOBJDUMP is None:
-        print("error: cuobjdump not found (scripts/setup.sh installs the nvidia-cuda-cuobjdump wheel)", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(main())
+    check_sass.run_gate(main)

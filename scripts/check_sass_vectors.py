@@ -64,9 +64,8 @@ def main():
     parser.add_argument("--pattern", default=r"^\w+_kernel2<unet::bf16>$")
     args = parser.parse_args()
     all_ops, usage = instructions(args.library), check_sass.resource_usage(args.library)
-    chosen = sorted(n for n in all_ops if re.search(args.pattern, label(n)))
-    if not chosen:
-        print(f"error: no kernel in {args.library} matches {args.pattern}", file=sys.stderr)
+    chosen = check_sass.select(all_ops, args.pattern, label, args.library)
+    if chosen is None:
         return 1
     errors = []
     for name in chosen:
@@ -76,13 +75,8 @@ def main():
         accesses = sorted(op for op in all_ops[name] if op.startswith(("LDG", "STG")))
         print(("FAIL " if found else "ok   ") + f"{kernel}: REG {usage.get(name, {}).get('REG', '?')}, "
               + " ".join(accesses))
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    return check_sass.finish(errors)
 
 
 if __name__ == "__main__":
-    if check_sass.CUOBJDUMP is None:
-        print("error: cuobjdump not found (scripts/setup.sh installs the nvidia-cuda-cuobjdump wheel)", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(main())
+    check_sass.run_gate(main)
