@@ -489,10 +489,11 @@ void reduce_rows(const ReduceGemm& g, SegmentOf segment_of, int64_t row_begin, i
   const int column_tiles = (g.columns + kTileColumns - 1) / kTileColumns;
   const int64_t rows_per_block = block_rows(g.row_pixels);
   const bool pack_all = row_tiles.count() >= kPackedRowTiles;
+  const bool pack_last = g.columns % kTileColumns != 0 && !g.b_padded;  // a partial last column tile
   std::vector<float>& a_pack = scratch(3);
   a_pack.resize(static_cast<size_t>(row_tiles.count() * kTileRows * rows_per_block * g.row_pixels + 8 - kTileRows));
   std::vector<float>& b_pack = scratch(2);
-  b_pack.resize(static_cast<size_t>(rows_per_block * g.row_pixels * kTileColumns));
+  if (pack_all || pack_last) b_pack.resize(static_cast<size_t>(rows_per_block * g.row_pixels * kTileColumns));
   for (int64_t row0 = row_begin; row0 < row_end && first < last; row0 += rows_per_block) {
     const int64_t row1 = std::min(row_end, row0 + rows_per_block);
     const int64_t pixels = (row1 - row0) * g.row_pixels;
@@ -511,7 +512,7 @@ void reduce_rows(const ReduceGemm& g, SegmentOf segment_of, int64_t row_begin, i
       if (t != segments_tap) segments = block_segments(segment_of, t, row0, row1);
       segments_tap = t;
       // A partial last column tile is packed too: the micro-kernel then reads 16 real columns.
-      if (pack_all || (g.columns - n0 < kTileColumns && !g.b_padded)) {
+      if (pack_all || (pack_last && n0 + kTileColumns > g.columns)) {
         if (tap_column != packed_tap_column) pack_reduction_columns(g, segments, row1 - row0, n0, b_pack.data());
         packed_tap_column = tap_column;
         reduce_tile_rows(row_tiles.size(i), g, tile_pack, &packed, 1, 0, row_tiles.first(i), t, n0, first_block);

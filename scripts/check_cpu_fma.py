@@ -2,7 +2,7 @@
 """Static checks of the cpu device's compiled FMA loops (x86-64, objdump), as the SASS gates are for
 the GPU kernels: what the speed of those loops rests on, checked where no timing can be trusted.
 
-  check_cpu_fma.py peak BENCH_KERNELS [OBJDUMP]
+  check_cpu_fma.py peak BENCH_KERNELS [--objdump OBJDUMP]
       The FMA peak every cpu row's pct_peak divides by (bench/cpu_rows.cpp, fma_chains) issues 10
       FMAs into 10 different registers per iteration of its loop, as it counts. Chains that start
       equal compute equal values and the compiler merges them: GCC 12 once made one FMA an
@@ -11,10 +11,11 @@ the GPU kernels: what the speed of those loops rests on, checked where no timing
       No innermost loop with 8 or more FMAs (the micro-kernels of kernels/gemm_cpu.h) moves a ymm
       register to or from the stack: its accumulators stay in registers. GCC kept them on the stack
       when the tile function was inlined into its caller, at a third of the speed.
-  check_cpu_fma.py --self-test
+  check_cpu_fma.py self-test
       Both checks refuse the loops GCC once made, and pass a clean one.
 """
 
+import argparse
 import re
 import subprocess
 import sys
@@ -129,8 +130,20 @@ def check_spills(listing):
 
 
 def disassemble(objdump, paths):
-    return "\n".join(subprocess.run([objdump, "-d", "--no-show-raw-insn", "-C", path], check=True,
-                                    capture_output=True, text=True).stdout for path in paths)
+    """The listings of `paths`; None, with one line printed, where objdump cannot read one."""
+    listings = []
+    for path in paths:
+        try:
+            run = subprocess.run([objdump, "-d", "--no-show-raw-insn", "-C", path], capture_output=True, text=True)
+        except OSError as error:
+            print(f"error: cannot run {objdump}: {error.strerror}", file=sys.stderr)
+            return None
+        if run.returncode != 0:
+            reason = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
+            print(f"error: {objdump} cannot read {path}: {reason}", file=sys.stderr)
+            return None
+        listings.append(run.stdout)
+    return "\n".join(listings)
 
 
 def self_test():
@@ -145,21 +158,26 @@ def self_test():
 
 
 def main(argv):
-    if argv == ["--self-test"]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("check", choices=["peak", "spills", "self-test"])
+    parser.add_argument("files", nargs="*", help="peak: BENCH_KERNELS; spills: objects (a ;-separated list too)")
+    parser.add_argument("--objdump", default="objdump")
+    args = parser.parse_args(argv)
+    if args.check == "self-test":
         return self_test()
-    if len(argv) >= 2 and argv[0] == "peak":
-        errors = check_peak(disassemble(argv[2] if len(argv) > 2 else "objdump", [argv[1]]))
-        ok = f"fma_chains: {CHAINS} independent FMAs an iteration"
-    elif len(argv) >= 2 and argv[0] == "spills":
-        objdump = argv[argv.index("--objdump") + 1] if "--objdump" in argv else "objdump"
-        paths = [p for arg in argv[1:] if arg != objdump and arg != "--objdump" for p in arg.split(";") if p]
-        errors = check_spills(disassemble(objdump, paths))
+    paths = [path for arg in args.files for path in arg.split(";") if path]
+    if not paths:
+        parser.error(f"{args.check} needs files to disassemble")
+    listing = disassemble(args.objdump, paths)
+    if listing is None:
+        return 1
+    if args.check == "peak":
+        errors, ok = check_peak(listing), f"fma_chains: {CHAINS} independent FMAs an iteration"
+    else:
+        errors = check_spills(listing)
         if errors is None:
             errors = [f"no loop of {MICRO_KERNEL_FMAS} or more FMAs in {len(paths)} objects"]
         ok = f"{len(paths)} objects: no micro-kernel loop spills its accumulators"
-    else:
-        print(__doc__, file=sys.stderr)
-        return 2
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     if not errors:
