@@ -7,9 +7,9 @@
 // (kernels/cpu_kernels.h: UNET_CPU_KERNELS=generic forces the plain C++ ones), at OpenMP's thread
 // count (OMP_NUM_THREADS). The peak is timed, not derived from a clock (under a hypervisor clock
 // readings are not reliable): 10 independent chains of 8-wide fused multiply-adds per thread, the
-// best of 5 runs, at 1 thread and at OpenMP's thread count, in the context as cpu_fma_peak_1_thread_gflops and
-// cpu_fma_peak_gflops (pct_peak is against the latter). It needs AVX2 and FMA: elsewhere no peak
-// and no pct_peak.
+// best of 5 runs, at 1 thread and at OpenMP's thread count, in the context as
+// cpu_fma_peak_1_thread_gflops and cpu_fma_peak_gflops (pct_peak is against the latter). It needs
+// AVX2 and FMA: elsewhere no peak and no pct_peak.
 //
 // Timing: wall clock; one run as warm-up (it packs the kernels' scratch buffers), then as many
 // timed repetitions as fit in 0.2 s, at least 3 and at most 21, caches left warm (the operands of
@@ -51,7 +51,7 @@ double now_ms() {
 // current x86 cores), so the pipes, not a dependency, set the pace. Each chain starts from its own
 // value: chains that start equal compute equal values, and the compiler merges them into one
 // (it did: one FMA per iteration, counted as ten, read 145 GFLOP/s on a core whose pipes do 117).
-// tests/bench/check_fma_peak_loop.py counts the FMAs in the compiled loop.
+// `scripts/check_cpu_fma.py peak` (a test) counts the FMAs in the compiled loop.
 __attribute__((target("avx2,fma"))) float fma_chains(int64_t iterations, float seed) {
   __m256 c0 = _mm256_set1_ps(seed), c1 = _mm256_set1_ps(seed + 1), c2 = _mm256_set1_ps(seed + 2),
          c3 = _mm256_set1_ps(seed + 3), c4 = _mm256_set1_ps(seed + 4), c5 = _mm256_set1_ps(seed + 5),

@@ -35,9 +35,9 @@
 // Threads: tap_gemm hands out the pixel tiles dynamically; reduce_gemm splits its pixel rows into
 // up to 16 chunks (a number fixed by the shape, split statically) whose partial sums are added in
 // chunk order, or, where C is too large for 2 partial sums, its C tiles into one contiguous range
-// per thread. Each C element is summed by one thread in one fixed order (taps,
-// then channels; chunks, then rows, then pixels), so the results are the same bits for any thread
-// count and schedule. No atomic sums.
+// per thread. Each C element is summed by one thread in one fixed order (taps, then channels;
+// chunks, then rows, then pixels), so the results are the same bits for any thread count and
+// schedule. No atomic sums.
 //
 // This header is compiled twice (kernels/CMakeLists.txt): with -mavx2 -mfma into namespace
 // fast::avx2, where Vec8 is an __m256, and with the baseline flags into fast::generic, where Vec8
